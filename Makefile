@@ -1,0 +1,46 @@
+# evpark — the two commands:  `make up`  (whole system, embedded defaults)  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up demo test lint typecheck unit services install bench soak clean
+
+up: $(STAMP)            ## run broker, edge, services and gateway on this machine
+	$(BIN)/evpark up $(ARGS)
+
+demo: $(STAMP)          ## the same, plus 3 simulated chargers that keep charging
+	$(BIN)/evpark up --demo 3 $(ARGS)
+
+test: $(STAMP) services lint typecheck   ## the full suite: lint, types, unit, integration, end-to-end
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)          ## only the fast tests that need no service
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+services:               ## make sure PostgreSQL, Redis, RabbitMQ and Mosquitto run (installs them if missing)
+	@scripts/services.sh
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@scripts/ensure-python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+bench: $(STAMP) services ## benchmarks under bench/, printing their figures
+	@for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+soak: $(STAMP) services  ## long fault and soak runs (minutes)
+	$(BIN)/pytest -m soak -o addopts="" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .evpark .pytest_cache .mypy_cache .ruff_cache

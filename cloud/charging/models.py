@@ -1,0 +1,40 @@
+"""Tables of the charging service (its own database)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class ChargingSession(SQLModel, table=True):
+    __tablename__ = "charging_sessions"
+    __table_args__ = (UniqueConstraint("site_id", "transaction_id", name="uq_session_site_tx"),)
+
+    id: str = Field(primary_key=True, max_length=100, description="<site_id>:<transaction_id>")
+    site_id: str = Field(max_length=64, index=True)
+    transaction_id: int
+    charger_id: str = Field(max_length=64)
+    connector_id: int | None = None
+    id_tag: str | None = Field(default=None, max_length=20, index=True)
+    status: str = Field(max_length=16, description="active | completed")
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    meter_start_wh: int | None = None
+    meter_stop_wh: int | None = None
+    meter_last_wh: int | None = None
+    energy_wh: int = 0
+    stop_reason: str | None = Field(default=None, max_length=32)
+    clock_suspect: bool = False
+    reconciled: bool = False
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class VehicleIdTag(SQLModel, table=True):
+    """Which vehicle an idTag belongs to, learned from the vehicle service's events."""
+
+    __tablename__ = "vehicle_id_tags"
+
+    id_tag: str = Field(primary_key=True, max_length=20)
+    vehicle_id: str = Field(max_length=36, index=True)

@@ -1,0 +1,116 @@
+"""The API gateway: one front door for drivers and operators.
+
+It authenticates (API keys when configured), rate-limits per client, and routes by path
+prefix to the services. It holds no domain rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request, Response
+from starlette.background import BackgroundTask
+
+from cloud.platform.app import create_app, problem
+from cloud.platform.ports import Cache
+from cloud.platform.runtime import build_cache
+from cloud.platform.settings import CloudSettings
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "gateway"
+ROUTES = {"charging": "charging", "vehicles": "vehicles"}
+"""First path segment → upstream service."""
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+              "transfer-encoding", "upgrade", "host", "content-length"}
+OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def build_app(settings: CloudSettings, *, cache: Cache | None = None,
+              transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    upstreams = {prefix: settings.upstream_url(service) for prefix, service in ROUTES.items()}
+    api_keys = {key.strip() for key in settings.api_keys.get_secret_value().split(",") if key.strip()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_cache = cache or build_cache(settings)
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+            app.state.client = client
+            app.state.cache = the_cache
+            try:
+                yield
+            finally:
+                if cache is None:
+                    await the_cache.close()
+
+    async def readiness(app: FastAPI) -> dict[str, bool]:
+        checks: dict[str, bool] = {}
+        for prefix, base in upstreams.items():
+            try:
+                response = await app.state.client.get(f"{base}/health", timeout=2.0)
+                checks[prefix] = response.status_code == 200
+            except httpx.HTTPError:
+                checks[prefix] = False
+        checks["cache"] = await app.state.cache.healthy()
+        return checks
+
+    app = create_app(SERVICE, routers=[], lifespan=lifespan, readiness=readiness,
+                     description="Routes /charging/* and /vehicles/* to the evpark services. "
+                                 "See each service's /docs for its endpoints.")
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        if api_keys:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or token not in api_keys:
+                return problem(401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
+                               instance=request.url.path)
+        client = request.client.host if request.client else "unknown"
+        window = int(time.time() // 60)
+        try:
+            count = await request.app.state.cache.incr(f"ratelimit:{client}:{window}", 61.0)
+        except Exception as exc:  # cache away: serve rather than lock everybody out
+            log.warning("rate limiter unavailable", error=repr(exc))
+            count = 0
+        if count > settings.rate_limit_per_minute:
+            retry_after = str(60 - int(time.time()) % 60)
+            response = problem(429, "Too Many Requests",
+                               f"more than {settings.rate_limit_per_minute} requests this minute",
+                               instance=request.url.path)
+            response.headers["retry-after"] = retry_after
+            return response
+        return await call_next(request)
+
+    @app.api_route("/{prefix}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    async def route(prefix: str, path: str, request: Request) -> Response:
+        base = upstreams.get(prefix)
+        if base is None:
+            return problem(404, "Not Found", f"no service serves /{prefix}", instance=request.url.path)
+        client: httpx.AsyncClient = request.app.state.client
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["x-forwarded-for"] = request.client.host if request.client else ""
+        upstream_request = client.build_request(
+            request.method, f"{base}/{prefix}/{path}", params=request.query_params, headers=headers,
+            content=await request.body())
+        try:
+            upstream = await client.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            return problem(504, "Gateway Timeout", f"the {ROUTES[prefix]} service did not answer in time",
+                           instance=request.url.path)
+        except httpx.HTTPError:
+            return problem(502, "Bad Gateway", f"the {ROUTES[prefix]} service is unreachable",
+                           instance=request.url.path)
+        response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        return Response(content=await upstream.aread(), status_code=upstream.status_code,
+                        headers=response_headers, background=BackgroundTask(upstream.aclose))
+
+    return app

@@ -1,0 +1,19 @@
+"""Prometheus metrics shared by every cloud service (label ``service`` tells them apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "evpark_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "evpark_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OUTBOX_BACKLOG = Gauge("evpark_outbox_backlog", "events waiting in the outbox", ["service"])
+EVENTS_PUBLISHED = Counter("evpark_events_published_total", "events confirmed by the bus", ["service", "event"])
+MESSAGES_CONSUMED = Counter(
+    "evpark_messages_consumed_total", "events and MQTT messages handled",
+    ["service", "consumer", "outcome"],  # outcome: handled | duplicate | parked
+)

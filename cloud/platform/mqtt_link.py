@@ -1,0 +1,136 @@
+"""The cloud's side of the edge⇄cloud MQTT link.
+
+:class:`MqttLink` keeps one connection with a persistent session (so QoS 1 messages wait at
+the broker while a service restarts), consumes uplink envelopes of chosen categories from
+every site exactly once, and publishes commands down to sites.
+
+Exactly once = at-least-once delivery + the inbox: each envelope id is claimed in the same
+transaction as the handler's change, and the PUBACK goes out only after that commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiomqtt
+import structlog
+
+from cloud.platform.metrics import MESSAGES_CONSUMED
+from cloud.platform.outbox import Outbox, Transaction, park
+from mqtt import QOS, Command, Envelope, MalformedMessage, Topics, decode_envelope
+from mqtt.client import ack, enable_manual_ack
+
+log = structlog.get_logger(__name__)
+
+EnvelopeHandler = Callable[[Transaction, Envelope], Awaitable[None]]
+
+MAX_ATTEMPTS = 5
+
+
+class NotConnected(RuntimeError):
+    """The broker is not reachable right now; the caller keeps its data and retries later."""
+
+
+class MqttLink:
+    def __init__(self, *, service: str, outbox: Outbox, host: str, port: int, topics: Topics,
+                 categories: Sequence[str], handler: EnvelopeHandler | None,
+                 username: str | None = None, password: str | None = None, tls: bool = False,
+                 on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._service = service
+        self._outbox = outbox
+        self._host = host
+        self._port = port
+        self.topics = topics
+        self._categories = list(categories)
+        self._handler = handler
+        self._username = username
+        self._password = password
+        self._tls = tls
+        self._on_connect = on_connect
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self._consumer = f"mqtt:{service}"
+        # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so run
+        # one consuming replica per service (see the README, "Scaling").
+        self.client_id = f"evpark-{service}-{topics.root}"[:128]
+
+    async def run(self) -> None:
+        """Connect, consume and reconnect forever, with jittered exponential back-off."""
+        delay = 0.2
+        while True:
+            try:
+                await self._session()
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except aiomqtt.MqttError as exc:
+                log.warning("mqtt link down; reconnecting", service=self._service, error=str(exc),
+                            retry_in=round(delay, 2))
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
+
+    async def _session(self) -> None:
+        tls_context = ssl.create_default_context() if self._tls else None
+        async with aiomqtt.Client(self._host, self._port, identifier=self.client_id, clean_session=False,
+                                  username=self._username, password=self._password,
+                                  tls_context=tls_context, keepalive=30) as client:
+            enable_manual_ack(client)
+            if self._handler is not None:
+                for category in self._categories:
+                    await client.subscribe(self.topics.up_all_sites(category), qos=QOS)
+            self._client = client
+            self.connected.set()
+            log.info("mqtt link up", service=self._service, broker=f"{self._host}:{self._port}")
+            if self._on_connect is not None:
+                await self._on_connect()
+            async for message in client.messages:
+                await self._handle(message)
+                ack(client, message)
+
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        try:
+            envelope = decode_envelope(payload)
+            if self.topics.site_of(topic) != envelope.site_id:
+                raise MalformedMessage(f"envelope of site {envelope.site_id!r} published on {topic!r}")
+        except MalformedMessage as exc:
+            await park(self._outbox.db, topic, payload, str(exc))
+            MESSAGES_CONSUMED.labels(self._service, self._consumer, "parked").inc()
+            return
+        assert self._handler is not None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._outbox.transaction() as tx:
+                    if not await tx.claim(str(envelope.id), self._consumer):
+                        MESSAGES_CONSUMED.labels(self._service, self._consumer, "duplicate").inc()
+                        return
+                    await self._handler(tx, envelope)
+                MESSAGES_CONSUMED.labels(self._service, self._consumer, "handled").inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == MAX_ATTEMPTS:
+                    await park(self._outbox.db, topic, payload, f"handler failed {attempt} times: {exc!r}")
+                    MESSAGES_CONSUMED.labels(self._service, self._consumer, "parked").inc()
+                    return
+                log.warning("envelope handling failed; retrying", type=envelope.type, id=str(envelope.id),
+                            attempt=attempt, error=repr(exc))
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def send_command(self, command: Command) -> None:
+        """Publish a command to its site (QoS 1); returns after the broker's PUBACK."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise NotConnected("MQTT broker not connected")
+        try:
+            await client.publish(self.topics.down(command.site_id), command.to_bytes(), qos=QOS)
+        except aiomqtt.MqttError as exc:
+            raise NotConnected(str(exc)) from exc

@@ -1,0 +1,133 @@
+"""Transactional outbox and idempotent inbox.
+
+A use case changes its tables and records the events it causes in one transaction
+(:func:`transaction`); the :class:`OutboxRelay` publishes committed events and deletes each
+only after the bus confirmed it. Consumers claim each message id once per consumer in the
+same transaction as their own change (:meth:`Transaction.claim`), so a redelivered message
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.platform.db import Database
+from cloud.platform.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from cloud.platform.ports import Event, EventBus
+from cloud.platform.tables import inbox, outbox, parked
+
+log = structlog.get_logger(__name__)
+
+
+class Transaction:
+    """One database transaction of a use case, with its outbox and inbox."""
+
+    def __init__(self, session: AsyncSession, db: Database) -> None:
+        self.session = session
+        self._db = db
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        """Record an event; it is published only if the transaction commits."""
+        self.events.append(event)
+
+    async def flush_outbox(self) -> None:
+        if not self.events:
+            return
+        now = datetime.now(UTC)
+        await self.session.execute(
+            insert(outbox),
+            [{"event_id": str(e.id), "name": e.name, "payload": e.model_dump_json(), "created_at": now}
+             for e in self.events],
+        )
+
+    async def claim(self, message_id: str, consumer: str) -> bool:
+        """Mark ``message_id`` processed by ``consumer``; False when it already was."""
+        values = {"message_id": message_id, "consumer": consumer, "processed_at": datetime.now(UTC)}
+        dialect = postgresql if not self._db.is_sqlite else sqlite
+        statement = dialect.insert(inbox).values(**values).on_conflict_do_nothing()
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class Outbox:
+    """Per-database helpers: open transactions, wake the relay after commits."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.committed = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.db.session() as session, session.begin():
+            tx = Transaction(session, self.db)
+            yield tx
+            await tx.flush_outbox()
+        if tx.events:
+            self.committed.set()
+
+
+async def park(db: Database, source: str, payload: bytes | str, error: str) -> None:
+    """Keep a message that can never be handled, for an operator to inspect. Never lose it."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    async with db.session() as session, session.begin():
+        await session.execute(insert(parked).values(source=source, payload=text, error=error[:2000],
+                                                    received_at=datetime.now(UTC)))
+    log.error("message parked", source=source, error=error)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order; deletes each after the bus confirmed it."""
+
+    def __init__(self, outbox_: Outbox, bus: EventBus, *, service: str, batch: int = 100,
+                 poll_seconds: float = 1.0) -> None:
+        self._outbox = outbox_
+        self._db = outbox_.db
+        self._bus = bus
+        self._service = service
+        self._batch = batch
+        self._poll = poll_seconds
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                sent = await self.relay_once()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: keep rows, retry with back-off
+                log.warning("outbox relay failed; will retry", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if sent < self._batch:
+                self._outbox.committed.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox.committed.wait(), self._poll)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many events were confirmed."""
+        async with self._db.session() as session, session.begin():
+            query = select(outbox.c.id, outbox.c.payload).order_by(outbox.c.id).limit(self._batch)
+            if not self._db.is_sqlite:
+                # Several replicas may relay the same outbox; each row goes to one of them.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            for row_id, payload in rows:
+                event = Event.model_validate(json.loads(payload))
+                await self._bus.publish(event)
+                await session.execute(delete(outbox).where(outbox.c.id == row_id))
+                EVENTS_PUBLISHED.labels(self._service, event.name).inc()
+            backlog = await session.scalar(select(func.count()).select_from(outbox))
+        OUTBOX_BACKLOG.labels(self._service).set(max(0, (backlog or 0)))
+        return len(rows)

@@ -1,0 +1,66 @@
+"""Vehicle registry REST API: thin routers that call one use case each."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.vehicles.domain import RegisterVehicle
+from cloud.vehicles.service import VehicleService
+
+
+def _service(request: Request) -> VehicleService:
+    return request.app.state.vehicles  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[VehicleService, Depends(_service)]
+
+
+class RegisterVehicleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"plate": "EV-123-PK", "make": "Renault", "model": "Zoe", "id_tags": ["04A2B3C4D5"]}]})
+
+    plate: str = Field(min_length=1, max_length=16, description="licence plate")
+    id_tags: list[str] = Field(min_length=1, max_length=10, description="RFID idTags (OCPP CiString20)")
+    make: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, max_length=64)
+
+
+class IdTagOut(BaseModel):
+    id_tag: str
+    status: str
+
+
+class SiteSyncOut(BaseModel):
+    site_id: str
+    authorization_synced: bool = Field(description="the site's edge can authorize this vehicle's idTags offline")
+
+
+class VehicleOut(BaseModel):
+    vehicle_id: str
+    plate: str
+    make: str | None
+    model: str | None
+    created_at: datetime
+    id_tags: list[IdTagOut]
+    sites: list[SiteSyncOut]
+
+
+router = APIRouter(prefix="/vehicles", tags=["vehicles"])
+
+
+@router.post("/register", response_model=VehicleOut, status_code=201)
+async def register_vehicle(body: RegisterVehicleIn, service: ServiceDep) -> dict[str, object]:
+    """Register a vehicle and the idTags that may charge it; every site learns the idTags."""
+    return await service.register(RegisterVehicle(plate=body.plate, id_tags=tuple(body.id_tags),
+                                                  make=body.make, model=body.model))
+
+
+@router.get("/{vehicle_id}", response_model=VehicleOut)
+async def get_vehicle(vehicle_id: Annotated[str, Path(min_length=1, max_length=64)],
+                      service: ServiceDep) -> dict[str, object]:
+    """A registered vehicle, its idTags, and whether each site can authorize them."""
+    return await service.get(vehicle_id)

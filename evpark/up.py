@@ -1,0 +1,156 @@
+"""``evpark up``: the whole system in one process on embedded defaults.
+
+Broker (amqtt), vehicle and charging services, gateway and one site's edge, sharing an
+in-process event bus and cache; with ``demo`` also simulated chargers that keep charging.
+Production runs each part as its own process instead (``evpark serve …``, ``evpark edge``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from cloud.platform.cache import MemoryCache
+from cloud.platform.events import InProcessBus
+from edge.app import Edge
+from edge.settings import EdgeSettings
+
+from cloud.charging.app import build_app as build_charging
+from cloud.gateway.app import build_app as build_gateway
+from cloud.platform.settings import CloudSettings
+from cloud.vehicles.app import build_app as build_vehicles
+from evpark.broker import EMBEDDED_USER, EmbeddedBroker
+from evpark.servers import make_server, port_free, wait_started
+
+log = structlog.get_logger(__name__)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path = Path(".evpark")
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    charging_port: int = 8101
+    vehicles_port: int = 8102
+    ocpp_port: int = 9000
+    mqtt_port: int = 1884
+    site_id: str = "demo-site"
+    demo_chargers: int = 0
+
+    def ports(self) -> dict[str, int]:
+        return {"--gateway-port": self.gateway_port, "--charging-port": self.charging_port,
+                "--vehicles-port": self.vehicles_port, "--ocpp-port": self.ocpp_port,
+                "--mqtt-port": self.mqtt_port}
+
+
+def check_ports(options: UpOptions) -> None:
+    for flag, port in options.ports().items():
+        if not port_free(options.host, port):
+            raise PortInUse(f"port {port} on {options.host} is already in use; stop what holds it or "
+                            f"choose another with {flag}")
+
+
+async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
+                 ready: asyncio.Event | None = None) -> None:
+    check_ports(options)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stop.set)
+
+    topic_root = "evpark"
+    cloud = CloudSettings(
+        data_dir=options.data_dir / "cloud", database_url="", amqp_url="", redis_url="",
+        mqtt_host=options.host, mqtt_port=options.mqtt_port, mqtt_username=EMBEDDED_USER,
+        mqtt_topic_root=topic_root, host=options.host, gateway_port=options.gateway_port,
+        charging_port=options.charging_port, vehicles_port=options.vehicles_port,
+        charging_url="", vehicles_url="",
+    )
+    edge_settings = EdgeSettings(
+        site_id=options.site_id, data_dir=options.data_dir / "edge", ocpp_host=options.host,
+        ocpp_port=options.ocpp_port, accept_unknown_chargers=True, mqtt_host=options.host,
+        mqtt_port=options.mqtt_port, mqtt_username=options.site_id, mqtt_topic_root=topic_root,
+    )
+    bus = InProcessBus()
+    cache = MemoryCache()
+    await bus.start()
+    servers: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        async with EmbeddedBroker(options.host, options.mqtt_port, options.data_dir / "broker"):
+            for name, app, port in (
+                ("vehicles", build_vehicles(cloud, bus=bus, cache=cache), options.vehicles_port),
+                ("charging", build_charging(cloud, bus=bus, cache=cache), options.charging_port),
+                ("gateway", build_gateway(cloud, cache=cache), options.gateway_port),
+            ):
+                server = make_server(app, options.host, port)
+                task = asyncio.create_task(server.serve(), name=f"http:{name}")
+                servers.append(server)
+                tasks.append(task)
+                await wait_started(server, task, f"the {name} service")
+            async with Edge(edge_settings) as edge:
+                edge_task = asyncio.create_task(edge.run_forever(), name="edge")
+                tasks.append(edge_task)
+                if options.demo_chargers:
+                    tasks.append(asyncio.create_task(
+                        _demo(options, stop), name="demo"))
+                _announce(options)
+                if ready is not None:
+                    ready.set()
+                stopped = asyncio.create_task(stop.wait(), name="stop")
+                done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopped and not task.cancelled() and task.exception() is not None:
+                        log.error("a component stopped", task=task.get_name(), error=repr(task.exception()))
+                stopped.cancel()
+                edge_task.cancel()
+                for task in tasks:
+                    if task.get_name() == "demo":
+                        task.cancel()
+                await asyncio.gather(edge_task, *[t for t in tasks if t.get_name() == "demo"],
+                                     return_exceptions=True)
+            for server in reversed(servers):
+                server.should_exit = True
+            await asyncio.gather(*[t for t in tasks if t.get_name().startswith("http:")], return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.close()
+        await cache.close()
+
+
+def _announce(options: UpOptions) -> None:
+    log.info(
+        "evpark is up",
+        gateway=f"http://{options.host}:{options.gateway_port}",
+        ocpp=f"ws://{options.host}:{options.ocpp_port}/ocpp/<chargePointId>",
+        mqtt=f"mqtt://{options.host}:{options.mqtt_port}",
+        site_id=options.site_id,
+        demo_chargers=options.demo_chargers,
+    )
+
+
+async def _demo(options: UpOptions, stop: asyncio.Event) -> None:
+    """Register a demo vehicle per simulated charger, then keep them charging."""
+    from chargepoint_sim.demo import run_demo
+
+    id_tags = [f"DEMO{n:04d}" for n in range(1, options.demo_chargers + 1)]
+    gateway = f"http://{options.host}:{options.gateway_port}"
+    async with httpx.AsyncClient(base_url=gateway, timeout=10) as client:
+        for n, tag in enumerate(id_tags, start=1):
+            response = await client.post("/vehicles/register", json={"plate": f"DEMO-{n}", "id_tags": [tag]})
+            if response.status_code not in (201, 409):
+                log.error("demo vehicle not registered", status=response.status_code, body=response.text)
+    await run_demo(f"ws://{options.host}:{options.ocpp_port}/ocpp", options.demo_chargers, id_tags, stop=stop)

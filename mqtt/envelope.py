@@ -1,0 +1,125 @@
+"""The envelope every uplink message travels in, and the command/result pair going down.
+
+An envelope carries a globally unique ``id`` (the cloud treats a repeated id as already
+done), the ``site_id``, a per-site ``seq`` that only grows, a UTC ``ts``, a ``type`` and a
+typed ``body``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mqtt.payloads import COMMAND_BODIES, UPLINK_BODIES, CommandStatus, UtcDatetime, _Body
+from mqtt.topics import validate_site_id
+
+
+class MalformedMessage(ValueError):
+    """A payload that does not follow the contract. Park it; retrying cannot fix it."""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: uuid.UUID
+    site_id: str
+    seq: int = Field(ge=1)
+    ts: UtcDatetime
+    type: str
+    body: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, site_id: str, seq: int, body: _Body, *, id: uuid.UUID | None = None,
+             ts: datetime | None = None) -> Envelope:
+        validate_site_id(site_id)
+        return cls(id=id or uuid.uuid4(), site_id=site_id, seq=seq, ts=ts or datetime.now(UTC),
+                   type=body.TYPE, body=body.model_dump(mode="json"))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class CommandResult(BaseModel):
+    """Body of a ``command.result`` envelope: answers the command with the same id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    TYPE: ClassVar[str] = "command.result"
+    command_id: uuid.UUID
+    command_type: str
+    status: CommandStatus
+    detail: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+UPLINK_BODIES[CommandResult.TYPE] = CommandResult  # type: ignore[assignment]
+
+
+class Command(BaseModel):
+    """A cloud → edge command. The edge refuses it (status ``expired``) after ``expires_at``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: uuid.UUID
+    site_id: str
+    type: str
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
+    body: dict[str, Any]
+
+    @classmethod
+    def new(cls, site_id: str, body: _Body, *, ttl: timedelta = timedelta(minutes=5),
+            now: datetime | None = None) -> Command:
+        now = now or datetime.now(UTC)
+        return cls(id=uuid.uuid4(), site_id=validate_site_id(site_id), type=body.TYPE,
+                   issued_at=now, expires_at=now + ttl, body=body.model_dump(mode="json"))
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return (now or datetime.now(UTC)) >= self.expires_at
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def decode_envelope(payload: bytes | str) -> Envelope:
+    """Parse and validate an uplink envelope including its typed body."""
+    try:
+        envelope = Envelope.model_validate_json(payload)
+        parse_body(envelope.type, envelope.body, UPLINK_BODIES)
+    except (ValidationError, ValueError) as exc:
+        raise MalformedMessage(_describe(exc)) from exc
+    return envelope
+
+
+def decode_command(payload: bytes | str) -> Command:
+    try:
+        command = Command.model_validate_json(payload)
+        parse_body(command.type, command.body, COMMAND_BODIES)
+    except (ValidationError, ValueError) as exc:
+        raise MalformedMessage(_describe(exc)) from exc
+    return command
+
+
+def parse_body(message_type: str, body: dict[str, Any],
+               registry: Mapping[str, type[BaseModel]] | None = None) -> Any:
+    """The typed body model for ``message_type``; raises MalformedMessage when it does not fit."""
+    if registry is None:
+        registry = {**UPLINK_BODIES, **COMMAND_BODIES}
+    model = registry.get(message_type)
+    if model is None:
+        raise MalformedMessage(f"unknown message type {message_type!r}")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise MalformedMessage(f"{message_type}: {_describe(exc)}") from exc
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+    return str(exc)

@@ -1,0 +1,153 @@
+"""Typed bodies of the envelopes and commands.
+
+Units are fixed by the contract: energy in Wh as integers, power in W, times in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Body(BaseModel):
+    TYPE: ClassVar[str]
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdTagStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+class CommandStatus(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+# --- uplink bodies (edge → cloud) -------------------------------------------------------
+
+
+class SiteHello(_Body):
+    """Sent on every connection to the broker: lets the cloud resync what the site lacks."""
+
+    TYPE: ClassVar[str] = "site.hello"
+    edge_version: str
+    authlist_version: int = Field(ge=0)
+
+
+class ChargerBoot(_Body):
+    TYPE: ClassVar[str] = "charger.boot"
+    charger_id: str
+    vendor: str
+    model: str
+    serial_number: str | None = None
+    firmware_version: str | None = None
+    registration_status: Literal["Accepted", "Pending", "Rejected"]
+
+
+class ChargerStatus(_Body):
+    TYPE: ClassVar[str] = "charger.status"
+    charger_id: str
+    connector_id: int = Field(ge=0)
+    status: str
+    error_code: str = "NoError"
+    info: str | None = None
+    observed_at: UtcDatetime
+    clock_suspect: bool = False
+
+
+class SessionStarted(_Body):
+    TYPE: ClassVar[str] = "session.started"
+    charger_id: str
+    connector_id: int = Field(ge=1)
+    transaction_id: int = Field(ge=1)
+    id_tag: str
+    id_tag_status: IdTagStatus
+    meter_start_wh: int = Field(ge=0)
+    started_at: UtcDatetime
+    reservation_id: int | None = None
+    clock_suspect: bool = False
+
+
+class SessionMeter(_Body):
+    TYPE: ClassVar[str] = "session.meter"
+    charger_id: str
+    connector_id: int = Field(ge=0)
+    transaction_id: int | None = None
+    energy_register_wh: int | None = Field(default=None, ge=0)
+    power_w: float | None = None
+    sampled_at: UtcDatetime
+    clock_suspect: bool = False
+
+
+class SessionStopped(_Body):
+    TYPE: ClassVar[str] = "session.stopped"
+    charger_id: str
+    transaction_id: int
+    id_tag: str | None = None
+    meter_start_wh: int | None = Field(default=None, ge=0)
+    meter_stop_wh: int = Field(ge=0)
+    energy_wh: int = Field(ge=0, description="billable energy, never negative")
+    started_at: UtcDatetime | None = None
+    stopped_at: UtcDatetime
+    reason: str | None = None
+    clock_suspect: bool = False
+    reconciled: bool = Field(
+        default=False, description="the edge never saw this transaction start (unknown id or -1)"
+    )
+
+
+class BayOccupancy(_Body):
+    TYPE: ClassVar[str] = "bay.occupancy"
+    bay_id: str
+    state: Literal["occupied", "free", "unknown"]
+    changed_at: UtcDatetime
+
+
+# --- downlink bodies (cloud → edge) -----------------------------------------------------
+
+
+class AuthListEntry(_Body):
+    id_tag: str = Field(min_length=1, max_length=20)
+    status: IdTagStatus
+    expiry_date: UtcDatetime | None = None
+    parent_id_tag: str | None = Field(default=None, max_length=20)
+    vehicle_id: str | None = None
+
+
+class AuthListUpdate(_Body):
+    """Idempotent by version: the edge applies it only when ``version`` is newer than its own.
+
+    ``full`` replaces the whole list; otherwise the entries are changes since ``since_version``.
+    """
+
+    TYPE: ClassVar[str] = "authlist.update"
+    version: int = Field(ge=1)
+    since_version: int = Field(default=0, ge=0)
+    full: bool = False
+    entries: list[AuthListEntry]
+
+
+UPLINK_BODIES: dict[str, type[_Body]] = {
+    model.TYPE: model
+    for model in (SiteHello, ChargerBoot, ChargerStatus, SessionStarted, SessionMeter, SessionStopped,
+                  BayOccupancy)
+}
+COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate}  # type: ignore[dict-item]

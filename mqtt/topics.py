@@ -1,0 +1,74 @@
+"""Topic names of the edge⇄cloud link, written once.
+
+Layout (``<root>`` defaults to ``evpark``; tests use a fresh root so they never see each
+other's messages)::
+
+    <root>/sites/<site_id>/up/<category>      edge → cloud, envelopes (QoS 1)
+    <root>/sites/<site_id>/down/command       cloud → edge, commands (QoS 1)
+
+Categories: ``site`` (hello), ``charger`` (boot, status), ``session`` (started, meter,
+stopped), ``bay`` (occupancy), ``result`` (command results). The category is the part of
+the envelope ``type`` before the first dot, so a subscriber picks what it consumes by topic
+and the ACL can stay ``<root>/sites/<site_id>/#`` per site.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+QOS = 1
+"""Every evpark message is QoS 1: at least once, deduplicated by envelope id."""
+
+UP_CATEGORIES = ("site", "charger", "session", "bay", "result")
+
+_SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_site_id(site_id: str) -> str:
+    """A site id is one topic level: letters, digits, ``_.-``, at most 64 characters."""
+    if not _SITE_ID.fullmatch(site_id):
+        raise ValueError(
+            f"site id {site_id!r} must be 1-64 characters of letters, digits, '_', '.' or '-'"
+        )
+    return site_id
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic builder for one topic root."""
+
+    root: str = "evpark"
+
+    def up(self, site_id: str, category: str) -> str:
+        if category not in UP_CATEGORIES:
+            raise ValueError(f"unknown uplink category {category!r}")
+        return f"{self.root}/sites/{validate_site_id(site_id)}/up/{category}"
+
+    def up_for_type(self, site_id: str, message_type: str) -> str:
+        return self.up(site_id, category_of(message_type))
+
+    def up_all_sites(self, category: str) -> str:
+        """Subscription filter for one category from every site (cloud side)."""
+        if category not in UP_CATEGORIES:
+            raise ValueError(f"unknown uplink category {category!r}")
+        return f"{self.root}/sites/+/up/{category}"
+
+    def down(self, site_id: str) -> str:
+        return f"{self.root}/sites/{validate_site_id(site_id)}/down/command"
+
+    def site_of(self, topic: str) -> str | None:
+        """The site id named by a topic of this root, or None."""
+        parts = topic.split("/")
+        if len(parts) >= 4 and parts[0] == self.root and parts[1] == "sites":
+            return parts[2]
+        return None
+
+
+def category_of(message_type: str) -> str:
+    category = message_type.split(".", 1)[0]
+    if category == "command":
+        return "result"
+    if category not in UP_CATEGORIES:
+        raise ValueError(f"message type {message_type!r} has no uplink category")
+    return category
