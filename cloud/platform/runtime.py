@@ -74,7 +74,7 @@ async def open_platform(service: str, settings: CloudSettings, migrations: Path 
     the_cache = cache or build_cache(settings)
     platform: Platform | None = None
     try:
-        if migrations is not None:
+        if migrations is not None and settings.migrate_on_start:
             await db.migrate(migrations)
         if own_bus:
             await the_bus.start()

@@ -26,6 +26,8 @@ class CloudSettings(BaseSettings):
     amqp_url: str = Field(default="", description="RabbitMQ URL; empty: in-process event bus")
     redis_url: str = Field(default="", description="Redis URL; empty: in-process cache")
     cache_prefix: str = "evpark:"
+    migrate_on_start: bool = Field(default=True, description="run migrations when a service starts; turn off "
+                                   "where `evpark migrate` runs as a separate job")
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883

@@ -1,0 +1,15 @@
+"""Prometheus metrics of the edge agent (default registry; exposition is the caller's choice)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CONNECTED_CHARGERS = Gauge("evpark_edge_connected_chargers", "chargers with an open OCPP connection")
+OCPP_MESSAGES = Counter(
+    "evpark_edge_ocpp_messages", "OCPP CALLs received from chargers",
+    ["action"],  # an OCPP 1.6 action name, or "unknown" so a charger cannot grow the label set
+)
+OUTBOX_BACKLOG = Gauge("evpark_edge_outbox_backlog", "uplink envelopes waiting for the broker's PUBACK")
+OUTBOX_PUBLISHED = Counter("evpark_edge_outbox_published", "uplink envelopes acknowledged by the broker")
+MQTT_CONNECTED = Gauge("evpark_edge_mqtt_connected", "1 while the uplink is connected to the broker")
+COMMANDS = Counter("evpark_edge_commands", "cloud commands handled", ["status"])

@@ -1,0 +1,149 @@
+"""Settings of the edge agent (pydantic-settings, prefix ``EVPARK_EDGE_``).
+
+Sources, strongest first: constructor arguments, environment variables, the TOML file given
+to :meth:`EdgeSettings.from_toml`, the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from mqtt.topics import validate_site_id
+
+ENV_PREFIX = "EVPARK_EDGE_"
+
+
+class EdgeConfigError(ValueError):
+    """The edge cannot start with this configuration; the message names the file and field."""
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("evpark")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+unknown"
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    site_id: str = Field(default="demo-site", description="one MQTT topic level; unique per site")
+    data_dir: Path = Field(default=Path(".evpark/edge"), description="where edge.db lives")
+    log_level: str = "INFO"
+
+    ocpp_host: str = "127.0.0.1"
+    ocpp_port: int = Field(default=9000, ge=0, le=65535, description="0 picks a free port")
+    heartbeat_interval: int = Field(default=300, ge=1, description="seconds, sent in BootNotification")
+    accept_unknown_chargers: bool = Field(
+        default=False,
+        description="register a charger id seen for the first time; when False it gets HTTP 404",
+    )
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_topic_root: str = "evpark"
+    mqtt_tls: bool = False
+
+    edge_version: str = Field(default_factory=_package_version)
+
+    @field_validator("site_id")
+    @classmethod
+    def _valid_site_id(cls, value: str) -> str:
+        return validate_site_id(value)
+
+    @field_validator("mqtt_topic_root")
+    @classmethod
+    def _valid_topic_root(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#\x00") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("topic root must be non-empty, without '+', '#', or a leading/trailing '/'")
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "edge.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file sits below the environment: an operator can override one key of a
+        # site.toml with EVPARK_EDGE_<KEY> without editing the file.
+        return (init_settings, env_settings, dotenv_settings, _TomlValues(settings_cls), file_secret_settings)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> EdgeSettings:
+        """Settings from a TOML file of top-level keys named like the fields above.
+
+        Environment variables still override the file. Raises :class:`EdgeConfigError`
+        naming the file and the field when the file is missing, not TOML, has an unknown
+        key or an invalid value.
+        """
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise EdgeConfigError(f"{file}: edge settings file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgeConfigError(f"{file}: cannot read edge settings: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise EdgeConfigError(f"{file}: not valid TOML: {exc}") from exc
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            raise EdgeConfigError(
+                f"{file}: unknown setting(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(cls.model_fields))}"
+            )
+        token = _TOML_DATA.set(data)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise EdgeConfigError(_describe(file, exc)) from exc
+        finally:
+            _TOML_DATA.reset(token)
+
+
+_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("edge_toml_data", default=None)
+
+
+class _TomlValues(PydanticBaseSettingsSource):
+    """The values of the TOML file being loaded by ``from_toml`` (none otherwise)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _TOML_DATA.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = _TOML_DATA.get() or {}
+        return {name: value for name, value in data.items() if name in self.settings_cls.model_fields}
+
+
+def _describe(file: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "<settings>"
+        source = ""
+        env_name = f"{ENV_PREFIX}{field.upper()}"
+        if env_name in os.environ:
+            source = f" (set by environment variable {env_name})"
+        problems.append(f"{field}{source}: {error['msg']}")
+    return f"{file}: invalid edge settings: " + "; ".join(problems)

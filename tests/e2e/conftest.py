@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.e2e.harness import EVPARK, System
+from tests.support import services
+
+
+def embedded(folder: Path) -> System:
+    ports = {name: services.free_port() for name in ("gateway", "charging", "vehicles", "ocpp", "mqtt")}
+    system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp")
+    system.start("up", ["up", "--data-dir", str(folder / "data"), "--gateway-port", str(ports["gateway"]),
+                        "--charging-port", str(ports["charging"]), "--vehicles-port", str(ports["vehicles"]),
+                        "--ocpp-port", str(ports["ocpp"]), "--mqtt-port", str(ports["mqtt"])], {}, folder)
+    return system
+
+
+def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> System:
+    """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names."""
+    ports = {n: services.free_port() for n in ("gateway", "charging", "vehicles", "ocpp")}
+    root = f"evpark-e2e-{name}"
+    env = {
+        "EVPARK_ENV": "production",
+        "EVPARK_API_KEYS": "e2e-key",
+        "EVPARK_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/evpark_{name}_{{service}}",
+        "EVPARK_AMQP_URL": amqp_url,
+        "EVPARK_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "EVPARK_CACHE_PREFIX": f"{root}:",
+        "EVPARK_MQTT_PORT": str(mqtt_port),
+        "EVPARK_MQTT_USERNAME": "evpark-cloud",
+        "EVPARK_MQTT_TOPIC_ROOT": root,
+        "EVPARK_CHARGING_PORT": str(ports["charging"]),
+        "EVPARK_VEHICLES_PORT": str(ports["vehicles"]),
+        "EVPARK_GATEWAY_PORT": str(ports["gateway"]),
+        "EVPARK_EDGE_SITE_ID": "e2e-site",
+        "EVPARK_EDGE_DATA_DIR": str(folder / "edge"),
+        "EVPARK_EDGE_OCPP_PORT": str(ports["ocpp"]),
+        "EVPARK_EDGE_MQTT_PORT": str(mqtt_port),
+        "EVPARK_EDGE_MQTT_USERNAME": "e2e-site",
+        "EVPARK_EDGE_MQTT_TOPIC_ROOT": root,
+        # Production turns this off by default; the test has no operator to enrol its charger.
+        "EVPARK_EDGE_ACCEPT_UNKNOWN_CHARGERS": "true",
+    }
+    system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
+                    headers={"Authorization": "Bearer e2e-key"})
+    migrate = subprocess.run([EVPARK, "migrate"], env={**os.environ, **env}, capture_output=True,
+                             timeout=120, cwd=folder)
+    assert migrate.returncode == 0, migrate.stderr.decode()
+    for service in ("vehicles", "charging", "gateway"):
+        system.start(service, ["serve", service], env, folder)
+    system.start("edge", ["edge"], env, folder)
+    return system
+
+
+async def drop_databases(name: str) -> None:
+    connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        for row in await connection.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
+                                          f"evpark_{name}_%"):
+            await connection.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["embedded", "production"])
+async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
+    """The whole evpark, once on embedded defaults and once on the real services."""
+    if request.param == "embedded":
+        the_system = embedded(tmp_path)
+        try:
+            await asyncio.to_thread(the_system.wait_healthy, 60)
+            yield the_system
+        finally:
+            await asyncio.to_thread(the_system.stop)
+        return
+    for label, address in (("PostgreSQL", services.POSTGRES), ("RabbitMQ", services.RABBITMQ),
+                           ("Redis", services.REDIS), ("Mosquitto", services.MOSQUITTO)):
+        services.require(label, address)
+    name = services.fresh_name("e")
+    vhost = services.create_rabbitmq_vhost()
+    try:
+        the_system = production(tmp_path, mqtt_port=services.MOSQUITTO[1],
+                                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name)
+        try:
+            await asyncio.to_thread(the_system.wait_healthy, 60)
+            yield the_system
+        finally:
+            await asyncio.to_thread(the_system.stop)
+    finally:
+        services.delete_rabbitmq_vhost(vhost)
+        await drop_databases(name)
+
+
+@pytest.fixture
+def private_broker_system(tmp_path: Path) -> Iterator[tuple[System, services.PrivateMosquitto]]:
+    """Production mode on a Mosquitto of the test's own, which the test may stop and start."""
+    for label, address in (("PostgreSQL", services.POSTGRES), ("RabbitMQ", services.RABBITMQ),
+                           ("Redis", services.REDIS)):
+        services.require(label, address)
+    name = services.fresh_name("e")
+    vhost = services.create_rabbitmq_vhost()
+    try:
+        with services.private_mosquitto() as broker:
+            the_system = production(tmp_path, mqtt_port=broker.port,
+                                    amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name)
+            try:
+                the_system.wait_healthy(60)
+                yield the_system, broker
+            finally:
+                the_system.stop()
+    finally:
+        services.delete_rabbitmq_vhost(vhost)
+        asyncio.run(drop_databases(name))

@@ -1,0 +1,95 @@
+"""Outbox and inbox on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from cloud.platform.db import Database
+from cloud.platform.outbox import Outbox, OutboxRelay, park
+from cloud.platform.ports import Event
+from cloud.platform.tables import outbox, parked
+from tests.integration.cloud.conftest import migrations_of
+
+
+class RecordingBus:
+    """Stands in for the bus to watch what the relay hands it; fails on demand."""
+
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+        self.fail = False
+
+    async def publish(self, event: Event) -> None:
+        if self.fail:
+            raise ConnectionError("broker away")
+        self.published.append(event)
+
+
+async def backlog(db: Database) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(outbox)) or 0)
+
+
+async def test_events_leave_only_with_a_committed_transaction(charging_db: Database) -> None:
+    box = Outbox(charging_db)
+    async with box.transaction() as tx:
+        tx.emit(Event(name="charging.session_completed", payload={"n": 1}))
+    with pytest.raises(RuntimeError):
+        async with box.transaction() as tx:
+            tx.emit(Event(name="charging.session_completed", payload={"n": 2}))
+            raise RuntimeError("use case failed after recording its event")
+    assert await backlog(charging_db) == 1
+
+
+async def test_the_relay_deletes_an_event_only_after_the_bus_took_it(charging_db: Database) -> None:
+    box = Outbox(charging_db)
+    bus = RecordingBus()
+    relay = OutboxRelay(box, bus, service="test")  # type: ignore[arg-type]
+    async with box.transaction() as tx:
+        for n in range(3):
+            tx.emit(Event(name="charging.session_completed", payload={"n": n}))
+    bus.fail = True
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert await backlog(charging_db) == 3
+    bus.fail = False
+    assert await relay.relay_once() == 3
+    assert [e.payload["n"] for e in bus.published] == [0, 1, 2]
+    assert await backlog(charging_db) == 0
+
+
+async def test_a_message_is_claimed_once_per_consumer(charging_db: Database) -> None:
+    box = Outbox(charging_db)
+    async with box.transaction() as tx:
+        assert await tx.claim("msg-1", "consumer-a")
+    async with box.transaction() as tx:
+        assert not await tx.claim("msg-1", "consumer-a")
+        assert await tx.claim("msg-1", "consumer-b")
+
+
+async def test_a_claim_rolled_back_with_its_failed_handler_can_be_retried(charging_db: Database) -> None:
+    box = Outbox(charging_db)
+    with pytest.raises(RuntimeError):
+        async with box.transaction() as tx:
+            assert await tx.claim("msg-2", "consumer")
+            raise RuntimeError("handler failed")
+    async with box.transaction() as tx:
+        assert await tx.claim("msg-2", "consumer")
+
+
+async def test_parked_messages_are_kept_for_an_operator(charging_db: Database) -> None:
+    await park(charging_db, "evpark/sites/x/up/session", b"\xff not json", "not JSON")
+    async with charging_db.session() as session:
+        rows = (await session.execute(select(parked.c.source, parked.c.error))).all()
+    assert rows == [("evpark/sites/x/up/session", "not JSON")]
+
+
+async def test_migrations_are_repeatable(database_url: str) -> None:
+    db = Database(database_url)
+    await db.connect()
+    try:
+        await db.migrate(migrations_of('vehicles'))
+        await db.migrate(migrations_of('vehicles'))
+        assert await db.ping()
+    finally:
+        await db.close()
