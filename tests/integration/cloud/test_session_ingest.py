@@ -1,0 +1,112 @@
+"""The charging service consumes the edge's session messages from the real Mosquitto, once each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiomqtt
+import pytest
+from sqlalchemy import func, select
+
+from cloud.charging.service import ChargingService
+from cloud.platform.db import Database
+from cloud.platform.mqtt_link import MqttLink
+from cloud.platform.outbox import Outbox
+from cloud.platform.ports import Event
+from cloud.platform.tables import outbox, parked
+from mqtt import Envelope, IdTagStatus, SessionStarted, SessionStopped, Topics
+
+
+class NoCache:
+    async def get(self, key: str) -> bytes | None:
+        return None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        return None
+
+    async def delete(self, key: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def ingest(charging_db: Database, mosquitto: tuple[str, int], topic_root: str) -> AsyncIterator[ChargingService]:
+    box = Outbox(charging_db)
+    service = ChargingService(box, NoCache())  # type: ignore[arg-type]
+    link = MqttLink(service="charging", outbox=box, host=mosquitto[0], port=mosquitto[1], topics=Topics(topic_root),
+                    categories=["session"], handler=service.record_session_message, username="evpark-cloud")
+    task = asyncio.create_task(link.run())
+    await asyncio.wait_for(link.connected.wait(), 10)
+    await service.on_vehicle_event(Event(name="vehicle.registered",
+                                         payload={"vehicle_id": "veh-1", "id_tags": ["TAG1"]}))
+    try:
+        yield service
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def envelopes(site: str) -> list[Envelope]:
+    t0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    return [
+        Envelope.wrap(site, 1, SessionStarted(charger_id="CP1", connector_id=1, transaction_id=41, id_tag="TAG1",
+                                              id_tag_status=IdTagStatus.ACCEPTED, meter_start_wh=1_000,
+                                              started_at=t0)),
+        Envelope.wrap(site, 2, SessionStopped(charger_id="CP1", transaction_id=41, meter_stop_wh=8_500,
+                                              energy_wh=7_500, stopped_at=t0.replace(hour=19))),
+    ]
+
+
+async def publish(mosquitto: tuple[str, int], topics: Topics, items: list[tuple[str, bytes]]) -> None:
+    async with aiomqtt.Client(*mosquitto, username="site-test") as client:
+        for topic, payload in items:
+            await client.publish(topic, payload, qos=1)
+
+
+async def wait_for(predicate, limit_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_redelivered_session_message_changes_nothing(
+        ingest: ChargingService, charging_db: Database, mosquitto: tuple[str, int], topic_root: str) -> None:
+    topics = Topics(topic_root)
+    started, stopped = envelopes("site-a")
+    topic = topics.up("site-a", "session")
+    # Each message twice, as after a lost PUBACK, and the stop once more at the end.
+    await publish(mosquitto, topics, [(topic, started.to_bytes()), (topic, started.to_bytes()),
+                                      (topic, stopped.to_bytes()), (topic, stopped.to_bytes()),
+                                      (topic, stopped.to_bytes())])
+
+    async def completed() -> bool:
+        return bool(await ingest.history("veh-1", limit=10, offset=0))
+
+    await wait_for(completed)
+    await asyncio.sleep(0.5)
+    history = await ingest.history("veh-1", limit=10, offset=0)
+    assert [(s["energy_wh"], s["status"]) for s in history] == [(7_500, "completed")]
+    async with charging_db.session() as session:
+        events = (await session.execute(select(outbox.c.name).order_by(outbox.c.id))).scalars().all()
+    assert events == ["charging.session_started", "charging.session_completed"]
+
+
+async def test_a_malformed_message_is_parked_and_the_next_one_still_handled(
+        ingest: ChargingService, charging_db: Database, mosquitto: tuple[str, int], topic_root: str) -> None:
+    topics = Topics(topic_root)
+    started, stopped = envelopes("site-b")
+    wrong_site = Envelope.wrap("site-c", 3, SessionStopped(charger_id="CP9", transaction_id=9, meter_stop_wh=1,
+                                                           energy_wh=1, stopped_at=datetime.now(UTC)))
+    topic = topics.up("site-b", "session")
+    await publish(mosquitto, topics, [(topic, b"{not json"), (topic, b'{"id": "x"}'), (topic, wrong_site.to_bytes()),
+                                      (topic, started.to_bytes()), (topic, stopped.to_bytes())])
+
+    async def completed() -> bool:
+        return bool(await ingest.history("veh-1", limit=10, offset=0))
+
+    await wait_for(completed)
+    async with charging_db.session() as session:
+        count = await session.scalar(select(func.count()).select_from(parked))
+    assert count == 3
