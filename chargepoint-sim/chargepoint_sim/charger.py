@@ -558,7 +558,7 @@ class SimulatedCharger:
                                        else ChargePointStatus.unavailable)
 
     def _configuration(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
-        wanted = list(self._config) if not keys else keys
+        wanted = keys or list(self._config)
         known = [{"key": k, "readonly": self._config[k][1], "value": self._config[k][0]}
                  for k in wanted if k in self._config]
         unknown = [k for k in wanted if k not in self._config]

@@ -1,0 +1,3 @@
+from chargepoint_sim.cli import main
+
+main()

@@ -1,0 +1,545 @@
+"""The site's local state in SQLite (aiosqlite): chargers, sessions, auth list, uplink outbox.
+
+Durability choices
+    * ``journal_mode=WAL``: readers never block the writer and a commit is one append.
+    * ``synchronous=FULL``: the WAL is fsynced at every commit. With NORMAL a power cut
+      (common at the edge: garages lose power, cabinets get unplugged) may drop the last
+      commits, and then a transactionId already handed to a charger could be handed out
+      again, or a cloud command already acknowledged to the broker would be forgotten.
+      The edge commits a few times per charger message, so the fsync costs little.
+
+Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` holds one ordered step
+per version, applied in its own transaction together with the version bump (zigpy style).
+A database from a newer edge is refused rather than guessed at.
+
+Concurrency: one connection, one writer. Every unit of work runs inside
+:meth:`Store.transaction`, which holds an asyncio lock for its duration, so statements of two
+coroutines never interleave inside one SQLite transaction. A change the cloud must learn
+about writes its outbox row through :meth:`StoreTransaction.emit` in that same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import aiosqlite
+import structlog
+
+from edge.domain import AuthEntry
+from edge.metrics import OUTBOX_BACKLOG
+from mqtt.payloads import AuthListEntry, IdTagStatus
+from mqtt.topics import category_of
+
+log = structlog.get_logger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used by this edge (e.g. it was written by a newer version)."""
+
+
+class UplinkBody(Protocol):
+    """A typed body of the MQTT contract (mqtt.payloads bodies and CommandResult)."""
+
+    TYPE: ClassVar[str]
+
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
+# One tuple of statements per schema version; never edit a released step, add a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # version 1: the foundation schema
+    (
+        """CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        "INSERT INTO meta (key, value) VALUES ('authlist_version', '0')",
+        """CREATE TABLE chargers (
+            id                  TEXT PRIMARY KEY,
+            vendor              TEXT,
+            model               TEXT,
+            serial              TEXT,
+            firmware            TEXT,
+            registration_status TEXT,  -- NULL until its first BootNotification
+            last_seen           TEXT,
+            created_at          TEXT NOT NULL
+        )""",
+        """CREATE TABLE connectors (
+            charger_id   TEXT NOT NULL REFERENCES chargers (id) ON DELETE CASCADE,
+            connector_id INTEGER NOT NULL CHECK (connector_id >= 0),
+            status       TEXT NOT NULL,
+            error_code   TEXT NOT NULL,
+            info         TEXT,
+            updated_at   TEXT NOT NULL,
+            PRIMARY KEY (charger_id, connector_id)
+        )""",
+        # AUTOINCREMENT: OCPP 1.6 transactionIds are never reused, even after the row with
+        # the highest id is deleted or the edge restarts (sqlite_sequence keeps the maximum).
+        """CREATE TABLE transactions (
+            id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id         TEXT NOT NULL,
+            connector_id       INTEGER NOT NULL,
+            id_tag             TEXT NOT NULL,
+            id_tag_status      TEXT NOT NULL,
+            meter_start        INTEGER NOT NULL,
+            started_at         TEXT NOT NULL,
+            reported_started_at TEXT NOT NULL,
+            reservation_id     INTEGER,
+            meter_stop         INTEGER,
+            stopped_at         TEXT,
+            reported_stopped_at TEXT,
+            stop_id_tag        TEXT,
+            reason             TEXT,
+            state              TEXT NOT NULL CHECK (state IN ('active', 'stopped')),
+            clock_suspect      INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (charger_id, connector_id, id_tag, meter_start, reported_started_at)
+        )""",
+        "CREATE INDEX transactions_active ON transactions (charger_id, connector_id) WHERE state = 'active'",
+        # Stops of transactions the edge never saw start (unknown id or -1), kept once each.
+        """CREATE TABLE reconciled_stops (
+            id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id          TEXT NOT NULL,
+            transaction_id      INTEGER NOT NULL,
+            meter_stop          INTEGER NOT NULL,
+            reported_stopped_at TEXT NOT NULL,
+            stopped_at          TEXT NOT NULL,
+            id_tag              TEXT,
+            reason              TEXT,
+            received_at         TEXT NOT NULL,
+            UNIQUE (charger_id, transaction_id, meter_stop, reported_stopped_at)
+        )""",
+        """CREATE TABLE auth_list (
+            id_tag        TEXT PRIMARY KEY,
+            status        TEXT NOT NULL,
+            expiry_date   TEXT,
+            parent_id_tag TEXT,
+            vehicle_id    TEXT
+        )""",
+        # seq is the per-site envelope seq: AUTOINCREMENT so it only grows, also after the
+        # drained rows are deleted.
+        """CREATE TABLE outbox (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            envelope_id TEXT NOT NULL UNIQUE,
+            type        TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            ts          TEXT NOT NULL
+        )""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerRecord:
+    id: str
+    vendor: str | None
+    model: str | None
+    serial: str | None
+    firmware: str | None
+    registration_status: str | None
+    last_seen: datetime | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.registration_status == "Accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRecord:
+    charger_id: str
+    connector_id: int
+    status: str
+    error_code: str
+    info: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    id: int
+    charger_id: str
+    connector_id: int
+    id_tag: str
+    id_tag_status: str
+    meter_start: int
+    started_at: datetime
+    reported_started_at: str
+    reservation_id: int | None
+    meter_stop: int | None
+    stopped_at: datetime | None
+    reason: str | None
+    state: str
+    clock_suspect: bool
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    envelope_id: uuid.UUID
+    type: str
+    body: dict[str, Any]
+    ts: datetime
+
+
+def _transaction(row: sqlite3.Row) -> TransactionRecord:
+    return TransactionRecord(
+        id=row["id"], charger_id=row["charger_id"], connector_id=row["connector_id"], id_tag=row["id_tag"],
+        id_tag_status=row["id_tag_status"], meter_start=row["meter_start"],
+        started_at=datetime.fromisoformat(row["started_at"]), reported_started_at=row["reported_started_at"],
+        reservation_id=row["reservation_id"], meter_stop=row["meter_stop"], stopped_at=_dt(row["stopped_at"]),
+        reason=row["reason"], state=row["state"], clock_suspect=bool(row["clock_suspect"]),
+    )
+
+
+def _auth_entry(row: sqlite3.Row) -> AuthEntry:
+    return AuthEntry(id_tag=row["id_tag"], status=IdTagStatus(row["status"]),
+                     expiry_date=_dt(row["expiry_date"]), parent_id_tag=row["parent_id_tag"],
+                     vehicle_id=row["vehicle_id"])
+
+
+# --- the unit of work -------------------------------------------------------------------
+
+
+class StoreTransaction:
+    """The statements of one SQLite transaction. Obtain it from :meth:`Store.transaction`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self.emitted = 0
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = list(await self._db.execute_fetchall(sql, params))
+        return rows[0] if rows else None
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._db.execute_fetchall(sql, params))
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a write; returns the number of rows it changed."""
+        async with self._db.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def _insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._db.execute(sql, params) as cursor:
+            if cursor.lastrowid is None:  # pragma: no cover - sqlite always sets it on INSERT
+                raise StoreError("insert returned no rowid")
+            return cursor.lastrowid
+
+    # outbox
+
+    async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> int:
+        """Queue an uplink envelope; it exists only if this transaction commits. Returns its seq."""
+        category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
+        seq = await self._insert(
+            "INSERT INTO outbox (envelope_id, type, body, ts) VALUES (?, ?, ?, ?)",
+            (str(uuid.uuid4()), body.TYPE, json.dumps(body.model_dump(mode="json")),
+             _iso(ts or datetime.now(UTC))),
+        )
+        self.emitted += 1
+        return seq
+
+    # meta
+
+    async def authlist_version(self) -> int:
+        row = await self._one("SELECT value FROM meta WHERE key = 'authlist_version'")
+        return int(row["value"]) if row else 0
+
+    async def _set_meta(self, key: str, value: str) -> None:
+        await self._run("INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # chargers
+
+    async def get_charger(self, charger_id: str) -> ChargerRecord | None:
+        row = await self._one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
+        if row is None:
+            return None
+        return ChargerRecord(id=row["id"], vendor=row["vendor"], model=row["model"], serial=row["serial"],
+                             firmware=row["firmware"], registration_status=row["registration_status"],
+                             last_seen=_dt(row["last_seen"]))
+
+    async def register_charger(self, charger_id: str, now: datetime) -> bool:
+        """Make a charger id known (it may connect). False when it already was."""
+        changed = await self._run("INSERT OR IGNORE INTO chargers (id, created_at) VALUES (?, ?)",
+                                  (charger_id, _iso(now)))
+        return changed == 1
+
+    async def record_boot(self, charger_id: str, *, vendor: str, model: str, serial: str | None,
+                          firmware: str | None, registration_status: str, now: datetime) -> None:
+        await self._run(
+            """INSERT INTO chargers (id, vendor, model, serial, firmware, registration_status, last_seen,
+                                     created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor, model = excluded.model,
+                   serial = excluded.serial, firmware = excluded.firmware,
+                   registration_status = excluded.registration_status, last_seen = excluded.last_seen""",
+            (charger_id, vendor, model, serial, firmware, registration_status, _iso(now), _iso(now)),
+        )
+
+    async def touch_charger(self, charger_id: str, now: datetime) -> None:
+        await self._run("UPDATE chargers SET last_seen = ? WHERE id = ?", (_iso(now), charger_id))
+
+    async def record_connector_status(self, charger_id: str, connector_id: int, *, status: str,
+                                      error_code: str, info: str | None, at: datetime) -> None:
+        await self._run(
+            """INSERT INTO connectors (charger_id, connector_id, status, error_code, info, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (charger_id, connector_id) DO UPDATE SET status = excluded.status,
+                   error_code = excluded.error_code, info = excluded.info, updated_at = excluded.updated_at""",
+            (charger_id, connector_id, status, error_code, info, _iso(at)),
+        )
+
+    async def connectors(self, charger_id: str) -> list[ConnectorRecord]:
+        rows = await self._all("SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id",
+                               (charger_id,))
+        return [ConnectorRecord(charger_id=r["charger_id"], connector_id=r["connector_id"], status=r["status"],
+                                error_code=r["error_code"], info=r["info"],
+                                updated_at=datetime.fromisoformat(r["updated_at"])) for r in rows]
+
+    # local authorization list
+
+    async def get_auth_entry(self, id_tag: str) -> AuthEntry | None:
+        row = await self._one("SELECT * FROM auth_list WHERE id_tag = ?", (id_tag,))
+        return None if row is None else _auth_entry(row)
+
+    async def auth_entries(self) -> list[AuthEntry]:
+        return [_auth_entry(r) for r in await self._all("SELECT * FROM auth_list ORDER BY id_tag")]
+
+    async def replace_auth_list(self, entries: Iterable[AuthListEntry], version: int) -> None:
+        await self._run("DELETE FROM auth_list")
+        await self.upsert_auth_entries(entries, version)
+
+    async def upsert_auth_entries(self, entries: Iterable[AuthListEntry], version: int) -> None:
+        await self._db.executemany(
+            """INSERT INTO auth_list (id_tag, status, expiry_date, parent_id_tag, vehicle_id)
+               VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status,
+                   expiry_date = excluded.expiry_date, parent_id_tag = excluded.parent_id_tag,
+                   vehicle_id = excluded.vehicle_id""",
+            [(e.id_tag, str(e.status), _iso(e.expiry_date), e.parent_id_tag, e.vehicle_id) for e in entries],
+        )
+        await self._set_meta("authlist_version", str(version))
+
+    # transactions
+
+    async def get_transaction(self, transaction_id: int) -> TransactionRecord | None:
+        row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
+        return None if row is None else _transaction(row)
+
+    async def find_started(self, charger_id: str, connector_id: int, id_tag: str, meter_start: int,
+                           reported_started_at: str) -> TransactionRecord | None:
+        row = await self._one(
+            """SELECT * FROM transactions WHERE charger_id = ? AND connector_id = ? AND id_tag = ?
+               AND meter_start = ? AND reported_started_at = ?""",
+            (charger_id, connector_id, id_tag, meter_start, reported_started_at),
+        )
+        return None if row is None else _transaction(row)
+
+    async def insert_transaction(self, *, charger_id: str, connector_id: int, id_tag: str, id_tag_status: str,
+                                 meter_start: int, started_at: datetime, reported_started_at: str,
+                                 reservation_id: int | None, clock_suspect: bool) -> int:
+        return await self._insert(
+            """INSERT INTO transactions (charger_id, connector_id, id_tag, id_tag_status, meter_start, started_at,
+                                         reported_started_at, reservation_id, state, clock_suspect)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)""",
+            (charger_id, connector_id, id_tag, id_tag_status, meter_start, _iso(started_at), reported_started_at,
+             reservation_id, int(clock_suspect)),
+        )
+
+    async def finish_transaction(self, transaction_id: int, *, meter_stop: int, stopped_at: datetime,
+                                 reported_stopped_at: str, stop_id_tag: str | None, reason: str | None,
+                                 clock_suspect: bool) -> bool:
+        """Stop an active transaction. False when it was already stopped (a repeated stop)."""
+        changed = await self._run(
+            """UPDATE transactions SET state = 'stopped', meter_stop = ?, stopped_at = ?, reported_stopped_at = ?,
+                   stop_id_tag = ?, reason = ?, clock_suspect = clock_suspect OR ?
+               WHERE id = ? AND state = 'active'""",
+            (meter_stop, _iso(stopped_at), reported_stopped_at, stop_id_tag, reason, int(clock_suspect),
+             transaction_id),
+        )
+        return changed == 1
+
+    async def record_reconciled_stop(self, *, charger_id: str, transaction_id: int, meter_stop: int,
+                                     reported_stopped_at: str, stopped_at: datetime, id_tag: str | None,
+                                     reason: str | None, now: datetime) -> bool:
+        """Keep a stop of an unknown transaction. False when the same stop was kept before."""
+        changed = await self._run(
+            """INSERT OR IGNORE INTO reconciled_stops (charger_id, transaction_id, meter_stop, reported_stopped_at,
+                                                       stopped_at, id_tag, reason, received_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (charger_id, transaction_id, meter_stop, reported_stopped_at, _iso(stopped_at), id_tag, reason,
+             _iso(now)),
+        )
+        return changed == 1
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class Store:
+    """The edge database. ``async with await Store.open(path) as store`` or ``open``/``close``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._backlog = 0
+        self.outbox_changed = asyncio.Event()
+        """Set after a commit that added outbox rows; the uplink's drainer waits on it."""
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; Store.transaction issues BEGIN itself.
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            mode = await _scalar(db, "PRAGMA journal_mode=WAL")
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await migrate(db, path)
+            store = cls(db, path)
+            store._backlog = int(await _scalar(db, "SELECT count(*) FROM outbox"))
+            OUTBOX_BACKLOG.set(store._backlog)
+        except BaseException:
+            await db.close()
+            raise
+        log.info("store.opened", path=str(path), schema_version=SCHEMA_VERSION, outbox_backlog=store._backlog)
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[StoreTransaction]:
+        """One atomic unit of work: commits on success, rolls back on any exception."""
+        async with self._lock:
+            tx = StoreTransaction(self._db)
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield tx
+            except BaseException:
+                # aiosqlite runs statements in order on its thread, so a statement still in
+                # flight from a cancelled body finishes before this ROLLBACK.
+                with suppress(sqlite3.OperationalError):
+                    await self._db.execute("ROLLBACK")
+                raise
+            try:
+                await self._db.execute("COMMIT")
+            finally:
+                # Wake the drainer even if the COMMIT await was cancelled: the commit still runs
+                # on aiosqlite's thread, and a spurious wake-up only costs one empty query.
+                if tx.emitted:
+                    self._backlog += tx.emitted
+                    OUTBOX_BACKLOG.set(self._backlog)
+                    self.outbox_changed.set()
+
+    # outbox, for the uplink
+
+    @property
+    def outbox_backlog(self) -> int:
+        return self._backlog
+
+    async def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
+        async with self.transaction() as tx:
+            rows = await tx._all("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,))
+        return [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
+                          body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
+
+    async def delete_outbox(self, seqs: Iterable[int]) -> int:
+        """Forget rows the broker acknowledged."""
+        seqs = list(seqs)
+        if not seqs:
+            return 0
+        async with self.transaction() as tx:
+            deleted = 0
+            for seq in seqs:
+                deleted += await tx._run("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._backlog = int(await _scalar(self._db, "SELECT count(*) FROM outbox"))
+        OUTBOX_BACKLOG.set(self._backlog)
+        return deleted
+
+    # conveniences for callers that need one read or one write
+
+    async def authlist_version(self) -> int:
+        async with self.transaction() as tx:
+            return await tx.authlist_version()
+
+    async def register_charger(self, charger_id: str) -> bool:
+        """Provision a charger id so it may connect when unknown chargers are refused."""
+        async with self.transaction() as tx:
+            return await tx.register_charger(charger_id, datetime.now(UTC))
+
+    async def get_charger(self, charger_id: str) -> ChargerRecord | None:
+        async with self.transaction() as tx:
+            return await tx.get_charger(charger_id)
+
+    async def get_transaction(self, transaction_id: int) -> TransactionRecord | None:
+        async with self.transaction() as tx:
+            return await tx.get_transaction(transaction_id)
+
+    async def auth_entries(self) -> list[AuthEntry]:
+        async with self.transaction() as tx:
+            return await tx.auth_entries()
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
+    rows = list(await db.execute_fetchall(sql))
+    return rows[0][0] if rows else None
+
+
+async def migrate(db: aiosqlite.Connection, path: Path | str = "<db>") -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`, one step per transaction. Returns the old version."""
+    current = int(await _scalar(db, "PRAGMA user_version"))
+    if current > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {current} is newer than this edge knows ({SCHEMA_VERSION}); "
+                         "upgrade the edge instead of downgrading the database")
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1]:
+                await db.execute(statement)
+            # user_version lives in the database header and is part of this transaction.
+            await db.execute(f"PRAGMA user_version = {version:d}")
+            await db.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.OperationalError):
+                await db.execute("ROLLBACK")
+            raise
+        log.info("store.migrated", path=str(path), version=version)
+    return current
