@@ -1,0 +1,45 @@
+"""A RabbitMQ event delivered again changes nothing: the inbox remembers it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlmodel import select
+
+from cloud.charging import events
+from cloud.charging.models import VehicleIdTag
+from cloud.charging.service import ChargingService
+from cloud.platform.cache import MemoryCache
+from cloud.platform.db import Database
+from cloud.platform.outbox import Outbox
+from cloud.platform.ports import Event
+from cloud.platform.rabbitmq import RabbitMQBus
+
+
+async def owner_of(db: Database, id_tag: str) -> str | None:
+    async with db.session() as session:
+        row = (await session.execute(select(VehicleIdTag).where(VehicleIdTag.id_tag == id_tag))).scalar_one_or_none()
+        return row.vehicle_id if row else None
+
+
+async def test_an_old_event_redelivered_does_not_undo_a_newer_one(charging_db: Database, rabbitmq_url: str) -> None:
+    service = ChargingService(Outbox(charging_db), MemoryCache())
+    bus = RabbitMQBus(rabbitmq_url, service="charging")
+    await bus.start()
+    try:
+        await bus.subscribe(events.QUEUE, events.CONSUMES, service.on_vehicle_event)
+        first = Event(name="vehicle.registered", payload={"vehicle_id": "veh-old", "id_tags": ["CARD1"]})
+        second = Event(name="vehicle.registered", payload={"vehicle_id": "veh-new", "id_tags": ["CARD1"]})
+        await bus.publish(first)
+        await bus.publish(second)
+        await bus.publish(first)  # redelivery of the first, e.g. after a lost ack
+        marker = Event(name="vehicle.registered", payload={"vehicle_id": "veh-marker", "id_tags": ["MARK"]})
+        await bus.publish(marker)
+        for _ in range(200):
+            if await owner_of(charging_db, "MARK"):
+                break
+            await asyncio.sleep(0.05)
+        assert await owner_of(charging_db, "MARK") == "veh-marker"
+        assert await owner_of(charging_db, "CARD1") == "veh-new"
+    finally:
+        await bus.close()

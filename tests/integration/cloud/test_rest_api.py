@@ -1,0 +1,101 @@
+"""The services' REST APIs, with their real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cloud.charging.app import build_app as build_charging
+from cloud.platform.cache import MemoryCache
+from cloud.platform.events import InProcessBus
+from cloud.platform.settings import CloudSettings
+from cloud.vehicles.app import build_app as build_vehicles
+from tests.support.services import free_port
+
+
+@pytest.fixture
+async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Vehicles and charging sharing an in-process bus, as under `evpark up`; MQTT on a closed port."""
+    settings = CloudSettings(database_url=database_url.replace("/service.db", "/{service}.db")
+                             if database_url.startswith("sqlite") else database_url + "_{service}",
+                             mqtt_port=free_port(), data_dir=tmp_path)
+    bus = InProcessBus()
+    await bus.start()
+    cache = MemoryCache()
+    vehicles: FastAPI = build_vehicles(settings, bus=bus, cache=cache)
+    charging: FastAPI = build_charging(settings, bus=bus, cache=cache)
+    try:
+        async with vehicles.router.lifespan_context(vehicles), charging.router.lifespan_context(charging):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=vehicles), base_url="http://v") as v, \
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=charging), base_url="http://c") as c:
+                yield v, c
+    finally:
+        await bus.close()
+        if not database_url.startswith("sqlite"):
+            import asyncpg
+
+            connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+            try:
+                name = database_url.rsplit("/", 1)[1]
+                for service in ("vehicles", "charging"):
+                    await connection.execute(f'DROP DATABASE IF EXISTS "{name}_{service}" WITH (FORCE)')
+            finally:
+                await connection.close()
+
+
+async def test_register_then_read_a_vehicle(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    vehicles, charging = apps
+    created = await vehicles.post("/vehicles/register", json={"plate": "ev 123", "id_tags": ["04A2B3C4"],
+                                                              "make": "Renault"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["plate"] == "EV 123"
+    assert body["id_tags"] == [{"id_tag": "04A2B3C4", "status": "Accepted"}]
+    fetched = await vehicles.get(f"/vehicles/{body['vehicle_id']}")
+    assert fetched.json()["vehicle_id"] == body["vehicle_id"]
+    # The charging service learned the vehicle from the event: empty history, not 404.
+    history = await charging.get(f"/charging/history/{body['vehicle_id']}")
+    assert history.status_code == 200
+    assert history.json()["sessions"] == []
+    status = await charging.get(f"/charging/status/{body['vehicle_id']}")
+    assert status.json()["charging"] is False
+
+
+async def test_taken_plates_and_id_tags_are_conflicts(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    vehicles, _ = apps
+    assert (await vehicles.post("/vehicles/register", json={"plate": "A1", "id_tags": ["T1"]})).status_code == 201
+    plate = await vehicles.post("/vehicles/register", json={"plate": "a1", "id_tags": ["T2"]})
+    assert plate.status_code == 409
+    assert plate.json()["code"] == "plate_taken"
+    tag = await vehicles.post("/vehicles/register", json={"plate": "B2", "id_tags": ["T1"]})
+    assert tag.status_code == 409
+    assert "T1" in tag.json()["detail"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"plate": "A1"}, "id_tags"),
+    ({"plate": "A1", "id_tags": []}, "id_tags"),
+    ({"plate": "A1", "id_tags": ["way-too-long-for-ocpp-20"]}, None),
+    ({"plate": "A1", "id_tags": ["T"], "colour": "red"}, "colour"),
+])
+async def test_bad_bodies_get_422_problem_details(apps: tuple[httpx.AsyncClient, httpx.AsyncClient],
+                                                 body: dict[str, object], field: str | None) -> None:
+    vehicles, _ = apps
+    response = await vehicles.post("/vehicles/register", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    if field is not None:
+        assert field in {error["field"] for error in problem["errors"]}
+    else:
+        assert "idTag" in problem["detail"]
+
+
+async def test_an_unknown_vehicle_is_a_404_problem(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    vehicles, charging = apps
+    assert (await vehicles.get("/vehicles/nope")).json()["status"] == 404
+    assert (await charging.get("/charging/history/nope")).status_code == 404
