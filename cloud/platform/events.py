@@ -16,6 +16,11 @@ their inbox, not here.
 Each queue's handler gets its own copy of the event, decoded from the JSON a broker would
 carry, so a payload behaves the same on both adapters (a ``Decimal`` arrives as a string)
 and a payload that cannot be serialised fails at ``publish`` on both.
+
+Because ``publish`` waits for the handlers, the events of one publisher reach a queue in
+order, and a handler may itself publish on the bus (no lock is held). ``bus.parked`` lives
+in memory only, so the error log of a parked event carries the whole event as JSON: after a
+restart of the embedded process, that log line is what is left of it.
 """
 
 from __future__ import annotations
@@ -143,11 +148,11 @@ class InProcessBus:
         """Deliver ``event`` to every bound queue; return when each handled or parked it."""
         if self._closed:
             raise RuntimeError("the event bus is closed")
-        event.exchange  # noqa: B018 - validates the name, as the broker adapter does
+        exchange_for(event.name)  # a name without a domain fails here, as on the broker adapter
         wire = event.model_dump_json()
         targets = [queue for queue in self._queues.values() if queue.routes(event.name)]
         if not targets:
-            log.debug("event routed to no queue", event=event.name, id=str(event.id))
+            log.debug("event routed to no queue", name=event.name, id=str(event.id))
             return
         await asyncio.gather(*(self._deliver(queue, Event.model_validate_json(wire)) for queue in targets))
 
@@ -162,7 +167,7 @@ class InProcessBus:
                 if attempt == self._max_attempts:
                     self._park(queue.name, event, f"handler failed {attempt} times: {exc!r}", attempt)
                     return
-                log.warning("event handler failed; retrying", queue=queue.name, event=event.name,
+                log.warning("event handler failed; retrying", queue=queue.name, name=event.name,
                             id=str(event.id), attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
             else:
@@ -172,5 +177,5 @@ class InProcessBus:
     def _park(self, queue: str, event: Event, error: str, attempts: int) -> None:
         self.parked[queue].append(ParkedEvent(event, error, attempts))
         MESSAGES_CONSUMED.labels(self._service, queue, "parked").inc()
-        log.error("event parked", queue=queue, event=event.name, id=str(event.id), attempts=attempts,
-                  error=error)
+        log.error("event parked", queue=queue, name=event.name, id=str(event.id), attempts=attempts,
+                  error=error, event_json=event.model_dump_json())

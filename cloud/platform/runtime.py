@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cloud.platform.cache import MemoryCache, RedisCache
-from cloud.platform.events import InProcessBus
-from cloud.platform.rabbitmq import RabbitMQBus
 
+from cloud.platform.cache import MemoryCache, RedisCache
 from cloud.platform.db import Database
+from cloud.platform.events import InProcessBus
 from cloud.platform.outbox import Outbox, OutboxRelay
 from cloud.platform.ports import Cache, EventBus
+from cloud.platform.rabbitmq import RabbitMQBus
 from cloud.platform.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
