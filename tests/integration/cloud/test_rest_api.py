@@ -29,10 +29,10 @@ async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.A
     vehicles: FastAPI = build_vehicles(settings, bus=bus, cache=cache)
     charging: FastAPI = build_charging(settings, bus=bus, cache=cache)
     try:
-        async with vehicles.router.lifespan_context(vehicles), charging.router.lifespan_context(charging):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=vehicles), base_url="http://v") as v, \
-                    httpx.AsyncClient(transport=httpx.ASGITransport(app=charging), base_url="http://c") as c:
-                yield v, c
+        async with vehicles.router.lifespan_context(vehicles), charging.router.lifespan_context(charging), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=vehicles), base_url="http://v") as v, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=charging), base_url="http://c") as c:
+            yield v, c
     finally:
         await bus.close()
         if not database_url.startswith("sqlite"):

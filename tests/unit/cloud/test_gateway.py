@@ -21,9 +21,9 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 async def client_for(settings: CloudSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = build_app(settings, cache=MemoryCache(), transport=httpx.MockTransport(upstream))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            yield client
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        yield client
 
 
 @pytest.fixture
