@@ -33,6 +33,7 @@ class EmbeddedBroker:
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False},
                 "amqtt.contrib.persistence.SessionDBPlugin": {
                     "connection": f"sqlite+aiosqlite:///{(self._data_dir / 'broker.db').as_posix()}",
+                    "clear_on_shutdown": False,
                 },
             },
         }
