@@ -103,6 +103,10 @@ class _Connector:
         self.busy = False
         self.transaction_id = None
         self.last_power_w = 0.0
+        if self.status in (ChargePointStatus.preparing, ChargePointStatus.charging, ChargePointStatus.finishing):
+            # The session broke off (connection lost): announce the connector free on reconnect.
+            # A real charger would queue the StopTransaction offline; this simulator does not.
+            self.status = ChargePointStatus.available if self.operative else ChargePointStatus.unavailable
         self.idle.set()
 
 
@@ -175,11 +179,16 @@ class SimulatedCharger:
                         tb: TracebackType | None) -> None:
         await self.close()
 
-    async def connect(self) -> None:
-        """Open the WebSocket, boot until Accepted, announce statuses, start heartbeats."""
+    async def connect(self, *, boot: bool | None = None) -> None:
+        """Open the WebSocket, boot until Accepted, announce statuses, start heartbeats.
+
+        A charger boots once: reconnecting after a BootNotification was Accepted skips it (as
+        real chargers do, OCPP 1.6 §4.2), unless ``boot=True``. Meter registers and
+        configuration survive reconnects, so reuse one instance to simulate a flaky link.
+        """
         headers: dict[str, str] = {}
         if self._password is not None:
-            # Security Profile 1/2: HTTP Basic auth, user = charger id (OCPP 1.6 security whitepaper §2).
+            # HTTP Basic auth, user = charger id (OCPP 1.6 security whitepaper, Security Profiles 1 and 2).
             token = base64.b64encode(f"{self.charger_id}:{self._password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         options: dict[str, Any] = {}
@@ -205,7 +214,8 @@ class SimulatedCharger:
         self._link = _OcppLink(self, ws, self._response_timeout)
         self._reader = asyncio.create_task(self._read(self._link), name=f"cpsim-{self.charger_id}-reader")
         try:
-            await self._boot()
+            if boot or (boot is None and self.registration_status != RegistrationStatus.accepted):
+                await self._boot()
             await self._announce_all()
             self._restart_heartbeat()
         except BaseException:
@@ -323,7 +333,7 @@ class SimulatedCharger:
         connector.transaction_id = started.transaction_id
         tag_status = started.id_tag_info["status"]
         if tag_status != "Accepted":
-            # StopTransactionOnInvalidId (OCPP 1.6 §9.1.30, default true): end it right away.
+            # StopTransactionOnInvalidId (OCPP 1.6 §9.1, default true): end it right away.
             await self._stop_transaction(connector, id_tag, meter_start, "DeAuthorized")
             raise AuthorizationRefused(id_tag, tag_status, during="StartTransaction")
         await self._set_status(connector, ChargePointStatus.charging)
@@ -348,15 +358,17 @@ class SimulatedCharger:
 
     async def _stop_transaction(self, connector: _Connector, id_tag: str, meter_start: int,
                                 reason: str) -> None:
-        assert connector.transaction_id is not None
+        transaction_id = connector.transaction_id
+        assert transaction_id is not None
+        # The transaction is over once StopTransaction is on its way: a RemoteStop for it is Rejected.
+        connector.transaction_id = None
+        connector.last_power_w = 0.0
         meter_stop = connector.register_wh
         await self._call(call.StopTransaction(
-            meter_stop=meter_stop, timestamp=_now(), transaction_id=connector.transaction_id,
+            meter_stop=meter_stop, timestamp=_now(), transaction_id=transaction_id,
             reason=reason, id_tag=id_tag,
             transaction_data=[_meter_value(meter_start, context="Transaction.Begin"),
                               _meter_value(meter_stop, context="Transaction.End")]))
-        connector.transaction_id = None
-        connector.last_power_w = 0.0
         await self._set_status(connector, ChargePointStatus.finishing)
         if connector.inoperative_scheduled:
             connector.operative = False
@@ -455,9 +467,12 @@ class SimulatedCharger:
         """Send one CALL and return its CALLRESULT payload; fail fast if the connection drops."""
         action = type(request).__name__
         link, reader = self._link, self._reader
-        if link is None or reader is None or reader.done():
+        if link is None or reader is None:
             raise ConnectionLost(f"charger {self.charger_id} is not connected to {self.url}: "
                                  f"cannot send {action}.")
+        if reader.done():
+            raise ConnectionLost(f"the central system at {self.url} closed the connection before "
+                                 f"{action} could be sent: check the edge's log.")
         pending = asyncio.ensure_future(link.call(request, suppress=False))
         try:
             done, _ = await asyncio.wait({pending, reader}, return_when=asyncio.FIRST_COMPLETED)

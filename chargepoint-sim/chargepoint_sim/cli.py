@@ -4,7 +4,8 @@
     cpsim demo --url ws://127.0.0.1:9000/ocpp --chargers 3 --id-tag TAG
 
 Exit codes: 0 done, 1 the central system could not be reached or refused something
-(explained in one sentence on stderr), 2 bad command line, 130 interrupted.
+(explained in one sentence on stderr), 2 bad command line, 130 interrupted (a session stopped
+by Ctrl-C still ends with a StopTransaction and prints its summary).
 """
 
 from __future__ import annotations
@@ -97,13 +98,17 @@ def session(
     summary = _summary(charger_id, report, time.monotonic() - started)
     if json_output:
         typer.echo(json.dumps(summary))
-        return
-    table = Table(title=f"session on {charger_id} connector {report.connector_id}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in summary.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    out.print(table)
+    else:
+        table = Table(title=f"session on {charger_id} connector {report.connector_id}", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for key, value in summary.items():
+            table.add_row(_LABELS.get(key, key), f"{value:,}" if isinstance(value, int) else str(value))
+        out.print(table)
+    if report.energy_wh < energy_wh:
+        typer.echo(f"cpsim: the session stopped early ({report.stop_reason}) after {report.energy_wh} "
+                   f"of {energy_wh} Wh.", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED if report.stop_reason == "Local" else EXIT_ERROR)
 
 
 @app.command()
@@ -121,6 +126,8 @@ def demo(
     speedup: Annotated[float, typer.Option(
         "--speedup", min=0.001, help="Simulated seconds per wall second.")] = 60.0,
     pause: Annotated[float, typer.Option("--pause", min=0, help="Seconds between two sessions.")] = 5.0,
+    retry: Annotated[float, typer.Option(
+        "--retry", min=0, help="Seconds to wait after a refused id tag or an unavailable connector.")] = 30.0,
     password: PasswordOption = None,
     ca_file: CaFileOption = None,
     verbose: VerboseOption = False,
@@ -141,10 +148,11 @@ def demo(
         with _on_first_sigint(stop.set):
             await run_demo(url, chargers, list(id_tag), stop=stop, charger_prefix=prefix,
                            energy_wh=(min_energy_wh, max_energy_wh), meter_interval=meter_interval,
-                           speedup=speedup, pause_s=pause, password=password, ssl_context=context,
-                           on_session=report)
+                           speedup=speedup, pause_s=pause, retry_s=retry, password=password,
+                           ssl_context=context, on_session=report)
 
-    out.print(f"{chargers} simulated chargers charging at {url}; Ctrl-C stops them.", markup=False)
+    noun = "charger" if chargers == 1 else "chargers"
+    out.print(f"{chargers} simulated {noun} charging at {url}; Ctrl-C stops them.", markup=False)
     _run(play())
     out.print("stopped.")
 
@@ -168,6 +176,14 @@ async def _play_session(charger_id: str, url: str, *, connector: int, id_tag: st
             return await charger.run_session(
                 connector, id_tag, energy_wh, meter_interval=meter_interval, power_w=power_w,
                 meter_start_wh=meter_start_wh, speedup=speedup, on_sample=on_sample)
+
+
+_LABELS = {
+    "charger_id": "charger", "connector_id": "connector", "transaction_id": "transaction",
+    "id_tag": "id tag", "id_tag_status": "id tag status", "meter_start_wh": "meter start (Wh)",
+    "meter_stop_wh": "meter stop (Wh)", "energy_wh": "energy (Wh)", "stop_reason": "stop reason",
+    "duration_s": "duration (s)",
+}
 
 
 def _summary(charger_id: str, report: SessionReport, duration_s: float) -> dict[str, Any]:

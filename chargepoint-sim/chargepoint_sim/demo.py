@@ -82,10 +82,12 @@ async def _keep_charging(url: str, charger_id: str, id_tags: list[str], options:
     await _sleep_unless(stop, start_delay)
     backoff = _backoff(rng)
     tags = _cycle(id_tags)
+    # One charger across reconnects: its meter keeps counting and it does not boot again.
+    charger = SimulatedCharger(charger_id, url, basic_auth_password=options.password,
+                               ssl_context=options.ssl_context, speedup=options.speedup)
     while not stop.is_set():
         try:
-            async with SimulatedCharger(charger_id, url, basic_auth_password=options.password,
-                                        ssl_context=options.ssl_context, speedup=options.speedup) as charger:
+            async with charger:
                 log.info("%s: connected to %s", charger_id, url)
                 backoff = _backoff(rng)
                 await _play_sessions(charger, tags, options, stop, on_session, rng)
@@ -126,7 +128,7 @@ async def _play_sessions(charger: SimulatedCharger, tags: Iterator[str], options
             log.warning("%s: %s (trying again in %g s)", charger.charger_id, exc, options.retry_s)
             await _sleep_unless(stop, options.retry_s)
             continue
-        log.info("%s: session %s delivered %s Wh to %s", charger.charger_id, report.transaction_id,
+        log.debug("%s: session %s delivered %s Wh to %s", charger.charger_id, report.transaction_id,
                  report.energy_wh, report.id_tag)
         if on_session is not None:
             on_session(charger.charger_id, report)

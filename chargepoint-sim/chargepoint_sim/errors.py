@@ -86,6 +86,12 @@ def explain_connect_error(exc: BaseException, url: str, charger_id: str, *, has_
                 "TLS and that the scheme (ws:// or wss://) matches it.")
     if isinstance(exc, socket.gaierror):
         return f"the host {host!r} of {url} could not be resolved: check the URL."
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        if url.startswith("wss://"):
+            return (f"the TLS handshake with {url} failed (the server closed the connection): check that "
+                    "the port speaks TLS and that the scheme (ws:// or wss://) matches it.")
+        return (f"the central system at {url} closed the connection during the handshake: "
+                "check the port and the scheme (ws:// or wss://).")
     if isinstance(exc, ConnectionRefusedError):
         return (f"the central system at {url} refused the connection: "
                 "is the edge running and is the port right?")

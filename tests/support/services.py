@@ -92,8 +92,10 @@ class PrivateMosquitto:
         if not Path(binary).exists():
             pytest.fail("mosquitto is not installed; `make services` installs it")
         conf = self.folder / "mosquitto.conf"
+        # As root, Mosquitto drops to the 'mosquitto' user, which cannot write the temp folder.
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.folder}/\nautosave_interval 1\n"
             "max_queued_messages 100000\n"
         )
