@@ -165,7 +165,8 @@ async def boot(charger: LibCharger) -> None:
     assert result.status == RegistrationStatus.accepted, result
 
 
-async def wait_history(system: System, vehicle_id: str, count: int, limit_s: float) -> tuple[list[dict[str, Any]], float]:
+async def wait_history(system: System, vehicle_id: str, count: int,
+                       limit_s: float) -> tuple[list[dict[str, Any]], float]:
     """Poll the driver's history until ``count`` completed sessions show; returns them and the wait."""
     started = time.monotonic()
     sessions: list[dict[str, Any]] = []
