@@ -40,7 +40,7 @@ class ChargerTime:
 def parse_timestamp(raw: str) -> datetime | None:
     """An OCPP dateTime as an aware UTC datetime; None when it cannot be parsed.
 
-    Chargers omit the offset now and then; OCPP 1.6 §3.14 says all times are UTC, so a
+    Chargers omit the offset now and then; OCPP 1.6 says all times are UTC, so a
     naive time is taken as UTC.
     """
     try:
@@ -116,14 +116,14 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _preference(sample: Mapping[str, Any]) -> tuple[bool, bool]:
-    # OCPP 1.6 §7.31 defaults: location Outlet, no phase. Prefer whole-charger outlet values.
+    # OCPP 1.6 SampledValue defaults: location Outlet, no phase. Prefer whole-charger outlet values.
     return (sample.get("phase") is None, sample.get("location", "Outlet") == "Outlet")
 
 
 def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
     """Energy register (Wh) and import power (W) of one MeterValue, with OCPP 1.6 defaults.
 
-    Defaults per OCPP 1.6 §7.31 SampledValue: measurand Energy.Active.Import.Register, unit
+    Defaults per the OCPP 1.6 SampledValue type: measurand Energy.Active.Import.Register, unit
     Wh, context Sample.Periodic, location Outlet, format Raw. Values are decimal strings;
     chargers also send kWh (and kW). SignedData, unknown units and unparsable values are
     skipped, never fatal: MeterValues must always be answered.

@@ -6,7 +6,7 @@ Durability choices
       (common at the edge: garages lose power, cabinets get unplugged) may drop the last
       commits, and then a transactionId already handed to a charger could be handed out
       again, or a cloud command already acknowledged to the broker would be forgotten.
-      The edge commits a few times per charger message, so the fsync costs little.
+      The edge commits once per charger message, so the fsync costs little.
 
 Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` holds one ordered step
 per version, applied in its own transaction together with the version bump (zigpy style).
@@ -100,9 +100,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             stop_id_tag        TEXT,
             reason             TEXT,
             state              TEXT NOT NULL CHECK (state IN ('active', 'stopped')),
-            clock_suspect      INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (charger_id, connector_id, id_tag, meter_start, reported_started_at)
+            clock_suspect      INTEGER NOT NULL DEFAULT 0
         )""",
+        # Finds a repeated StartTransaction (a retry after a lost CALLRESULT).
+        """CREATE INDEX transactions_start_key
+           ON transactions (charger_id, connector_id, id_tag, meter_start, reported_started_at)""",
         "CREATE INDEX transactions_active ON transactions (charger_id, connector_id) WHERE state = 'active'",
         # Stops of transactions the edge never saw start (unknown id or -1), kept once each.
         """CREATE TABLE reconciled_stops (
@@ -353,9 +355,10 @@ class StoreTransaction:
 
     async def find_started(self, charger_id: str, connector_id: int, id_tag: str, meter_start: int,
                            reported_started_at: str) -> TransactionRecord | None:
+        """The latest transaction started with exactly these StartTransaction fields."""
         row = await self._one(
             """SELECT * FROM transactions WHERE charger_id = ? AND connector_id = ? AND id_tag = ?
-               AND meter_start = ? AND reported_started_at = ?""",
+               AND meter_start = ? AND reported_started_at = ? ORDER BY id DESC LIMIT 1""",
             (charger_id, connector_id, id_tag, meter_start, reported_started_at),
         )
         return None if row is None else _transaction(row)
@@ -450,21 +453,23 @@ class Store:
         """One atomic unit of work: commits on success, rolls back on any exception."""
         async with self._lock:
             tx = StoreTransaction(self._db)
-            await self._db.execute("BEGIN IMMEDIATE")
+            committing = False
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield tx
+                committing = True
+                await self._db.execute("COMMIT")
             except BaseException:
-                # aiosqlite runs statements in order on its thread, so a statement still in
-                # flight from a cancelled body finishes before this ROLLBACK.
+                # aiosqlite runs statements in order on its own thread, so a statement still in
+                # flight from a cancelled body finishes before this ROLLBACK; after a COMMIT that
+                # did run, the ROLLBACK finds no transaction and is ignored.
                 with suppress(sqlite3.OperationalError):
                     await self._db.execute("ROLLBACK")
                 raise
-            try:
-                await self._db.execute("COMMIT")
             finally:
-                # Wake the drainer even if the COMMIT await was cancelled: the commit still runs
-                # on aiosqlite's thread, and a spurious wake-up only costs one empty query.
-                if tx.emitted:
+                # Wake the drainer even when the COMMIT await was cancelled (the COMMIT may still
+                # have run); a spurious wake-up costs one empty query.
+                if tx.emitted and committing:
                     self._backlog += tx.emitted
                     OUTBOX_BACKLOG.set(self._backlog)
                     self.outbox_changed.set()
@@ -487,10 +492,10 @@ class Store:
         if not seqs:
             return 0
         async with self.transaction() as tx:
-            deleted = 0
-            for seq in seqs:
-                deleted += await tx._run("DELETE FROM outbox WHERE seq = ?", (seq,))
-            self._backlog = int(await _scalar(self._db, "SELECT count(*) FROM outbox"))
+            deleted = await tx._run(
+                f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(seqs))})", seqs
+            )
+        self._backlog = max(0, self._backlog - deleted)
         OUTBOX_BACKLOG.set(self._backlog)
         return deleted
 

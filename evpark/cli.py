@@ -99,7 +99,7 @@ def edge(
     except (ValidationError, ValueError) as exc:
         err.print(f"[red]evpark edge: invalid settings: {exc}[/red]")
         raise typer.Exit(2) from None
-    configure_logging("INFO")
+    configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_edge(settings))
 

@@ -16,15 +16,15 @@ from typing import Any
 
 import httpx
 import structlog
-from cloud.platform.cache import MemoryCache
-from cloud.platform.events import InProcessBus
-from edge.app import Edge
-from edge.settings import EdgeSettings
 
 from cloud.charging.app import build_app as build_charging
 from cloud.gateway.app import build_app as build_gateway
+from cloud.platform.cache import MemoryCache
+from cloud.platform.events import InProcessBus
 from cloud.platform.settings import CloudSettings
 from cloud.vehicles.app import build_app as build_vehicles
+from edge.app import Edge
+from edge.settings import EdgeSettings
 from evpark.broker import EMBEDDED_USER, EmbeddedBroker
 from evpark.servers import make_server, port_free, wait_started
 

@@ -26,10 +26,11 @@ from mqtt.payloads import (
     SessionStopped,
     SiteHello,
 )
-from mqtt.topics import QOS, Topics
+from mqtt.topics import QOS, RETAINED_TYPES, Topics
 
 __all__ = [
     "QOS",
+    "RETAINED_TYPES",
     "AuthListEntry",
     "AuthListUpdate",
     "BayOccupancy",

@@ -33,7 +33,7 @@ class Envelope(BaseModel):
     body: dict[str, Any]
 
     @classmethod
-    def wrap(cls, site_id: str, seq: int, body: _Body, *, id: uuid.UUID | None = None,
+    def wrap(cls, site_id: str, seq: int, body: _Body | CommandResult, *, id: uuid.UUID | None = None,
              ts: datetime | None = None) -> Envelope:
         validate_site_id(site_id)
         return cls(id=id or uuid.uuid4(), site_id=site_id, seq=seq, ts=ts or datetime.now(UTC),

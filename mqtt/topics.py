@@ -22,6 +22,11 @@ QOS = 1
 
 UP_CATEGORIES = ("site", "charger", "session", "bay", "result")
 
+RETAINED_TYPES = frozenset({"site.hello"})
+"""Published with the retain flag: a cloud service that subscribes for the first time (after
+the site connected) still learns every site and its state. Receivers deduplicate by envelope
+id as for any message, so the retained copy changes nothing the second time."""
+
 _SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -1,0 +1,146 @@
+"""The composition root of the edge agent: builds the store, the site, the OCPP server and the
+uplink from :class:`EdgeSettings`, and runs the long-lived loops under one TaskGroup.
+
+::
+
+    async with Edge(settings) as edge:
+        print(edge.ocpp_port)
+        await edge.run_forever()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TypeVar
+
+import structlog
+
+from edge.logging import configure_logging
+from edge.ocpp_server import OcppServer
+from edge.settings import EdgeSettings
+from edge.site import Site
+from edge.store import Store
+from edge.uplink import Uplink
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+
+class Edge:
+    """One site's edge agent. Enter it to start, exit it to stop everything cleanly."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self._stack: AsyncExitStack | None = None
+        self._store: Store | None = None
+        self._site: Site | None = None
+        self._ocpp: OcppServer | None = None
+        self._uplink: Uplink | None = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> Edge:
+        if self._stack is not None:
+            raise RuntimeError("this Edge is already running")
+        settings = self.settings
+        stack = AsyncExitStack()
+        try:
+            self._store = store = await Store.open(settings.database_path)
+            stack.push_async_callback(store.close)
+            self._site = site = Site(store, site_id=settings.site_id, heartbeat_interval=settings.heartbeat_interval,
+                                     accept_unknown_chargers=settings.accept_unknown_chargers)
+            self._ocpp = await stack.enter_async_context(
+                OcppServer(site, host=settings.ocpp_host, port=settings.ocpp_port))
+            self._uplink = Uplink(
+                site, site_id=settings.site_id, host=settings.mqtt_host, port=settings.mqtt_port,
+                topic_root=settings.mqtt_topic_root, username=settings.mqtt_username,
+                password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+                tls=settings.mqtt_tls, edge_version=settings.edge_version,
+            )
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            self.tasks = {
+                "ocpp-server": tasks.create_task(self._ocpp.serve_forever(), name="edge.ocpp-server"),
+                "uplink": tasks.create_task(self._uplink.run(), name="edge.uplink"),
+            }
+            # Runs first on exit (LIFO): stop the loops, then the TaskGroup waits for them.
+            stack.callback(self._cancel_tasks)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        log.info("edge.started", site_id=settings.site_id, ocpp_port=self.ocpp_port,
+                 mqtt=f"{settings.mqtt_host}:{settings.mqtt_port}", data_dir=str(settings.data_dir))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        stack, self._stack = self._stack, None
+        try:
+            if stack is not None:
+                await stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._store = self._site = self._ocpp = self._uplink = None
+            self._stop = asyncio.Event()
+        log.info("edge.stopped", site_id=self.settings.site_id)
+
+    def _cancel_tasks(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+    @property
+    def ocpp_port(self) -> int:
+        """The TCP port the OCPP server is bound to (the real one when 0 was configured)."""
+        return self._running(self._ocpp).port
+
+    @property
+    def store(self) -> Store:
+        return self._running(self._store)
+
+    @property
+    def site(self) -> Site:
+        return self._running(self._site)
+
+    @property
+    def ocpp(self) -> OcppServer:
+        return self._running(self._ocpp)
+
+    @property
+    def uplink(self) -> Uplink:
+        return self._running(self._uplink)
+
+    @staticmethod
+    def _running(part: _T | None) -> _T:
+        if part is None:
+            raise RuntimeError("the Edge is not running; use `async with Edge(settings) as edge`")
+        return part
+
+    async def run_forever(self) -> None:
+        """Wait until :meth:`stop` is called (or a loop fails, which cancels this)."""
+        await self._stop.wait()
+
+    def stop(self) -> None:
+        """Make :meth:`run_forever` return; leaving the ``async with`` then shuts down."""
+        self._stop.set()
+
+
+async def run_edge(settings: EdgeSettings) -> None:
+    """Run the edge until SIGTERM/SIGINT or cancellation (the ``evpark edge`` entry point)."""
+    if not structlog.is_configured():
+        configure_logging(settings.log_level)
+    async with Edge(settings) as edge:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, edge.stop)
+                installed.append(signum)
+        try:
+            await edge.run_forever()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)

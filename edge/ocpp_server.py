@@ -1,0 +1,368 @@
+"""The OCPP 1.6J central system of the site, served over WebSockets.
+
+Chargers connect to ``ws://<host>:<port>/ocpp/<chargePointId>`` (percent-encoded id) with
+subprotocol ``ocpp1.6``. Each connection is a :class:`ChargerConnection` (the ``ocpp``
+library's v16 ChargePoint) whose handlers turn a CALL into one call on :class:`edge.site.Site`
+and return its answer. This module owns only the protocol quirks:
+
+* OCPP-J 1.6 §3 (connection): an unknown charger id gets HTTP 404 at the handshake; a connection that
+  offers no acceptable subprotocol completes the handshake without one and is closed.
+* OCPP-NOTES "Status": a second connection with the same charger id replaces the first.
+* OCPP-J 1.6 §4.2.3: error codes keep the 1.6 spelling on the wire (the ``ocpp`` library
+  emits the 2.0.1 "FormatViolation"); a malformed CALL gets a CALLERROR when its id can be
+  read; the connection stays up.
+* CALLs other than BootNotification from a charger whose boot was never accepted get a
+  SecurityError. The accepted state is in SQLite, so a plain reconnect keeps it.
+* The central system never awaits its own CALL to a charger inside the handler of that
+  charger's CALL (it would deadlock: one outstanding CALL per direction). Nothing here calls
+  chargers yet; when something does, it answers first and acts from a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError, SecurityError
+from ocpp.messages import Call, CallError, MessageType
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from edge.domain import AuthDecision
+from edge.metrics import CONNECTED_CHARGERS, OCPP_MESSAGES
+from edge.site import BootInfo, Site
+
+log = structlog.get_logger(__name__)
+
+SUBPROTOCOL = Subprotocol("ocpp1.6")
+PATH_PREFIX = "/ocpp/"
+MAX_CHARGER_ID_LENGTH = 64
+
+_V16_ACTIONS = frozenset(action.value for action in Action)
+
+# OCPP-J 1.6 §4.2.3 spellings for the codes the ocpp library writes in 2.0.1 style.
+_V16_ERROR_CODES = {
+    "FormatViolation": "FormationViolation",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+}
+
+# Recovers the message id of a CALL that is not valid JSON, so it can still be answered.
+_CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
+
+
+class _QuietProbes(logging.Filter):
+    """Drop websockets' error for a TCP connection closed before any HTTP request.
+
+    That is what TCP health checks (a Kubernetes tcpSocket probe, a load balancer) do; logged
+    as an error with a traceback each time, it would bury real problems.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError))
+
+
+def _websockets_logger() -> logging.Logger:
+    logger = logging.getLogger("edge.ocpp.websockets")
+    if not any(isinstance(f, _QuietProbes) for f in logger.filters):
+        logger.addFilter(_QuietProbes())
+    return logger
+
+
+def charger_id_from_path(path: str) -> str | None:
+    """The percent-decoded charge point id of ``/ocpp/<id>``, or None for any other path."""
+    route = urlsplit(path).path
+    if not route.startswith(PATH_PREFIX):
+        return None
+    raw = route[len(PATH_PREFIX):]
+    if not raw or "/" in raw:
+        return None
+    charger_id = unquote(raw)
+    if not charger_id or len(charger_id) > MAX_CHARGER_ID_LENGTH or not charger_id.isprintable():
+        return None
+    return charger_id
+
+
+def ocpp_time(value: datetime) -> str:
+    """An OCPP dateTime: UTC, milliseconds, ``Z``."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _id_tag_info(decision: AuthDecision) -> IdTagInfo:
+    return IdTagInfo(
+        status=AuthorizationStatus(decision.status.value),
+        expiry_date=ocpp_time(decision.expiry_date) if decision.expiry_date else None,
+        parent_id_tag=decision.parent_id_tag,
+    )
+
+
+class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library is untyped
+    """One charger's OCPP 1.6J connection. Handlers are thin: parse, call the site, answer."""
+
+    def __init__(self, charger_id: str, connection: ServerConnection, site: Site) -> None:
+        super().__init__(charger_id, connection)
+        self.connection = connection
+        self._site = site
+        self._boot_accepted = False
+        self._log = log.bind(charger_id=charger_id)
+
+    # --- framing ------------------------------------------------------------------------
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        try:
+            await self._route(raw_msg)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            # A bug must not take the charger's connection down; it retries its CALL.
+            self._log.exception("ocpp.route_failed")
+
+    async def _route(self, raw_msg: str | bytes) -> None:
+        try:
+            frame = json.loads(raw_msg)
+        except (ValueError, UnicodeDecodeError):
+            text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+            match = _CALL_ID.match(text)
+            self._log.warning("ocpp.malformed_frame", reason="not JSON", frame=text[:200])
+            if match:
+                await self._send_error(match.group(1), "FormationViolation", "Frame is not valid JSON")
+            return
+        if not isinstance(frame, list) or not frame or type(frame[0]) is not int:
+            self._log.warning("ocpp.malformed_frame", reason="not an OCPP-J array", frame=str(frame)[:200])
+            if isinstance(frame, list) and len(frame) > 1 and frame[0] == MessageType.Call \
+                    and isinstance(frame[1], str):
+                await self._send_error(frame[1], "FormationViolation", "MessageTypeId must be an integer")
+            return
+        if frame[0] in (MessageType.CallResult, MessageType.CallError):
+            await super().route_message(raw_msg)
+            return
+        if frame[0] != MessageType.Call:
+            # OCPP-J 1.6 §4.1.3: a message with an unknown MessageTypeId is ignored.
+            self._log.info("ocpp.unknown_message_type", message_type=frame[0])
+            return
+        if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str) \
+                or not isinstance(frame[3], dict):
+            self._log.warning("ocpp.malformed_frame", reason="bad CALL", frame=str(frame)[:200])
+            if len(frame) > 1 and isinstance(frame[1], str):
+                await self._send_error(frame[1], "FormationViolation",
+                                       'A CALL is [2, "<uniqueId>", "<Action>", {<payload>}]')
+            return
+        call = Call(frame[1], frame[2], frame[3])
+        OCPP_MESSAGES.labels(action=call.action if call.action in _V16_ACTIONS else "unknown").inc()
+        try:
+            await self._dispatch(call)
+        except OCPPError as error:
+            self._log.warning("ocpp.call_error", action=call.action,
+                              code=_V16_ERROR_CODES.get(error.code, error.code), description=error.description)
+            await self._send(call.create_call_error(error).to_json())
+
+    async def _dispatch(self, call: Call) -> None:
+        if call.action not in self.route_map:
+            # OCPP-J 1.6 §4.2.3: NotSupported = "recognized but not supported",
+            # NotImplemented = "not known". (The ocpp library swaps the two.)
+            if call.action in _V16_ACTIONS:
+                raise NotSupportedError(description="Requested Action is recognized but not supported by the "
+                                        "receiver", details={"cause": f"{call.action} is not supported"})
+            raise OcppNotImplemented(description="Requested Action is not known by receiver",
+                                     details={"cause": f"{call.action} is not an OCPP 1.6 action"})
+        if call.action != Action.boot_notification and not await self._is_boot_accepted():
+            raise SecurityError(details={"cause": "BootNotification has not been accepted"})
+        await self._handle_call(call)
+
+    async def _is_boot_accepted(self) -> bool:
+        if not self._boot_accepted:
+            self._boot_accepted = await self._site.boot_accepted(self.id)
+        return self._boot_accepted
+
+    async def _send_error(self, unique_id: str, code: str, description: str) -> None:
+        await self._send(CallError(unique_id, code, description, {}).to_json())
+
+    async def _send(self, message: str) -> None:
+        if message.startswith(f"[{MessageType.CallError},"):
+            frame = json.loads(message)
+            if frame[2] in _V16_ERROR_CODES:
+                frame[2] = _V16_ERROR_CODES[frame[2]]
+                message = json.dumps(frame, separators=(",", ":"))
+        await super()._send(message)
+
+    # --- handlers -----------------------------------------------------------------------
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
+                                   **kwargs: Any) -> call_result.BootNotification:
+        info = BootInfo(vendor=charge_point_vendor, model=charge_point_model,
+                        serial=kwargs.get("charge_point_serial_number") or kwargs.get("charge_box_serial_number"),
+                        firmware=kwargs.get("firmware_version"))
+        answer = await self._site.boot(self.id, info)
+        self._boot_accepted = answer.status == "Accepted"
+        return call_result.BootNotification(current_time=ocpp_time(answer.current_time), interval=answer.interval,
+                                            status=RegistrationStatus(answer.status))
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=ocpp_time(await self._site.heartbeat(self.id)))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
+                                     **kwargs: Any) -> call_result.StatusNotification:
+        await self._site.connector_status(self.id, connector_id, status=status, error_code=error_code,
+                                          info=kwargs.get("info"), timestamp=kwargs.get("timestamp"))
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag: str, **kwargs: Any) -> call_result.Authorize:
+        return call_result.Authorize(id_tag_info=_id_tag_info(await self._site.authorize(id_tag)))
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
+                                   **kwargs: Any) -> call_result.StartTransaction:
+        answer = await self._site.start_transaction(self.id, connector_id=connector_id, id_tag=id_tag,
+                                                    meter_start=meter_start, timestamp=timestamp,
+                                                    reservation_id=kwargs.get("reservation_id"))
+        return call_result.StartTransaction(transaction_id=answer.transaction_id,
+                                            id_tag_info=_id_tag_info(answer.auth))
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]],
+                              **kwargs: Any) -> call_result.MeterValues:
+        await self._site.meter_values(self.id, connector_id=connector_id,
+                                      transaction_id=kwargs.get("transaction_id"), meter_value=meter_value)
+        return call_result.MeterValues()
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
+                                  **kwargs: Any) -> call_result.StopTransaction:
+        decision = await self._site.stop_transaction(
+            self.id, transaction_id=transaction_id, meter_stop=meter_stop, timestamp=timestamp,
+            id_tag=kwargs.get("id_tag"), reason=kwargs.get("reason"),
+            transaction_data=kwargs.get("transaction_data"),
+        )
+        return call_result.StopTransaction(id_tag_info=_id_tag_info(decision) if decision else None)
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        # DataTransfer.conf: no vendor extensions are known to this central system.
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+
+class OcppServer:
+    """The WebSocket server; ``async with`` binds it, :meth:`serve_forever` runs it."""
+
+    def __init__(self, site: Site, *, host: str, port: int, ping_interval: float | None = 20.0,
+                 ping_timeout: float | None = 20.0) -> None:
+        self._site = site
+        self._host = host
+        self._requested_port = port
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._server: Server | None = None
+        self._connections: dict[str, ChargerConnection] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("the OCPP server is not started")
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def connected_chargers(self) -> list[str]:
+        return sorted(self._connections)
+
+    def connection(self, charger_id: str) -> ChargerConnection | None:
+        return self._connections.get(charger_id)
+
+    async def __aenter__(self) -> OcppServer:
+        self._server = await serve(
+            self._handle, self._host, self._requested_port,
+            subprotocols=[SUBPROTOCOL], select_subprotocol=_select_subprotocol,
+            process_request=self._process_request,
+            ping_interval=self._ping_interval, ping_timeout=self._ping_timeout, logger=_websockets_logger(),
+        )
+        log.info("ocpp.listening", host=self._host, port=self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        log.info("ocpp.stopped")
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            raise RuntimeError("enter the OcppServer context first")
+        await self._server.serve_forever()
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = charger_id_from_path(request.path)
+        if charger_id is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"Connect to {PATH_PREFIX}<chargePointId>\n")
+        if not await self._site.may_connect(charger_id):
+            log.warning("ocpp.unknown_charger", charger_id=charger_id)
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charge point\n")
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        charger_id = charger_id_from_path(connection.request.path if connection.request else "")
+        if charger_id is None:  # pragma: no cover - _process_request refused it already
+            await connection.close(CloseCode.POLICY_VIOLATION)
+            return
+        if connection.subprotocol != SUBPROTOCOL:
+            # OCPP-J 1.6 §3.1.2: without an agreed subprotocol there is no OCPP to speak.
+            log.warning("ocpp.no_subprotocol", charger_id=charger_id,
+                        offered=_offered(connection.request.headers if connection.request else Headers()))
+            await connection.close(CloseCode.PROTOCOL_ERROR, "subprotocol ocpp1.6 required")
+            return
+        charger = ChargerConnection(charger_id, connection, self._site)
+        previous = self._connections.get(charger_id)
+        self._connections[charger_id] = charger
+        if previous is None:
+            CONNECTED_CHARGERS.inc()
+        else:
+            log.info("ocpp.connection_replaced", charger_id=charger_id)
+            self._close_later(previous.connection, "replaced by a new connection")
+        log.info("ocpp.connected", charger_id=charger_id, remote=str(connection.remote_address))
+        try:
+            await charger.start()
+        except ConnectionClosed as closed:
+            log.info("ocpp.disconnected", charger_id=charger_id, code=closed.rcvd.code if closed.rcvd else None)
+        finally:
+            if self._connections.get(charger_id) is charger:
+                del self._connections[charger_id]
+                CONNECTED_CHARGERS.dec()
+
+    def _close_later(self, connection: ServerConnection, reason: str) -> None:
+        # Not awaited: a dead peer would hold the new connection for close_timeout seconds.
+        task = asyncio.create_task(connection.close(CloseCode.NORMAL_CLOSURE, reason),
+                                   name=f"ocpp.close-replaced:{connection.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:
+    # Complete the handshake without a subprotocol instead of failing it with HTTP 400 (the
+    # websockets default); _handle then closes the connection with a reason the charger can log.
+    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+
+def _offered(headers: Headers) -> list[str]:
+    return headers.get_all("Sec-WebSocket-Protocol")

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+import aiosqlite
+import pytest
+
+from edge.store import SCHEMA_VERSION, Store, StoreError
+from mqtt.payloads import ChargerStatus
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "edge.db")
+    async with opened:
+        yield opened
+
+
+def status(n: int) -> ChargerStatus:
+    return ChargerStatus(charger_id="CP-1", connector_id=1, status="Available", info=f"event-{n}", observed_at=NOW)
+
+
+async def new_transaction(store: Store, meter_start: int = 0) -> int:
+    async with store.transaction() as tx:
+        return await tx.insert_transaction(
+            charger_id="CP-1", connector_id=1, id_tag="T", id_tag_status="Accepted", meter_start=meter_start,
+            started_at=NOW, reported_started_at=f"r-{meter_start}", reservation_id=None, clock_suspect=False)
+
+
+async def test_a_new_database_is_migrated_to_the_latest_schema_in_wal_with_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "edge.db"
+    async with await Store.open(path):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"meta", "chargers", "connectors", "transactions", "reconciled_stops", "auth_list", "outbox"} <= tables
+    store = await Store.open(path)  # reopening an up-to-date database changes nothing
+    async with store:
+        rows = list(await store._db.execute_fetchall("PRAGMA synchronous"))
+        assert rows[0][0] == 2  # FULL
+
+
+async def test_a_database_from_a_newer_edge_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    async with aiosqlite.connect(path) as db:
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        await db.commit()
+    with pytest.raises(StoreError, match="newer than this edge"):
+        await Store.open(path)
+
+
+async def test_transaction_ids_are_never_reused_after_delete_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    async with await Store.open(path) as store:
+        first, second = await new_transaction(store, 1), await new_transaction(store, 2)
+        async with store.transaction() as tx:
+            await tx._run("DELETE FROM transactions WHERE id = ?", (second,))
+    async with await Store.open(path) as store:
+        third = await new_transaction(store, 3)
+    assert 1 <= first < second < third
+
+
+async def test_outbox_rows_exist_only_if_their_transaction_commits(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.register_charger("CP-1", NOW)
+            await tx.emit(status(0))
+            raise RuntimeError("the state change failed half way")
+    assert await store.get_charger("CP-1") is None
+    assert await store.outbox_batch() == []
+    assert store.outbox_backlog == 0
+    assert not store.outbox_changed.is_set()
+
+    async with store.transaction() as tx:
+        await tx.register_charger("CP-1", NOW)
+        await tx.emit(status(1))
+    assert await store.get_charger("CP-1") is not None
+    assert [row.body["info"] for row in await store.outbox_batch()] == ["event-1"]
+    assert store.outbox_backlog == 1
+    assert store.outbox_changed.is_set()
+
+
+async def test_outbox_seq_only_grows_even_after_rows_are_deleted(store: Store) -> None:
+    for n in range(3):
+        async with store.transaction() as tx:
+            await tx.emit(status(n))
+    rows = await store.outbox_batch()
+    assert [row.seq for row in rows] == sorted(row.seq for row in rows)
+    assert [row.type for row in rows] == ["charger.status"] * 3
+    assert len({row.envelope_id for row in rows}) == 3
+    assert await store.delete_outbox([row.seq for row in rows]) == 3
+    assert store.outbox_backlog == 0
+    async with store.transaction() as tx:
+        seq = await tx.emit(status(9))
+    assert seq > rows[-1].seq
+
+
+async def test_an_outbox_body_without_an_uplink_topic_is_refused_at_write_time(store: Store) -> None:
+    class Odd:
+        TYPE: ClassVar[str] = "nonsense.type"
+
+        def model_dump(self, *, mode: str = "python") -> dict[str, object]:
+            return {}
+
+    with pytest.raises(ValueError, match="no uplink category"):
+        async with store.transaction() as tx:
+            await tx.emit(Odd())
