@@ -79,7 +79,7 @@ class System:
                 if process.popen.poll() is not None:
                     raise RuntimeError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
             try:
-                if (httpx.get(f"{self.gateway}/health", timeout=1).status_code == 200
+                if (httpx.get(f"{self.gateway}/ready", timeout=3).status_code == 200
                         and reachable(host, int(port), 0.5)):
                     return
             except httpx.HTTPError:
