@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from cloud.platform.types import UtcDateTime
 
 
 class ChargingSession(SQLModel, table=True):
@@ -19,8 +21,8 @@ class ChargingSession(SQLModel, table=True):
     connector_id: int | None = None
     id_tag: str | None = Field(default=None, max_length=20, index=True)
     status: str = Field(max_length=16, description="active | completed")
-    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    started_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     meter_start_wh: int | None = None
     meter_stop_wh: int | None = None
     meter_last_wh: int | None = None
@@ -28,7 +30,7 @@ class ChargingSession(SQLModel, table=True):
     stop_reason: str | None = Field(default=None, max_length=32)
     clock_suspect: bool = False
     reconciled: bool = False
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class VehicleIdTag(SQLModel, table=True):

@@ -35,5 +35,6 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiormq", "aio_pika", "amqtt", "transitions", "websockets.server"):
+    # The ocpp library logs every frame at INFO; a busy site would drown its own log.
+    for noisy in ("uvicorn.access", "aiormq", "aio_pika", "amqtt", "transitions", "websockets.server", "ocpp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+
+from cloud.platform.types import UtcDateTime
 
 metadata = MetaData()
 
@@ -13,7 +15,7 @@ outbox = Table(
     Column("event_id", String(36), nullable=False, unique=True),
     Column("name", String(128), nullable=False),
     Column("payload", Text, nullable=False, doc="the whole Event as JSON"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 inbox = Table(
@@ -21,7 +23,7 @@ inbox = Table(
     metadata,
     Column("message_id", String(64), nullable=False),
     Column("consumer", String(128), nullable=False),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("message_id", "consumer"),
 )
 
@@ -32,7 +34,7 @@ parked = Table(
     Column("source", String(512), nullable=False, doc="MQTT topic or queue name"),
     Column("payload", Text, nullable=False),
     Column("error", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.vehicles.domain import RegisterVehicle
@@ -57,6 +57,13 @@ async def register_vehicle(body: RegisterVehicleIn, service: ServiceDep) -> dict
     """Register a vehicle and the idTags that may charge it; every site learns the idTags."""
     return await service.register(RegisterVehicle(plate=body.plate, id_tags=tuple(body.id_tags),
                                                   make=body.make, model=body.model))
+
+
+@router.get("", response_model=list[VehicleOut])
+async def find_vehicles(plate: Annotated[str, Query(min_length=1, max_length=16, description="licence plate")],
+                        service: ServiceDep) -> list[dict[str, object]]:
+    """Find a vehicle by its plate (an empty list when none is registered)."""
+    return await service.find_by_plate(plate)
 
 
 @router.get("/{vehicle_id}", response_model=VehicleOut)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
+
+from cloud.platform.types import UtcDateTime
 
 
 class Vehicle(SQLModel, table=True):
@@ -15,7 +17,7 @@ class Vehicle(SQLModel, table=True):
     plate: str = Field(max_length=16, unique=True)
     make: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class IdTag(SQLModel, table=True):
@@ -26,7 +28,7 @@ class IdTag(SQLModel, table=True):
     id_tag: str = Field(primary_key=True, max_length=20)
     vehicle_id: str = Field(foreign_key="vehicles.id", max_length=36, index=True)
     status: str = Field(max_length=16, default="Accepted")
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class AuthListChange(SQLModel, table=True):
@@ -38,7 +40,7 @@ class AuthListChange(SQLModel, table=True):
     id_tag: str = Field(max_length=20, index=True)
     status: str = Field(max_length=16)
     vehicle_id: str | None = Field(default=None, max_length=36)
-    changed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    changed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class Site(SQLModel, table=True):
@@ -50,5 +52,5 @@ class Site(SQLModel, table=True):
     synced_version: int = 0
     pending_command_id: str | None = Field(default=None, max_length=36)
     pending_version: int | None = None
-    pending_sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    last_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    pending_sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    last_seen_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -93,6 +93,12 @@ class VehicleService:
                       for s in sites],
         }
 
+    async def find_by_plate(self, plate: str) -> list[dict[str, object]]:
+        normalised = domain.normalise_plate(plate)
+        async with self._outbox.db.session() as session:
+            vehicle_id = await session.scalar(select(Vehicle.id).where(col(Vehicle.plate) == normalised))
+        return [await self.get(vehicle_id)] if vehicle_id else []
+
     # --- authorization list sync with the sites --------------------------------------
 
     async def on_site_message(self, tx: Transaction, envelope: Envelope) -> None:

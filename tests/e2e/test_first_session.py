@@ -40,6 +40,7 @@ async def test_a_charged_session_shows_in_the_drivers_history_within_5_s(system:
     assert session["status"] == "completed"
     assert session["energy_wh"] == 7_500
     assert session["transaction_id"] == transaction_id
+    assert session["stopped_at"].endswith(("Z", "+00:00")), "times reach the driver as UTC"
     # Nothing else appears later: one session, counted once.
     await asyncio.sleep(1.0)
     again, _ = await wait_history(system, vehicle_id, 1, limit_s=2.0)

@@ -55,8 +55,13 @@ async def test_register_then_read_a_vehicle(apps: tuple[httpx.AsyncClient, httpx
     body = created.json()
     assert body["plate"] == "EV 123"
     assert body["id_tags"] == [{"id_tag": "04A2B3C4", "status": "Accepted"}]
+    assert body["created_at"].endswith(("Z", "+00:00")), "times are UTC with their offset"
     fetched = await vehicles.get(f"/vehicles/{body['vehicle_id']}")
     assert fetched.json()["vehicle_id"] == body["vehicle_id"]
+    found = await vehicles.get("/vehicles", params={"plate": "EV-123"})
+    assert found.json() == []
+    found = await vehicles.get("/vehicles", params={"plate": "Ev 123"})
+    assert [v["vehicle_id"] for v in found.json()] == [body["vehicle_id"]]
     # The charging service learned the vehicle from the event: empty history, not 404.
     history = await charging.get(f"/charging/history/{body['vehicle_id']}")
     assert history.status_code == 200
