@@ -43,7 +43,7 @@ def up(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run broker, services, gateway and one edge on this machine, on embedded defaults."""
-    from evpark.up import PortInUse, UpOptions, run_up
+    from evpark.up import ComponentFailed, PortInUse, UpOptions, run_up
 
     configure_logging(log_level)
     options = UpOptions(data_dir=data_dir, host=host, gateway_port=gateway_port, charging_port=charging_port,
@@ -54,6 +54,9 @@ def up(
     except PortInUse as exc:
         err.print(f"[red]evpark up: {exc}[/red]")
         raise typer.Exit(2) from None
+    except ComponentFailed as exc:
+        err.print(f"[red]evpark up: {exc}; see the log above[/red]")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
 

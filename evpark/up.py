@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,74 @@ def check_ports(options: UpOptions) -> None:
                             f"choose another with {flag}")
 
 
+class ComponentFailed(RuntimeError):
+    pass
+
+
 async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
                  ready: asyncio.Event | None = None) -> None:
+    """Run everything until ``stop`` is set (or SIGINT/SIGTERM); raise if a part dies."""
     check_ports(options)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
+    cloud, edge_settings = _settings(options)
+    bus = InProcessBus()
+    cache = MemoryCache()
+    await bus.start()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(EmbeddedBroker(options.host, options.mqtt_port,
+                                                           options.data_dir / "broker"))
+            watched: list[asyncio.Task[Any]] = []
+            for name, app, port in (
+                ("vehicles", build_vehicles(cloud, bus=bus, cache=cache), options.vehicles_port),
+                ("charging", build_charging(cloud, bus=bus, cache=cache), options.charging_port),
+                ("gateway", build_gateway(cloud, cache=cache), options.gateway_port),
+            ):
+                watched.append(await stack.enter_async_context(serving(app, options.host, port, name)))
+            edge = await stack.enter_async_context(Edge(edge_settings))
+            watched.append(asyncio.create_task(edge.run_forever(), name="edge"))
+            if options.demo_chargers:
+                watched.append(asyncio.create_task(_demo(options, stop), name="demo"))
+            _announce(options)
+            if ready is not None:
+                ready.set()
+            await _until_stopped_or_failed(stop, watched)
+    finally:
+        await bus.close()
+        await cache.close()
 
+
+async def _until_stopped_or_failed(stop: asyncio.Event, watched: list[asyncio.Task[Any]]) -> None:
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stopper]
+    for task in (stopper, *watched):
+        task.cancel()
+    await asyncio.gather(stopper, *watched, return_exceptions=True)
+    if failed:
+        task = failed[0]
+        cause = None if task.cancelled() else task.exception()
+        raise ComponentFailed(f"{task.get_name()} stopped unexpectedly: {cause!r}")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, host: str, port: int, name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """Serve ``app`` until the block ends; yields the server's task."""
+    server = make_server(app, host, port)
+    task = asyncio.create_task(server.serve(), name=f"http:{name}")
+    try:
+        await wait_started(server, task, f"the {name} service")
+        yield task
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
     topic_root = "evpark"
     cloud = CloudSettings(
         data_dir=options.data_dir / "cloud", database_url="", amqp_url="", redis_url="",
@@ -77,58 +137,12 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
         charging_port=options.charging_port, vehicles_port=options.vehicles_port,
         charging_url="", vehicles_url="",
     )
-    edge_settings = EdgeSettings(
+    edge = EdgeSettings(
         site_id=options.site_id, data_dir=options.data_dir / "edge", ocpp_host=options.host,
         ocpp_port=options.ocpp_port, accept_unknown_chargers=True, mqtt_host=options.host,
         mqtt_port=options.mqtt_port, mqtt_username=options.site_id, mqtt_topic_root=topic_root,
     )
-    bus = InProcessBus()
-    cache = MemoryCache()
-    await bus.start()
-    servers: list[Any] = []
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        async with EmbeddedBroker(options.host, options.mqtt_port, options.data_dir / "broker"):
-            for name, app, port in (
-                ("vehicles", build_vehicles(cloud, bus=bus, cache=cache), options.vehicles_port),
-                ("charging", build_charging(cloud, bus=bus, cache=cache), options.charging_port),
-                ("gateway", build_gateway(cloud, cache=cache), options.gateway_port),
-            ):
-                server = make_server(app, options.host, port)
-                task = asyncio.create_task(server.serve(), name=f"http:{name}")
-                servers.append(server)
-                tasks.append(task)
-                await wait_started(server, task, f"the {name} service")
-            async with Edge(edge_settings) as edge:
-                edge_task = asyncio.create_task(edge.run_forever(), name="edge")
-                tasks.append(edge_task)
-                if options.demo_chargers:
-                    tasks.append(asyncio.create_task(
-                        _demo(options, stop), name="demo"))
-                _announce(options)
-                if ready is not None:
-                    ready.set()
-                stopped = asyncio.create_task(stop.wait(), name="stop")
-                done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is not stopped and not task.cancelled() and task.exception() is not None:
-                        log.error("a component stopped", task=task.get_name(), error=repr(task.exception()))
-                stopped.cancel()
-                edge_task.cancel()
-                for task in tasks:
-                    if task.get_name() == "demo":
-                        task.cancel()
-                await asyncio.gather(edge_task, *[t for t in tasks if t.get_name() == "demo"],
-                                     return_exceptions=True)
-            for server in reversed(servers):
-                server.should_exit = True
-            await asyncio.gather(*[t for t in tasks if t.get_name().startswith("http:")], return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await bus.close()
-        await cache.close()
+    return cloud, edge
 
 
 def _announce(options: UpOptions) -> None:

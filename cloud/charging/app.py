@@ -16,7 +16,6 @@ from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import open_platform
 from cloud.platform.settings import CloudSettings
-from mqtt import Topics
 
 SERVICE = "charging"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,12 +27,8 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
         async with open_platform(SERVICE, settings, MIGRATIONS, bus=bus, cache=cache) as platform:
             service = ChargingService(platform.outbox, platform.cache)
             await platform.bus.subscribe(events.QUEUE, events.CONSUMES, service.on_vehicle_event)
-            link = MqttLink(service=SERVICE, outbox=platform.outbox, host=settings.mqtt_host,
-                            port=settings.mqtt_port, topics=Topics(settings.mqtt_topic_root),
-                            categories=["session"], handler=service.record_session_message,
-                            username=settings.mqtt_username,
-                            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                            tls=settings.mqtt_tls)
+            link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
+                                          categories=["session"], handler=service.record_session_message)
             platform.start_task(link.run(), "mqtt-link")
             app.state.charging = service
             app.state.platform = platform

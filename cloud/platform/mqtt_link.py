@@ -20,6 +20,7 @@ import structlog
 
 from cloud.platform.metrics import MESSAGES_CONSUMED
 from cloud.platform.outbox import Outbox, Transaction, park
+from cloud.platform.settings import CloudSettings
 from mqtt import QOS, Command, Envelope, MalformedMessage, Topics, decode_envelope
 from mqtt.client import ack, enable_manual_ack
 
@@ -56,6 +57,14 @@ class MqttLink:
         # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so run
         # one consuming replica per service (see the README, "Scaling").
         self.client_id = f"evpark-{service}-{topics.root}"[:128]
+
+    @classmethod
+    def from_settings(cls, settings: CloudSettings, *, service: str, outbox: Outbox, categories: Sequence[str],
+                      handler: EnvelopeHandler | None) -> MqttLink:
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        return cls(service=service, outbox=outbox, host=settings.mqtt_host, port=settings.mqtt_port,
+                   topics=Topics(settings.mqtt_topic_root), categories=categories, handler=handler,
+                   username=settings.mqtt_username, password=password, tls=settings.mqtt_tls)
 
     async def run(self) -> None:
         """Connect, consume and reconnect forever, with jittered exponential back-off."""

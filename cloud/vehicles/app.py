@@ -15,7 +15,6 @@ from cloud.platform.runtime import open_platform
 from cloud.platform.settings import CloudSettings
 from cloud.vehicles.api import router
 from cloud.vehicles.service import VehicleService
-from mqtt import Topics
 
 SERVICE = "vehicles"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,12 +25,8 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_platform(SERVICE, settings, MIGRATIONS, bus=bus, cache=cache) as platform:
             service = VehicleService(platform.outbox)
-            link = MqttLink(service=SERVICE, outbox=platform.outbox, host=settings.mqtt_host,
-                            port=settings.mqtt_port, topics=Topics(settings.mqtt_topic_root),
-                            categories=["site", "result"], handler=service.on_site_message,
-                            username=settings.mqtt_username,
-                            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                            tls=settings.mqtt_tls)
+            link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
+                                          categories=["site", "result"], handler=service.on_site_message)
             platform.start_task(link.run(), "mqtt-link")
             platform.start_task(service.run_sync(link), "authlist-sync")
             app.state.vehicles = service
