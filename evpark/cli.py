@@ -22,10 +22,11 @@ err = Console(stderr=True)
 class ServiceName(StrEnum):
     charging = "charging"
     vehicles = "vehicles"
+    parking = "parking"
     gateway = "gateway"
 
 
-MIGRATED = (ServiceName.charging, ServiceName.vehicles)
+MIGRATED = (ServiceName.charging, ServiceName.vehicles, ServiceName.parking)
 
 
 @app.command()
@@ -37,6 +38,7 @@ def up(
     gateway_port: Annotated[int, typer.Option(help="REST API gateway")] = 8000,
     charging_port: Annotated[int, typer.Option(help="charging service")] = 8101,
     vehicles_port: Annotated[int, typer.Option(help="vehicle service")] = 8102,
+    parking_port: Annotated[int, typer.Option(help="parking service")] = 8103,
     ocpp_port: Annotated[int, typer.Option(help="edge OCPP 1.6J endpoint")] = 9000,
     mqtt_port: Annotated[int, typer.Option(help="embedded MQTT broker (1883 is left to Mosquitto)")] = 1884,
     site_id: Annotated[str, typer.Option(help="id of the embedded site")] = "demo-site",
@@ -47,7 +49,8 @@ def up(
 
     configure_logging(log_level)
     options = UpOptions(data_dir=data_dir, host=host, gateway_port=gateway_port, charging_port=charging_port,
-                        vehicles_port=vehicles_port, ocpp_port=ocpp_port, mqtt_port=mqtt_port, site_id=site_id,
+                        vehicles_port=vehicles_port, parking_port=parking_port, ocpp_port=ocpp_port,
+                        mqtt_port=mqtt_port, site_id=site_id,
                         demo_chargers=demo)
     try:
         asyncio.run(run_up(options))
@@ -80,6 +83,10 @@ def serve(
         from cloud.vehicles.app import build_app as build_vehicles
 
         the_app, default_port = build_vehicles(settings), settings.vehicles_port
+    elif service == ServiceName.parking:
+        from cloud.parking.app import build_app as build_parking
+
+        the_app, default_port = build_parking(settings), settings.parking_port
     else:
         from cloud.gateway.app import build_app as build_gateway
 

@@ -20,6 +20,7 @@ import structlog
 
 from cloud.charging.app import build_app as build_charging
 from cloud.gateway.app import build_app as build_gateway
+from cloud.parking.app import build_app as build_parking
 from cloud.platform.cache import MemoryCache
 from cloud.platform.events import InProcessBus
 from cloud.platform.settings import CloudSettings
@@ -43,6 +44,7 @@ class UpOptions:
     gateway_port: int = 8000
     charging_port: int = 8101
     vehicles_port: int = 8102
+    parking_port: int = 8103
     ocpp_port: int = 9000
     mqtt_port: int = 1884
     site_id: str = "demo-site"
@@ -50,8 +52,8 @@ class UpOptions:
 
     def ports(self) -> dict[str, int]:
         return {"--gateway-port": self.gateway_port, "--charging-port": self.charging_port,
-                "--vehicles-port": self.vehicles_port, "--ocpp-port": self.ocpp_port,
-                "--mqtt-port": self.mqtt_port}
+                "--vehicles-port": self.vehicles_port, "--parking-port": self.parking_port,
+                "--ocpp-port": self.ocpp_port, "--mqtt-port": self.mqtt_port}
 
 
 def check_ports(options: UpOptions) -> None:
@@ -86,6 +88,7 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
             for name, app, port in (
                 ("vehicles", build_vehicles(cloud, bus=bus, cache=cache), options.vehicles_port),
                 ("charging", build_charging(cloud, bus=bus, cache=cache), options.charging_port),
+                ("parking", build_parking(cloud, bus=bus, cache=cache), options.parking_port),
                 ("gateway", build_gateway(cloud, cache=cache), options.gateway_port),
             ):
                 watched.append(await stack.enter_async_context(serving(app, options.host, port, name)))
@@ -135,7 +138,7 @@ def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
         mqtt_host=options.host, mqtt_port=options.mqtt_port, mqtt_username=EMBEDDED_USER,
         mqtt_topic_root=topic_root, host=options.host, gateway_port=options.gateway_port,
         charging_port=options.charging_port, vehicles_port=options.vehicles_port,
-        charging_url="", vehicles_url="",
+        parking_port=options.parking_port, charging_url="", vehicles_url="", parking_url="",
     )
     edge = EdgeSettings(
         site_id=options.site_id, data_dir=options.data_dir / "edge", ocpp_host=options.host,

@@ -23,7 +23,7 @@ from cloud.platform.settings import CloudSettings
 log = structlog.get_logger(__name__)
 
 SERVICE = "gateway"
-ROUTES = {"charging": "charging", "vehicles": "vehicles"}
+ROUTES = {"charging": "charging", "vehicles": "vehicles", "parking": "parking"}
 """First path segment → upstream service."""
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -60,7 +60,7 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
         return checks
 
     app = create_app(SERVICE, routers=[], lifespan=lifespan, readiness=readiness,
-                     description="Routes /charging/* and /vehicles/* to the evpark services. "
+                     description="Routes /charging/*, /vehicles/* and /parking/* to the evpark services. "
                                  "See each service's /docs for its endpoints.")
 
     @app.middleware("http")

@@ -80,6 +80,17 @@ def create_app(
     return app
 
 
+async def service_readiness(app: FastAPI) -> dict[str, bool]:
+    """Readiness of a service built on the platform: database, bus, cache and MQTT link."""
+    platform = app.state.platform
+    checks = {"database": await platform.db.ping(), "event_bus": await platform.bus.healthy(),
+              "cache": await platform.cache.healthy()}
+    link = getattr(app.state, "mqtt_link", None)
+    if link is not None:
+        checks["mqtt"] = link.connected.is_set()
+    return checks
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:

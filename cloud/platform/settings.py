@@ -40,8 +40,10 @@ class CloudSettings(BaseSettings):
     gateway_port: int = 8000
     charging_port: int = 8101
     vehicles_port: int = 8102
+    parking_port: int = 8103
     charging_url: str = ""
     vehicles_url: str = ""
+    parking_url: str = ""
 
     rate_limit_per_minute: int = Field(default=600, ge=1, description="per client address, at the gateway")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated gateway API keys; "
@@ -68,8 +70,8 @@ class CloudSettings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
 
     def upstream_url(self, service: str) -> str:
-        explicit = {"charging": self.charging_url, "vehicles": self.vehicles_url}[service]
+        explicit = {"charging": self.charging_url, "vehicles": self.vehicles_url, "parking": self.parking_url}[service]
         if explicit:
             return explicit.rstrip("/")
-        port = {"charging": self.charging_port, "vehicles": self.vehicles_port}[service]
+        port = {"charging": self.charging_port, "vehicles": self.vehicles_port, "parking": self.parking_port}[service]
         return f"http://127.0.0.1:{port}"

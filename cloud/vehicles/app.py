@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from cloud.platform.app import create_app
+from cloud.platform.app import create_app, service_readiness
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import open_platform
@@ -34,10 +34,6 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
             app.state.mqtt_link = link
             yield
 
-    async def readiness(app: FastAPI) -> dict[str, bool]:
-        platform = app.state.platform
-        return {"database": await platform.db.ping(), "event_bus": await platform.bus.healthy(),
-                "mqtt": app.state.mqtt_link.connected.is_set()}
 
-    return create_app(SERVICE, routers=[router], lifespan=lifespan, readiness=readiness,
+    return create_app(SERVICE, routers=[router], lifespan=lifespan, readiness=service_readiness,
                       description="Vehicles and the RFID idTags that may charge them.")

@@ -14,17 +14,19 @@ from tests.support import services
 
 
 def embedded(folder: Path) -> System:
-    ports = {name: services.free_port() for name in ("gateway", "charging", "vehicles", "ocpp", "mqtt")}
-    system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp")
+    ports = {name: services.free_port() for name in ("gateway", "charging", "vehicles", "parking", "ocpp", "mqtt")}
+    system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
+                    mqtt_port=ports["mqtt"])
     system.start("up", ["up", "--data-dir", str(folder / "data"), "--gateway-port", str(ports["gateway"]),
                         "--charging-port", str(ports["charging"]), "--vehicles-port", str(ports["vehicles"]),
+                        "--parking-port", str(ports["parking"]),
                         "--ocpp-port", str(ports["ocpp"]), "--mqtt-port", str(ports["mqtt"])], {}, folder)
     return system
 
 
 def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> System:
     """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names."""
-    ports = {n: services.free_port() for n in ("gateway", "charging", "vehicles", "ocpp")}
+    ports = {n: services.free_port() for n in ("gateway", "charging", "vehicles", "parking", "ocpp")}
     root = f"evpark-e2e-{name}"
     env = {
         "EVPARK_ENV": "production",
@@ -38,6 +40,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> Sys
         "EVPARK_MQTT_TOPIC_ROOT": root,
         "EVPARK_CHARGING_PORT": str(ports["charging"]),
         "EVPARK_VEHICLES_PORT": str(ports["vehicles"]),
+        "EVPARK_PARKING_PORT": str(ports["parking"]),
         "EVPARK_GATEWAY_PORT": str(ports["gateway"]),
         "EVPARK_EDGE_SITE_ID": "e2e-site",
         "EVPARK_EDGE_DATA_DIR": str(folder / "edge"),
@@ -49,11 +52,11 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> Sys
         "EVPARK_EDGE_ACCEPT_UNKNOWN_CHARGERS": "true",
     }
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
-                    headers={"Authorization": "Bearer e2e-key"})
+                    mqtt_port=mqtt_port, topic_root=root, headers={"Authorization": "Bearer e2e-key"})
     migrate = subprocess.run([EVPARK, "migrate"], env={**os.environ, **env}, capture_output=True,
                              timeout=120, cwd=folder)
     assert migrate.returncode == 0, migrate.stderr.decode()
-    for service in ("vehicles", "charging", "gateway"):
+    for service in ("vehicles", "charging", "parking", "gateway"):
         system.start(service, ["serve", service], env, folder)
     system.start("edge", ["edge"], env, folder)
     return system

@@ -59,6 +59,8 @@ class System:
 
     gateway: str
     ocpp: str
+    mqtt_port: int
+    topic_root: str = "evpark"
     headers: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
 
