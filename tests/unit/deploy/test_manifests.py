@@ -12,7 +12,7 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 K8S = DEPLOY / "k8s"
-PORTS = {"charging": 8101, "vehicles": 8102, "gateway": 8000}
+PORTS = {"charging": 8101, "vehicles": 8102, "parking": 8103, "gateway": 8000}
 EDGE_OCPP_PORT = 9000
 
 
@@ -91,6 +91,7 @@ def test_gateway_is_pointed_at_the_services() -> None:
     config = _k8s("ConfigMap")["evpark-config"]["data"]
     assert config["EVPARK_CHARGING_URL"] == "http://charging:8101"
     assert config["EVPARK_VEHICLES_URL"] == "http://vehicles:8102"
+    assert config["EVPARK_PARKING_URL"] == "http://parking:8103"
     assert config["EVPARK_HOST"] == "0.0.0.0"
 
 
@@ -143,12 +144,13 @@ def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() ->
         assert (env["EVPARK_MQTT_HOST"], env["EVPARK_MQTT_PORT"]) == ("mosquitto", "8883")
         assert env[f"EVPARK_{name.upper()}_PORT"] == str(PORTS[name])
         assert str(PORTS[name]) in " ".join(services[name]["healthcheck"]["test"])
-    for name in ("charging", "vehicles"):
+    for name in ("charging", "vehicles", "parking"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     gateway = services["gateway"]
     assert gateway["ports"] == ["8000:8000"]
     assert gateway["environment"]["EVPARK_CHARGING_URL"] == "http://charging:8101"
     assert gateway["environment"]["EVPARK_VEHICLES_URL"] == "http://vehicles:8102"
+    assert gateway["environment"]["EVPARK_PARKING_URL"] == "http://parking:8103"
     edge = services["edge"]
     assert edge["command"] == ["edge", "--config", "/etc/evpark/site.toml"]
     assert edge["ports"] == [f"{EDGE_OCPP_PORT}:{EDGE_OCPP_PORT}"]
