@@ -35,6 +35,7 @@ async def test_a_charged_session_shows_in_the_drivers_history_within_5_s(system:
         transaction_id = await charge(charger, id_tag, meter_start=120_000, energy_wh=7_500)
 
     sessions, waited = await wait_history(system, vehicle_id, 1, limit_s=5.0)
+    print(f"session in history {waited:.2f} s after StopTransaction")
     assert waited < 5.0
     [session] = sessions
     assert session["status"] == "completed"
