@@ -32,7 +32,9 @@ from mqtt import (
 log = structlog.get_logger(__name__)
 
 COMMAND_TTL = timedelta(hours=1)
-RESEND_AFTER = timedelta(seconds=30)
+RESEND_AFTER = timedelta(minutes=10)
+"""A site that reconnects says hello and is resynced at once; resending to a site that is away
+would only pile duplicate commands up in its broker queue."""
 
 
 class CommandSender(Protocol):
