@@ -1,4 +1,5 @@
-"""The evpark edge agent: OCPP 1.6J central system, local state and store-and-forward uplink.
+"""The evpark edge agent: OCPP 1.6J central system, local state, store-and-forward uplink and
+the site's admin HTTP API (``edge/ADMIN.md``).
 
 Public entry points: :class:`Edge` (composition root), :func:`run_edge`, :class:`EdgeSettings`.
 """

@@ -1,5 +1,6 @@
-"""The composition root of the edge agent: builds the store, the site, the OCPP server and the
-uplink from :class:`EdgeSettings`, and runs the long-lived loops under one TaskGroup.
+"""The composition root of the edge agent: builds the store, the site, the OCPP server, the
+uplink and the admin API from :class:`EdgeSettings`, and runs the long-lived loops (OCPP server,
+liveness watch, uplink, admin API) under one TaskGroup.
 
 ::
 
@@ -13,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TypeVar
 
 import structlog
 
+from edge.admin import AdminServer, build_admin_app
 from edge.logging import configure_logging
 from edge.ocpp_server import OcppServer
 from edge.settings import EdgeSettings
@@ -41,6 +44,7 @@ class Edge:
         self._site: Site | None = None
         self._ocpp: OcppServer | None = None
         self._uplink: Uplink | None = None
+        self._admin: AdminServer | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
 
@@ -53,20 +57,34 @@ class Edge:
             self._store = store = await Store.open(settings.database_path)
             stack.push_async_callback(store.close)
             self._site = site = Site(store, site_id=settings.site_id, heartbeat_interval=settings.heartbeat_interval,
-                                     accept_unknown_chargers=settings.accept_unknown_chargers)
-            self._ocpp = await stack.enter_async_context(
-                OcppServer(site, host=settings.ocpp_host, port=settings.ocpp_port))
+                                     accept_unknown_chargers=settings.accept_unknown_chargers,
+                                     unknown_chargers_pending=settings.unknown_chargers_pending,
+                                     offline_accept_unknown_id_tags=settings.offline_accept_unknown_id_tags,
+                                     call_timeout=settings.charger_call_timeout)
+            self._ocpp = await stack.enter_async_context(OcppServer(
+                site, host=settings.ocpp_host, port=settings.ocpp_port,
+                ping_interval=settings.ocpp_ping_interval or None, ping_timeout=settings.ocpp_ping_timeout,
+                offline_after=settings.offline_after, ssl_context=_tls_context(settings)))
+            site.chargers = self._ocpp
             self._uplink = Uplink(
                 site, site_id=settings.site_id, host=settings.mqtt_host, port=settings.mqtt_port,
                 topic_root=settings.mqtt_topic_root, username=settings.mqtt_username,
                 password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
                 tls=settings.mqtt_tls, edge_version=settings.edge_version,
             )
+            site.cloud_online = self._uplink.connected.is_set
+            if settings.admin_enabled:
+                token = settings.admin_token.get_secret_value() if settings.admin_token else None
+                self._admin = AdminServer(build_admin_app(site, token=token), host=settings.admin_host,
+                                          port=settings.admin_port)
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self.tasks = {
                 "ocpp-server": tasks.create_task(self._ocpp.serve_forever(), name="edge.ocpp-server"),
+                "liveness": tasks.create_task(self._ocpp.watch_liveness(), name="edge.liveness"),
                 "uplink": tasks.create_task(self._uplink.run(), name="edge.uplink"),
             }
+            if self._admin is not None:
+                self.tasks["admin-api"] = tasks.create_task(self._admin.serve(), name="edge.admin-api")
             # Runs first on exit (LIFO): stop the loops, then the TaskGroup waits for them.
             stack.callback(self._cancel_tasks)
         except BaseException:
@@ -84,13 +102,21 @@ class Edge:
             if stack is not None:
                 await stack.__aexit__(exc_type, exc, tb)
         finally:
-            self._store = self._site = self._ocpp = self._uplink = None
+            self._store = self._site = self._ocpp = self._uplink = self._admin = None
             self._stop = asyncio.Event()
         log.info("edge.stopped", site_id=self.settings.site_id)
 
     def _cancel_tasks(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
+        if self._admin is not None:
+            self._admin.stop()  # uvicorn shuts down on its flag; cancelling it mid-startup leaks its socket
+        for name, task in self.tasks.items():
+            if name != "admin-api":
+                task.cancel()
+
+    @property
+    def admin_port(self) -> int:
+        """The TCP port of the admin API (the real one when 0 was configured)."""
+        return self._running(self._admin).port
 
     @property
     def ocpp_port(self) -> int:
@@ -126,6 +152,16 @@ class Edge:
     def stop(self) -> None:
         """Make :meth:`run_forever` return; leaving the ``async with`` then shuts down."""
         self._stop.set()
+
+
+def _tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:
+    """TLS for wss:// (Security Profile 2): TLS 1.2 or newer only (security whitepaper §2.2)."""
+    if settings.ocpp_tls_cert is None or settings.ocpp_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.ocpp_tls_cert, settings.ocpp_tls_key)
+    return context
 
 
 async def run_edge(settings: EdgeSettings) -> None:

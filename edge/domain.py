@@ -207,11 +207,28 @@ class AuthDecision:
         return self.status is IdTagStatus.ACCEPTED
 
 
-def authorize(entry: AuthEntry | None, now: datetime) -> AuthDecision:
-    """The idTag status from the local list: unknown → Invalid, past expiry → Expired."""
+def _own_status(entry: AuthEntry, now: datetime) -> IdTagStatus:
+    if entry.status is IdTagStatus.ACCEPTED and entry.expiry_date is not None and entry.expiry_date <= now:
+        return IdTagStatus.EXPIRED
+    return entry.status
+
+
+def authorize(entry: AuthEntry | None, now: datetime, *, parent: AuthEntry | None = None,
+              in_other_transaction: bool = False, accept_unknown: bool = False) -> AuthDecision:
+    """The idTag status from the local list (OCPP 1.6 IdTagInfo).
+
+    * unknown → Invalid, or Accepted when ``accept_unknown`` (the site's offline policy);
+    * Accepted past its expiry date → Expired;
+    * a group (``parentIdTag``) that is blocked or expired blocks or expires its members;
+    * an Accepted idTag already charging elsewhere → ConcurrentTx (1.6 allows one transaction per idTag).
+    """
     if entry is None:
-        return AuthDecision(IdTagStatus.INVALID)
-    status = entry.status
-    if status is IdTagStatus.ACCEPTED and entry.expiry_date is not None and entry.expiry_date <= now:
-        status = IdTagStatus.EXPIRED
+        return AuthDecision(IdTagStatus.ACCEPTED if accept_unknown else IdTagStatus.INVALID)
+    status = _own_status(entry, now)
+    if status is IdTagStatus.ACCEPTED and parent is not None:
+        group = _own_status(parent, now)
+        if group in (IdTagStatus.BLOCKED, IdTagStatus.EXPIRED, IdTagStatus.INVALID):
+            status = group
+    if status is IdTagStatus.ACCEPTED and in_other_transaction:
+        status = IdTagStatus.CONCURRENT_TX
     return AuthDecision(status, expiry_date=entry.expiry_date, parent_id_tag=entry.parent_id_tag)

@@ -14,8 +14,16 @@ and return its answer. This module owns only the protocol quirks:
 * CALLs other than BootNotification from a charger whose boot was never accepted get a
   SecurityError. The accepted state is in SQLite, so a plain reconnect keeps it.
 * The central system never awaits its own CALL to a charger inside the handler of that
-  charger's CALL (it would deadlock: one outstanding CALL per direction). Nothing here calls
-  chargers yet; when something does, it answers first and acts from a task.
+  charger's CALL (it would deadlock: one outstanding CALL per direction). CALLs to chargers
+  (:meth:`OcppServer.call`) come from the admin API, cloud commands and background tasks,
+  one at a time per connection; a CALLRESULT nobody waits for is dropped.
+* Security profiles 1 and 2 (OCPP 1.6 security whitepaper): HTTP Basic auth on the upgrade
+  request, checked against the charger's stored key; wrong or missing credentials get 401, a
+  profile 2 charger on a connection without TLS gets 401 too (never downgraded).
+* Liveness (OCPP-NOTES "Status"): WebSocket pings, and a deadline on the time since the
+  charger's last message; a charger that misses either is closed and reported offline.
+* Every CALL gets an answer: an unexpected failure is answered with InternalError, and numbers a
+  SQLite column cannot hold get PropertyConstraintViolation.
 """
 
 from __future__ import annotations
@@ -24,19 +32,22 @@ import asyncio
 import json
 import logging
 import re
+import ssl
+import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import structlog
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
-from ocpp.exceptions import NotSupportedError, OCPPError, SecurityError
-from ocpp.messages import Call, CallError, MessageType
+from ocpp.exceptions import NotSupportedError, OCPPError, PropertyConstraintViolationError, SecurityError
+from ocpp.messages import Call, CallError, MessageType, validate_payload
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidMessage
@@ -46,7 +57,7 @@ from websockets.typing import Subprotocol
 
 from edge.domain import AuthDecision
 from edge.metrics import CONNECTED_CHARGERS, OCPP_MESSAGES
-from edge.site import BootInfo, Site
+from edge.site import Admission, BootInfo, CallAnswer, ChargerCallRefused, ChargerNotConnected, Site
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +72,22 @@ _V16_ERROR_CODES = {
     "FormatViolation": "FormationViolation",
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _fits_sqlite(value: Any) -> bool:
+    """Whether every integer in a payload fits a SQLite INTEGER (JSON schema sets no bounds)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return _INT64[0] <= value <= _INT64[1]
+    if isinstance(value, dict):
+        return all(_fits_sqlite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_fits_sqlite(v) for v in value)
+    return True
+
 
 # Recovers the message id of a CALL that is not valid JSON, so it can still be answered.
 _CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
@@ -121,17 +148,52 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
         self._site = site
         self._boot_accepted = False
         self._log = log.bind(charger_id=charger_id)
+        self._awaiting: str | None = None
+        self.last_message_at = asyncio.get_running_loop().time()
+        self.offline_reported = False
 
     # --- framing ------------------------------------------------------------------------
 
     async def route_message(self, raw_msg: str | bytes) -> None:
+        self.last_message_at = asyncio.get_running_loop().time()
         try:
             await self._route(raw_msg)
         except ConnectionClosed:
             raise
         except Exception:
-            # A bug must not take the charger's connection down; it retries its CALL.
+            # A bug must not take the charger's connection down, and the CALL must still be answered
+            # (or the charger retries it forever).
             self._log.exception("ocpp.route_failed")
+            text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+            match = _CALL_ID.match(text)
+            if match:
+                await self._send_error(match.group(1), "InternalError", "The central system failed on this CALL")
+
+    async def send_call(self, action: str, payload: dict[str, Any], answer_within: float) -> CallAnswer:
+        """Send one CALL (OCPP payload, camelCase) and wait for its answer.
+
+        Raises TimeoutError when the charger does not answer within ``answer_within`` seconds, and the
+        ``ocpp`` library's OCPPError when the payload breaks the 1.6 schema.
+        """
+        message = Call(str(uuid.uuid4()), action, payload)
+        await validate_payload(message, self._ocpp_version)
+        async with self._call_lock:
+            self._awaiting = message.unique_id
+            try:
+                await self._send(message.to_json())
+                response = await self._get_specific_response(message.unique_id, answer_within)
+            finally:
+                self._awaiting = None
+        if response.message_type_id == MessageType.CallError:
+            return CallAnswer(kind="error", payload=response.error_details or {}, error_code=response.error_code,
+                              error_description=response.error_description)
+        response.action = action
+        try:
+            await validate_payload(response, self._ocpp_version)
+        except OCPPError as error:
+            return CallAnswer(kind="invalid", payload=response.payload if isinstance(response.payload, dict) else {},
+                              error_code=error.code, error_description=error.description)
+        return CallAnswer(kind="result", payload=response.payload)
 
     async def _route(self, raw_msg: str | bytes) -> None:
         try:
@@ -150,6 +212,11 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
                 await self._send_error(frame[1], "FormationViolation", "MessageTypeId must be an integer")
             return
         if frame[0] in (MessageType.CallResult, MessageType.CallError):
+            if len(frame) < 3 or frame[1] != self._awaiting:
+                # Late (after a timeout), repeated or made up: nobody waits for it. Queuing it would
+                # hand it to the next CALL.
+                self._log.info("ocpp.unexpected_answer", frame=str(frame)[:200])
+                return
             await super().route_message(raw_msg)
             return
         if frame[0] != MessageType.Call:
@@ -164,6 +231,10 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
                                        'A CALL is [2, "<uniqueId>", "<Action>", {<payload>}]')
             return
         call = Call(frame[1], frame[2], frame[3])
+        if not _fits_sqlite(frame[3]):
+            await self._send(call.create_call_error(PropertyConstraintViolationError(
+                description="An integer is out of range", details={})).to_json())
+            return
         OCPP_MESSAGES.labels(action=call.action if call.action in _V16_ACTIONS else "unknown").inc()
         try:
             await self._dispatch(call)
@@ -257,20 +328,61 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
-        # DataTransfer.conf: no vendor extensions are known to this central system.
+        # DataTransfer.conf: no vendor extensions are known to this central system; kept for the record.
+        await self._notify(Action.data_transfer, vendor_id=vendor_id, **kwargs)
         return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+    # Firmware Management and the security extension: recorded and relayed as charger.notification.
+
+    async def _notify(self, action: str, **kwargs: Any) -> None:
+        await self._site.charger_notification(self.id, action, snake_to_camel_case(kwargs))
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status(self, **kwargs: Any) -> call_result.DiagnosticsStatusNotification:
+        await self._notify(Action.diagnostics_status_notification, **kwargs)
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status(self, **kwargs: Any) -> call_result.FirmwareStatusNotification:
+        await self._notify(Action.firmware_status_notification, **kwargs)
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.security_event_notification)
+    async def on_security_event(self, **kwargs: Any) -> call_result.SecurityEventNotification:
+        await self._notify(Action.security_event_notification, **kwargs)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status(self, **kwargs: Any) -> call_result.LogStatusNotification:
+        await self._notify(Action.log_status_notification, **kwargs)
+        return call_result.LogStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    async def on_signed_firmware_status(self, **kwargs: Any) -> call_result.SignedFirmwareStatusNotification:
+        await self._notify(Action.signed_firmware_status_notification, **kwargs)
+        return call_result.SignedFirmwareStatusNotification()
+
+    @on(Action.sign_certificate)
+    async def on_sign_certificate(self, csr: str, **kwargs: Any) -> call_result.SignCertificate:
+        # Accepted = the CSR will be processed: it goes to the cloud as a charger.notification; the
+        # signed chain comes back as CertificateSigned (admin API).
+        await self._notify(Action.sign_certificate, csr=csr, **kwargs)
+        return call_result.SignCertificate(status=GenericStatus.accepted)
 
 
 class OcppServer:
     """The WebSocket server; ``async with`` binds it, :meth:`serve_forever` runs it."""
 
     def __init__(self, site: Site, *, host: str, port: int, ping_interval: float | None = 20.0,
-                 ping_timeout: float | None = 20.0) -> None:
+                 ping_timeout: float | None = 20.0, offline_after: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._site = site
         self._host = host
         self._requested_port = port
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._offline_after = offline_after
+        self._ssl = ssl_context
         self._server: Server | None = None
         self._connections: dict[str, ChargerConnection] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -293,8 +405,11 @@ class OcppServer:
         self._server = await serve(
             self._handle, self._host, self._requested_port,
             subprotocols=[SUBPROTOCOL], select_subprotocol=_select_subprotocol,
-            process_request=self._process_request,
+            process_request=self._process_request, ssl=self._ssl,
             ping_interval=self._ping_interval, ping_timeout=self._ping_timeout, logger=_websockets_logger(),
+            # A dead peer never answers the close frame either: the offline bound is
+            # ping_interval + ping_timeout + close_timeout.
+            close_timeout=min(self._ping_timeout or 10.0, 10.0),
         )
         log.info("ocpp.listening", host=self._host, port=self.port)
         return self
@@ -312,13 +427,62 @@ class OcppServer:
             raise RuntimeError("enter the OcppServer context first")
         await self._server.serve_forever()
 
+    async def call(self, charger_id: str, action: str, payload: dict[str, Any], answer_within: float) -> CallAnswer:
+        """Send a CALL to a connected charger (the :class:`edge.site.ChargerLink` port)."""
+        charger = self._connections.get(charger_id)
+        if charger is None:
+            raise ChargerNotConnected(charger_id)
+        try:
+            return await charger.send_call(action, payload, answer_within)
+        except OCPPError as error:  # the ocpp library is the schema authority for payloads
+            raise ChargerCallRefused(f"{action} payload breaks the OCPP 1.6 schema: {error.description}") from None
+        except ConnectionClosed:
+            raise ChargerNotConnected(charger_id) from None
+
+    def is_connected(self, charger_id: str) -> bool:
+        return charger_id in self._connections
+
+    async def watch_liveness(self, check_every: float = 1.0) -> None:
+        """Close connections silent for longer than ``offline_after`` (a heartbeat deadline)."""
+        if self._offline_after is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(check_every, self._offline_after / 2))
+            now = loop.time()
+            for charger_id, charger in list(self._connections.items()):
+                if now - charger.last_message_at > self._offline_after:
+                    log.warning("ocpp.heartbeat_deadline_missed", charger_id=charger_id,
+                                silent_for=round(now - charger.last_message_at, 1))
+                    del self._connections[charger_id]
+                    CONNECTED_CHARGERS.dec()
+                    self._close_later(charger.connection, "heartbeat deadline missed")
+                    await self._report_offline(charger, "heartbeat deadline missed")
+
+    async def _report_offline(self, charger: ChargerConnection, reason: str) -> None:
+        if charger.offline_reported:
+            return
+        charger.offline_reported = True
+        try:
+            await self._site.charger_connection(charger.id, online=False, reason=reason)
+        except Exception:
+            # E.g. the store closing under a shutdown: the next online event tells the same story.
+            log.exception("ocpp.offline_not_recorded", charger_id=charger.id)
+
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         charger_id = charger_id_from_path(request.path)
         if charger_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, f"Connect to {PATH_PREFIX}<chargePointId>\n")
-        if not await self._site.may_connect(charger_id):
+        tls = connection.transport.get_extra_info("ssl_object") is not None
+        admission = await self._site.admit(charger_id, request.headers.get("Authorization"), tls=tls)
+        if admission is Admission.UNKNOWN:
             log.warning("ocpp.unknown_charger", charger_id=charger_id)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charge point\n")
+        if admission is Admission.UNAUTHORIZED:
+            log.warning("ocpp.unauthorized", charger_id=charger_id, tls=tls)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
@@ -341,14 +505,19 @@ class OcppServer:
             log.info("ocpp.connection_replaced", charger_id=charger_id)
             self._close_later(previous.connection, "replaced by a new connection")
         log.info("ocpp.connected", charger_id=charger_id, remote=str(connection.remote_address))
+        reason = "connection closed"
         try:
+            await self._site.charger_connection(charger_id, online=True)
             await charger.start()
         except ConnectionClosed as closed:
-            log.info("ocpp.disconnected", charger_id=charger_id, code=closed.rcvd.code if closed.rcvd else None)
+            code = closed.rcvd.code if closed.rcvd else None
+            reason = f"connection closed ({code})" if code else "connection lost (no close frame)"
+            log.info("ocpp.disconnected", charger_id=charger_id, code=code)
         finally:
             if self._connections.get(charger_id) is charger:
                 del self._connections[charger_id]
                 CONNECTED_CHARGERS.dec()
+                await self._report_offline(charger, reason)
 
     def _close_later(self, connection: ServerConnection, reason: str) -> None:
         # Not awaited: a dead peer would hold the new connection for close_timeout seconds.

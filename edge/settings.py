@@ -6,6 +6,7 @@ to :meth:`EdgeSettings.from_toml`, the defaults below.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
@@ -13,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -51,6 +52,30 @@ class EdgeSettings(BaseSettings):
         default=False,
         description="register a charger id seen for the first time; when False it gets HTTP 404",
     )
+    unknown_chargers_pending: bool = Field(
+        default=False,
+        description="with accept_unknown_chargers: a new charger boots as Pending until an operator accepts it",
+    )
+    offline_accept_unknown_id_tags: bool = Field(
+        default=False,
+        description="while the cloud link is down, authorize idTags missing from the local list (else Invalid)",
+    )
+    ocpp_ping_interval: float = Field(default=20.0, ge=0, description="seconds between WebSocket pings; 0: none")
+    ocpp_ping_timeout: float = Field(default=20.0, gt=0, description="seconds to wait for a pong before closing")
+    heartbeat_deadline: float | None = Field(
+        default=None, gt=0,
+        description="seconds without any message after which a charger is closed and reported offline "
+                    "(default 2 * heartbeat_interval + 60)",
+    )
+    charger_call_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a charger's answer")
+    ocpp_tls_cert: Path | None = Field(default=None, description="PEM chain: serve wss:// (Security Profile 2)")
+    ocpp_tls_key: Path | None = Field(default=None, description="PEM private key of ocpp_tls_cert")
+
+    admin_enabled: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9001, ge=0, le=65535, description="0 picks a free port")
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token of the admin API; required unless it binds to loopback")
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -72,6 +97,20 @@ class EdgeSettings(BaseSettings):
         if not value or any(c in value for c in "+#\x00") or value.startswith("/") or value.endswith("/"):
             raise ValueError("topic root must be non-empty, without '+', '#', or a leading/trailing '/'")
         return value
+
+    @model_validator(mode="after")
+    def _admin_token_off_loopback(self) -> EdgeSettings:
+        if self.admin_enabled and self.admin_token is None and not _loopback(self.admin_host):
+            raise ValueError(f"admin_token (EVPARK_EDGE_ADMIN_TOKEN) is required when the admin API binds to "
+                             f"{self.admin_host!r}, which is not a loopback address")
+        if (self.ocpp_tls_cert is None) != (self.ocpp_tls_key is None):
+            raise ValueError("ocpp_tls_cert and ocpp_tls_key go together")
+        return self
+
+    @property
+    def offline_after(self) -> float:
+        """Seconds of silence after which a charger is considered offline."""
+        return self.heartbeat_deadline or 2 * self.heartbeat_interval + 60
 
     @property
     def database_path(self) -> Path:
@@ -120,6 +159,15 @@ class EdgeSettings(BaseSettings):
             raise EdgeConfigError(_describe(file, exc)) from exc
         finally:
             _TOML_DATA.reset(token)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("edge_toml_data", default=None)

@@ -7,16 +7,19 @@ uplink envelopes it causes commit together, or not at all.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
 from edge.domain import (
     AuthDecision,
+    AuthEntry,
     authorize,
     billable_energy_wh,
     charger_time,
@@ -26,19 +29,33 @@ from edge.domain import (
     transaction_begin_wh,
 )
 from edge.metrics import COMMANDS
+from edge.security import basic_credentials, hash_key, valid_key, verify_key
 from edge.store import Store, StoreTransaction
 from mqtt.envelope import Command, CommandResult, parse_body
 from mqtt.payloads import (
     COMMAND_BODIES,
+    AcceptCharger,
     AuthListUpdate,
+    CancelReservation,
+    ChangeAvailability,
     ChargerBoot,
+    ChargerCall,
+    ChargerConnection,
+    ChargerNotification,
     ChargerStatus,
+    ClearChargingProfile,
     CommandStatus,
     IdTagStatus,
+    RemoteStart,
+    RemoteStop,
+    Reserve,
+    Reset,
     SessionMeter,
     SessionStarted,
     SessionStopped,
+    SetChargingProfile,
     SiteHello,
+    UnlockConnector,
 )
 
 log = structlog.get_logger(__name__)
@@ -56,9 +73,86 @@ class BootInfo:
     firmware: str | None = None
 
 
+CHARGER_ACTIONS = frozenset({
+    # Core
+    "ChangeAvailability", "ChangeConfiguration", "ClearCache", "DataTransfer", "GetConfiguration",
+    "RemoteStartTransaction", "RemoteStopTransaction", "Reset", "UnlockConnector",
+    # Firmware Management, Local Auth List Management, Reservation, Smart Charging, Remote Trigger
+    "GetDiagnostics", "UpdateFirmware", "GetLocalListVersion", "SendLocalList", "ReserveNow", "CancelReservation",
+    "SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule", "TriggerMessage",
+    # security extension
+    "CertificateSigned", "InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds", "GetLog",
+    "SignedUpdateFirmware", "ExtendedTriggerMessage",
+})
+"""Central system → charger CALLs of OCPP 1.6 (OCPP-NOTES "Messages by feature profile")."""
+
+NOT_WHILE_PENDING = frozenset({"RemoteStartTransaction", "RemoteStopTransaction"})
+"""OCPP 1.6 §4.2.1: no remote start/stop to a charger whose registration is Pending."""
+
+
+class Admission(enum.Enum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # HTTP 404
+    UNAUTHORIZED = "unauthorized"  # HTTP 401
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswer:
+    """A charger's answer to a CALL: a CALLRESULT (``result``), a CALLERROR (``error``), or a
+    CALLRESULT that breaks the 1.6 schema (``invalid``)."""
+
+    kind: Literal["result", "error", "invalid"]
+    payload: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    error_description: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.kind == "result":
+            return {"kind": "result", "payload": self.payload}
+        return {"kind": self.kind, "error_code": self.error_code, "error_description": self.error_description,
+                "details": self.payload}
+
+
+class ChargerCallError(Exception):
+    """A CALL to a charger could not be made or was not answered."""
+
+
+class ChargerNotConnected(ChargerCallError):
+    def __init__(self, charger_id: str) -> None:
+        super().__init__(f"charger {charger_id!r} is not connected")
+
+
+class ChargerCallTimeout(ChargerCallError):
+    pass
+
+
+class ChargerCallRefused(ChargerCallError):
+    """The edge refuses to send this CALL (unknown action, invalid payload, charger not accepted)."""
+
+
+class ChargerNotAccepted(ChargerCallRefused):
+    """The charger's registration is Pending; this CALL waits until an operator accepts it."""
+
+
+class ChargerLink(Protocol):
+    """The port to connected chargers (implemented by :class:`edge.ocpp_server.OcppServer`)."""
+
+    async def call(self, charger_id: str, action: str, payload: dict[str, Any], answer_within: float) -> CallAnswer: ...
+
+    def is_connected(self, charger_id: str) -> bool: ...
+
+
+class _NoChargers:
+    async def call(self, charger_id: str, action: str, payload: dict[str, Any], answer_within: float) -> CallAnswer:
+        raise ChargerNotConnected(charger_id)
+
+    def is_connected(self, charger_id: str) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class BootAnswer:
-    status: Literal["Accepted", "Rejected"]
+    status: Literal["Accepted", "Pending", "Rejected"]
     interval: int
     current_time: datetime
 
@@ -77,24 +171,227 @@ class CommandOutcome:
     data: Mapping[str, Any] | None = None
 
 
+def ocpp_request(body: Any) -> tuple[str, dict[str, Any]]:
+    """The OCPP 1.6 CALL (action, camelCase payload) that carries out a cloud charger command."""
+    if isinstance(body, RemoteStart):
+        payload: dict[str, Any] = {"idTag": body.id_tag}
+        if body.connector_id is not None:
+            payload["connectorId"] = body.connector_id
+        if body.charging_profile is not None:
+            payload["chargingProfile"] = body.charging_profile
+        return "RemoteStartTransaction", payload
+    if isinstance(body, RemoteStop):
+        return "RemoteStopTransaction", {"transactionId": body.transaction_id}
+    if isinstance(body, Reserve):
+        payload = {"connectorId": body.connector_id, "expiryDate": _ocpp_time(body.expiry_date),
+                   "idTag": body.id_tag, "reservationId": body.reservation_id}
+        if body.parent_id_tag:
+            payload["parentIdTag"] = body.parent_id_tag
+        return "ReserveNow", payload
+    if isinstance(body, CancelReservation):
+        return "CancelReservation", {"reservationId": body.reservation_id}
+    if isinstance(body, ChangeAvailability):
+        return "ChangeAvailability", {"connectorId": body.connector_id, "type": body.type}
+    if isinstance(body, Reset):
+        return "Reset", {"type": body.type}
+    if isinstance(body, UnlockConnector):
+        return "UnlockConnector", {"connectorId": body.connector_id}
+    if isinstance(body, SetChargingProfile):
+        return "SetChargingProfile", {"connectorId": body.connector_id, "csChargingProfiles": body.charging_profile}
+    if isinstance(body, ClearChargingProfile):
+        criteria = {"id": body.profile_id, "connectorId": body.connector_id,
+                    "chargingProfilePurpose": body.purpose, "stackLevel": body.stack_level}
+        return "ClearChargingProfile", {k: v for k, v in criteria.items() if v is not None}
+    raise TypeError(f"not a charger command: {type(body).__name__}")
+
+
+def _ocpp_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Site:
     """One parking site's chargers, sessions and local authorization list."""
 
     def __init__(self, store: Store, *, site_id: str, heartbeat_interval: int, accept_unknown_chargers: bool,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 unknown_chargers_pending: bool = False, offline_accept_unknown_id_tags: bool = False,
+                 call_timeout: float = 30.0, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.site_id = site_id
         self.heartbeat_interval = heartbeat_interval
         self.accept_unknown_chargers = accept_unknown_chargers
+        self.unknown_chargers_pending = unknown_chargers_pending
+        self.offline_accept_unknown_id_tags = offline_accept_unknown_id_tags
+        self.call_timeout = call_timeout
+        self.chargers: ChargerLink = _NoChargers()
+        """Set by the composition root once the OCPP server exists."""
+        self.cloud_online: Callable[[], bool] = lambda: False
+        """Whether the uplink is connected; set by the composition root."""
         self._clock = clock
 
     # --- chargers -----------------------------------------------------------------------
 
     async def may_connect(self, charger_id: str) -> bool:
-        """Whether a charger may open an OCPP connection (else HTTP 404 at the handshake)."""
+        """Whether a charger id may open an OCPP connection at all (else HTTP 404 at the handshake)."""
         if self.accept_unknown_chargers:
             return True
         return await self.store.get_charger(charger_id) is not None
+
+    async def admit(self, charger_id: str, authorization: str | None, *, tls: bool) -> Admission:
+        """The handshake decision (OCPP-NOTES "Security profiles"): unknown → 404; a charger with
+        profile 1 or 2 must send HTTP Basic ``<id>:<AuthorizationKey>``, profile 2 over TLS, else 401."""
+        charger = await self.store.get_charger(charger_id)
+        if charger is None:
+            return Admission.OK if self.accept_unknown_chargers else Admission.UNKNOWN
+        if charger.security_profile == 0:
+            return Admission.OK
+        credentials = basic_credentials(authorization)
+        if credentials is None or credentials[0] != charger_id or charger.auth_key_hash is None:
+            return Admission.UNAUTHORIZED
+        if charger.security_profile >= 2 and not tls:
+            return Admission.UNAUTHORIZED  # never downgraded to plain ws://
+        if not await asyncio.to_thread(verify_key, credentials[1], charger.auth_key_hash):
+            return Admission.UNAUTHORIZED
+        return Admission.OK
+
+    async def set_auth_key(self, charger_id: str, key: str, security_profile: int) -> None:
+        """Store a charger's AuthorizationKey for Security Profile 1 or 2 (registers the id if new)."""
+        if security_profile not in (1, 2):
+            raise ValueError("security_profile must be 1 (Basic auth) or 2 (TLS + Basic auth)")
+        if not valid_key(key):
+            raise ValueError("the AuthorizationKey must be 16 to 40 printable characters")
+        hashed = await asyncio.to_thread(hash_key, key)
+        async with self.store.transaction() as tx:
+            current = await tx.get_charger(charger_id)
+            if current is not None and current.security_profile > security_profile:
+                raise ValueError(f"charger {charger_id!r} uses profile {current.security_profile}; "
+                                 "a profile is never downgraded")
+            await tx.set_charger_security(charger_id, security_profile=security_profile, auth_key_hash=hashed,
+                                          now=self._clock())
+        log.info("charger.auth_key_set", charger_id=charger_id, security_profile=security_profile)
+
+    async def accept_charger(self, charger_id: str) -> bool:
+        """Accept a Pending charger; when it is connected, trigger its BootNotification so it learns.
+
+        Returns whether the trigger was sent. Raises LookupError for an unknown charger.
+        """
+        async with self.store.transaction() as tx:
+            if await tx.get_charger(charger_id) is None:
+                raise LookupError(f"unknown charger {charger_id!r}")
+            await tx.set_registration_status(charger_id, "Accepted")
+        log.info("charger.accepted", charger_id=charger_id)
+        if not self.chargers.is_connected(charger_id):
+            return False
+        try:
+            await self.call_charger(charger_id, "TriggerMessage", {"requestedMessage": "BootNotification"},
+                                    origin="accept")
+        except ChargerCallError:
+            return False
+        return True
+
+    async def charger_connection(self, charger_id: str, *, online: bool, reason: str | None = None) -> None:
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            await tx.emit(ChargerConnection(charger_id=charger_id, online=online, at=now, reason=reason))
+        log.info("charger.online" if online else "charger.offline", charger_id=charger_id, reason=reason)
+
+    async def charger_notification(self, charger_id: str, action: str, payload: Mapping[str, Any]) -> None:
+        """Firmware/diagnostics/log status, security events, CSRs, DataTransfer: kept and relayed."""
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            await tx.touch_charger(charger_id, now)
+            await tx.record_charger_event(charger_id, action, payload, now)
+            if action == "FirmwareStatusNotification" or action == "SignedFirmwareStatusNotification":
+                await tx.set_charger_field(charger_id, "firmware_status", str(payload.get("status")))
+            elif action == "DiagnosticsStatusNotification":
+                await tx.set_charger_field(charger_id, "diagnostics_status", str(payload.get("status")))
+            await tx.emit(ChargerNotification(charger_id=charger_id, action=action, payload=dict(payload),
+                                              received_at=now))
+
+    async def call_charger(self, charger_id: str, action: str, payload: dict[str, Any], *, origin: str,
+                           answer_within: float | None = None) -> CallAnswer:
+        """Send a central system → charger CALL, record it and what the charger accepted.
+
+        Never call this from inside the handler of that charger's own CALL (OCPP-NOTES "Framing").
+        Raises ChargerCallRefused, ChargerNotConnected or ChargerCallTimeout.
+        """
+        if action not in CHARGER_ACTIONS:
+            raise ChargerCallRefused(f"{action!r} is not a central system → charger action of OCPP 1.6")
+        if action in NOT_WHILE_PENDING:
+            charger = await self.store.get_charger(charger_id)
+            if charger is not None and charger.pending:
+                raise ChargerNotAccepted(f"charger {charger_id!r} is Pending: no {action} until it is accepted")
+        answer: CallAnswer | None = None
+        try:
+            answer = await self.chargers.call(charger_id, action, payload, answer_within or self.call_timeout)
+        except TimeoutError:
+            await self._record_call(charger_id, action, payload, "timeout", None, origin)
+            raise ChargerCallTimeout(f"charger {charger_id!r} did not answer {action} within "
+                                     f"{answer_within or self.call_timeout} s") from None
+        await self._record_call(charger_id, action, payload, answer.kind, answer, origin)
+        return answer
+
+    async def _record_call(self, charger_id: str, action: str, request: dict[str, Any],
+                           outcome: Literal["result", "error", "invalid", "timeout"],
+                           answer: CallAnswer | None, origin: str) -> None:
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            response = answer.as_dict() if answer else None
+            await tx.record_charger_call(charger_id, action, request, outcome=outcome, response=response,
+                                         origin=origin, now=now)
+            await tx.emit(ChargerCall(charger_id=charger_id, action=action, origin=origin, request=request,
+                                      outcome=outcome, response=response, sent_at=now))
+            if answer is not None and answer.kind == "result":
+                await self._apply_answer(tx, charger_id, action, request, answer.payload, now)
+
+    async def _apply_answer(self, tx: StoreTransaction, charger_id: str, action: str, request: Mapping[str, Any],
+                            response: Mapping[str, Any], now: datetime) -> None:
+        """What a charger's answer changes in the site's state."""
+        accepted = response.get("status") == "Accepted"
+        if action == "ReserveNow" and accepted:
+            await tx.upsert_reservation(reservation_id=int(request["reservationId"]), charger_id=charger_id,
+                                        connector_id=int(request["connectorId"]), id_tag=str(request["idTag"]),
+                                        expiry_date=str(request["expiryDate"]), now=now)
+        elif action == "CancelReservation" and accepted:
+            await tx.end_reservation(int(request["reservationId"]), "cancelled", now)
+        elif action == "SetChargingProfile" and accepted:
+            await tx.save_charging_profile(charger_id, int(request["connectorId"]), request["csChargingProfiles"],
+                                           now)
+        elif action == "ClearChargingProfile" and accepted:
+            await tx.clear_charging_profiles(charger_id, profile_id=request.get("id"),
+                                             connector_id=request.get("connectorId"),
+                                             purpose=request.get("chargingProfilePurpose"),
+                                             stack_level=request.get("stackLevel"))
+        elif action == "SendLocalList" and accepted:
+            await tx.set_charger_field(charger_id, "local_list_version", int(request["listVersion"]))
+        elif action == "GetLocalListVersion":
+            await tx.set_charger_field(charger_id, "local_list_version", int(response["listVersion"]))
+
+    # --- operator's idTags --------------------------------------------------------------
+
+    async def put_id_tag(self, id_tag: str, *, status: IdTagStatus, expiry_date: datetime | None = None,
+                         parent_id_tag: str | None = None) -> AuthEntry:
+        entry = AuthEntry(id_tag=id_tag, status=status, expiry_date=expiry_date, parent_id_tag=parent_id_tag)
+        async with self.store.transaction() as tx:
+            await tx.put_auth_entry(entry)
+        log.info("id_tag.set", id_tag=id_tag, status=str(status))
+        return entry
+
+    async def block_id_tag(self, id_tag: str) -> AuthEntry:
+        return await self._change_id_tag(id_tag, status=IdTagStatus.BLOCKED)
+
+    async def expire_id_tag(self, id_tag: str) -> AuthEntry:
+        return await self._change_id_tag(id_tag, expiry_date=self._clock())
+
+    async def _change_id_tag(self, id_tag: str, **changes: Any) -> AuthEntry:
+        async with self.store.transaction() as tx:
+            entry = await tx.get_auth_entry(id_tag)
+            if entry is None:
+                raise LookupError(f"unknown idTag {id_tag!r}")
+            values = {"id_tag": entry.id_tag, "status": entry.status, "expiry_date": entry.expiry_date,
+                      "parent_id_tag": entry.parent_id_tag, "vehicle_id": entry.vehicle_id, **changes}
+            changed = AuthEntry(**values)
+            await tx.put_auth_entry(changed)
+        return changed
 
     async def boot_accepted(self, charger_id: str) -> bool:
         """Whether the charger's boot was accepted, in this or an earlier connection."""
@@ -104,19 +401,24 @@ class Site:
     async def boot(self, charger_id: str, info: BootInfo) -> BootAnswer:
         now = self._clock()
         async with self.store.transaction() as tx:
-            known = await tx.get_charger(charger_id) is not None
+            charger = await tx.get_charger(charger_id)
+            known = charger is not None
             if not known and not self.accept_unknown_chargers:
                 # Provisioning changed while it was connected; it stays silent for `interval`.
                 log.warning("charger.boot_rejected", charger_id=charger_id)
                 return BootAnswer("Rejected", self.heartbeat_interval, now)
+            status: Literal["Accepted", "Pending"] = "Accepted"
+            if (charger is not None and charger.pending) or (not known and self.unknown_chargers_pending):
+                # OCPP 1.6 §4.2: Pending until an operator accepts it (admin API or charger.accept).
+                status = "Pending"
             await tx.record_boot(charger_id, vendor=info.vendor, model=info.model, serial=info.serial,
-                                 firmware=info.firmware, registration_status="Accepted", now=now)
+                                 firmware=info.firmware, registration_status=status, now=now)
             await tx.emit(ChargerBoot(charger_id=charger_id, vendor=info.vendor, model=info.model,
                                       serial_number=info.serial, firmware_version=info.firmware,
-                                      registration_status="Accepted"))
+                                      registration_status=status))
         log.info("charger.booted", charger_id=charger_id, vendor=info.vendor, model=info.model,
-                 registered=not known)
-        return BootAnswer("Accepted", self.heartbeat_interval, now)
+                 registered=not known, status=status)
+        return BootAnswer(status, self.heartbeat_interval, now)
 
     async def heartbeat(self, charger_id: str) -> datetime:
         now = self._clock()
@@ -141,9 +443,23 @@ class Site:
 
     # --- authorization and sessions -----------------------------------------------------
 
+    async def _decide(self, tx: StoreTransaction, id_tag: str, now: datetime,
+                      charging_at: tuple[str, int] | None = None) -> AuthDecision:
+        """The idTag's status: local list, its group, other transactions, the offline policy.
+
+        ``charging_at`` is the (charger, connector) asking for a start: a transaction of the same
+        idTag there is the one being replaced or retried, not a concurrent one.
+        """
+        entry = await tx.get_auth_entry(id_tag)
+        parent = await tx.get_auth_entry(entry.parent_id_tag) if entry and entry.parent_id_tag else None
+        others = [t for t in await tx.active_transactions_of(id_tag)
+                  if charging_at is None or (t.charger_id, t.connector_id) != charging_at]
+        accept_unknown = self.offline_accept_unknown_id_tags and not self.cloud_online()
+        return authorize(entry, now, parent=parent, in_other_transaction=bool(others), accept_unknown=accept_unknown)
+
     async def authorize(self, id_tag: str) -> AuthDecision:
         async with self.store.transaction() as tx:
-            return authorize(await tx.get_auth_entry(id_tag), self._clock())
+            return await self._decide(tx, id_tag, self._clock())
 
     async def start_transaction(self, charger_id: str, *, connector_id: int, id_tag: str, meter_start: int,
                                 timestamp: str, reservation_id: int | None = None) -> StartAnswer:
@@ -157,7 +473,7 @@ class Site:
         now = self._clock()
         started = charger_time(timestamp, now)
         async with self.store.transaction() as tx:
-            decision = authorize(await tx.get_auth_entry(id_tag), now)
+            decision = await self._decide(tx, id_tag, now, charging_at=(charger_id, connector_id))
             earlier = await tx.find_started(charger_id, connector_id, id_tag, meter_start, timestamp)
             # A retry comes while the first is still running. A stopped match with an unset clock
             # is a new session of a charger that lost its clock again, not a retry.
@@ -173,6 +489,8 @@ class Site:
                 meter_start=meter_start, started_at=started.at, reported_started_at=timestamp,
                 reservation_id=reservation_id, clock_suspect=started.suspect,
             )
+            if reservation_id is not None:
+                await tx.end_reservation(reservation_id, "used", now)
             if connector_id >= 1:
                 await tx.emit(SessionStarted(
                     charger_id=charger_id, connector_id=connector_id, transaction_id=transaction_id, id_tag=id_tag,
@@ -270,7 +588,16 @@ class Site:
             await tx.emit(SiteHello(edge_version=edge_version, authlist_version=version))
 
     async def handle_command(self, command: Command) -> CommandStatus:
-        """Apply a cloud command and queue its result, in one transaction."""
+        """Apply a cloud command and queue its result, in one transaction.
+
+        A charger command is sent to the charger first (outside any store transaction: the
+        charger may take seconds), then its result is stored; a redelivered charger command is
+        answered again from the record, not sent again.
+        """
+        body = parse_body(command.type, command.body, COMMAND_BODIES)
+        if not isinstance(body, AuthListUpdate) and command.site_id == self.site_id \
+                and not command.expired(self._clock()):
+            return await self._handle_charger_command(command, body)
         async with self.store.transaction() as tx:
             outcome = await self._apply(tx, command)
             await tx.emit(CommandResult(command_id=command.id, command_type=command.type, status=outcome.status,
@@ -279,6 +606,47 @@ class Site:
         log.info("command.handled", command_id=str(command.id), command_type=command.type,
                  status=str(outcome.status), detail=outcome.detail)
         return outcome.status
+
+    async def _handle_charger_command(self, command: Command, body: Any) -> CommandStatus:
+        earlier = await self._handled(command.id)
+        if earlier is not None:
+            outcome = CommandOutcome(CommandStatus(earlier), "already handled; not sent to the charger again")
+        else:
+            outcome = await self._run_charger_command(body)
+        async with self.store.transaction() as tx:
+            await tx.mark_command_handled(command.id, str(outcome.status), self._clock())
+            await tx.emit(CommandResult(command_id=command.id, command_type=command.type, status=outcome.status,
+                                        detail=outcome.detail, data=dict(outcome.data or {})))
+        COMMANDS.labels(status=str(outcome.status)).inc()
+        log.info("command.handled", command_id=str(command.id), command_type=command.type,
+                 status=str(outcome.status), detail=outcome.detail)
+        return outcome.status
+
+    async def _handled(self, command_id: uuid.UUID) -> str | None:
+        async with self.store.transaction() as tx:
+            return await tx.handled_command(command_id)
+
+    async def _run_charger_command(self, body: Any) -> CommandOutcome:
+        if isinstance(body, AcceptCharger):
+            try:
+                triggered = await self.accept_charger(body.charger_id)
+            except LookupError as exc:
+                return CommandOutcome(CommandStatus.REJECTED, str(exc))
+            return CommandOutcome(CommandStatus.ACCEPTED, "charger accepted", {"boot_triggered": triggered})
+        action, payload = ocpp_request(body)
+        try:
+            answer = await self.call_charger(body.charger_id, action, payload, origin="cloud")
+        except ChargerCallRefused as exc:
+            return CommandOutcome(CommandStatus.REJECTED, str(exc))
+        except ChargerCallError as exc:
+            return CommandOutcome(CommandStatus.FAILED, str(exc))
+        data = {"action": action, "response": answer.as_dict()}
+        if answer.kind != "result":
+            return CommandOutcome(CommandStatus.FAILED, f"charger answered {answer.error_code}", data)
+        status = answer.payload.get("status")
+        if status in ("Accepted", "Unlocked", "Scheduled"):
+            return CommandOutcome(CommandStatus.ACCEPTED, f"charger answered {status}", data)
+        return CommandOutcome(CommandStatus.REJECTED, f"charger answered {status}", data)
 
     async def answer_command(self, command_id: uuid.UUID, command_type: str, status: CommandStatus,
                              detail: str) -> None:

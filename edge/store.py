@@ -24,7 +24,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,6 +136,57 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ts          TEXT NOT NULL
         )""",
     ),
+    # version 2: security profiles, Pending registration, the charger's own messages, reservations,
+    # charging profiles, the calls sent to chargers, and handled cloud commands
+    (
+        "ALTER TABLE chargers ADD COLUMN security_profile INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chargers ADD COLUMN auth_key_hash TEXT",  # scrypt, see edge.security
+        "ALTER TABLE chargers ADD COLUMN firmware_status TEXT",
+        "ALTER TABLE chargers ADD COLUMN diagnostics_status TEXT",
+        "ALTER TABLE chargers ADD COLUMN local_list_version INTEGER",
+        """CREATE TABLE charger_events (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id  TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            payload     TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX charger_events_by_charger ON charger_events (charger_id, id)",
+        """CREATE TABLE charger_calls (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id  TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            request     TEXT NOT NULL,
+            outcome     TEXT NOT NULL,  -- result, error, timeout, offline
+            response    TEXT,
+            origin      TEXT NOT NULL,
+            sent_at     TEXT NOT NULL
+        )""",
+        """CREATE TABLE reservations (
+            id           INTEGER PRIMARY KEY,  -- the reservationId sent to the charger
+            charger_id   TEXT NOT NULL,
+            connector_id INTEGER NOT NULL,
+            id_tag       TEXT NOT NULL,
+            expiry_date  TEXT NOT NULL,
+            state        TEXT NOT NULL CHECK (state IN ('active', 'cancelled', 'used')),
+            updated_at   TEXT NOT NULL
+        )""",
+        """CREATE TABLE charging_profiles (
+            charger_id   TEXT NOT NULL,
+            connector_id INTEGER NOT NULL,
+            profile_id   INTEGER NOT NULL,
+            purpose      TEXT NOT NULL,
+            stack_level  INTEGER NOT NULL,
+            profile      TEXT NOT NULL,
+            set_at       TEXT NOT NULL,
+            PRIMARY KEY (charger_id, profile_id)
+        )""",
+        """CREATE TABLE handled_commands (
+            command_id TEXT PRIMARY KEY,
+            status     TEXT NOT NULL,
+            handled_at TEXT NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -161,10 +212,19 @@ class ChargerRecord:
     firmware: str | None
     registration_status: str | None
     last_seen: datetime | None
+    security_profile: int = 0
+    auth_key_hash: str | None = None
+    firmware_status: str | None = None
+    diagnostics_status: str | None = None
+    local_list_version: int | None = None
 
     @property
     def accepted(self) -> bool:
         return self.registration_status == "Accepted"
+
+    @property
+    def pending(self) -> bool:
+        return self.registration_status == "Pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +266,14 @@ class OutboxRow:
     type: str
     body: dict[str, Any]
     ts: datetime
+
+
+def _charger(row: sqlite3.Row) -> ChargerRecord:
+    return ChargerRecord(id=row["id"], vendor=row["vendor"], model=row["model"], serial=row["serial"],
+                         firmware=row["firmware"], registration_status=row["registration_status"],
+                         last_seen=_dt(row["last_seen"]), security_profile=row["security_profile"],
+                         auth_key_hash=row["auth_key_hash"], firmware_status=row["firmware_status"],
+                         diagnostics_status=row["diagnostics_status"], local_list_version=row["local_list_version"])
 
 
 def _transaction(row: sqlite3.Row) -> TransactionRecord:
@@ -279,11 +347,114 @@ class StoreTransaction:
 
     async def get_charger(self, charger_id: str) -> ChargerRecord | None:
         row = await self._one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
-        if row is None:
-            return None
-        return ChargerRecord(id=row["id"], vendor=row["vendor"], model=row["model"], serial=row["serial"],
-                             firmware=row["firmware"], registration_status=row["registration_status"],
-                             last_seen=_dt(row["last_seen"]))
+        return None if row is None else _charger(row)
+
+    async def chargers(self) -> list[ChargerRecord]:
+        return [_charger(r) for r in await self._all("SELECT * FROM chargers ORDER BY id")]
+
+    async def set_registration_status(self, charger_id: str, status: str) -> bool:
+        changed = await self._run("UPDATE chargers SET registration_status = ? WHERE id = ?", (status, charger_id))
+        return changed == 1
+
+    async def set_charger_security(self, charger_id: str, *, security_profile: int, auth_key_hash: str | None,
+                                   now: datetime) -> None:
+        await self.register_charger(charger_id, now)
+        await self._run("UPDATE chargers SET security_profile = ?, auth_key_hash = ? WHERE id = ?",
+                        (security_profile, auth_key_hash, charger_id))
+
+    async def set_charger_field(self, charger_id: str, column: str, value: Any) -> None:
+        if column not in {"firmware_status", "diagnostics_status", "local_list_version"}:
+            raise ValueError(f"not a settable charger column: {column}")
+        await self._run(f"UPDATE chargers SET {column} = ? WHERE id = ?", (value, charger_id))
+
+    async def record_charger_event(self, charger_id: str, action: str, payload: Mapping[str, Any],
+                                   now: datetime) -> int:
+        return await self._insert(
+            "INSERT INTO charger_events (charger_id, action, payload, received_at) VALUES (?, ?, ?, ?)",
+            (charger_id, action, json.dumps(payload, default=str), _iso(now)))
+
+    async def charger_events(self, charger_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM charger_events WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+                               (charger_id, limit))
+        return [{"id": r["id"], "action": r["action"], "payload": json.loads(r["payload"]),
+                 "received_at": r["received_at"]} for r in rows]
+
+    async def record_charger_call(self, charger_id: str, action: str, request: Mapping[str, Any], *,
+                                  outcome: str, response: Any, origin: str, now: datetime) -> int:
+        return await self._insert(
+            """INSERT INTO charger_calls (charger_id, action, request, outcome, response, origin, sent_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (charger_id, action, json.dumps(request, default=str), outcome,
+             None if response is None else json.dumps(response, default=str), origin, _iso(now)))
+
+    async def charger_calls(self, charger_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM charger_calls WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+                               (charger_id, limit))
+        return [{"id": r["id"], "action": r["action"], "request": json.loads(r["request"]), "outcome": r["outcome"],
+                 "response": None if r["response"] is None else json.loads(r["response"]), "origin": r["origin"],
+                 "sent_at": r["sent_at"]} for r in rows]
+
+    # reservations and charging profiles (what the chargers accepted)
+
+    async def upsert_reservation(self, *, reservation_id: int, charger_id: str, connector_id: int, id_tag: str,
+                                 expiry_date: str, now: datetime) -> None:
+        await self._run(
+            """INSERT INTO reservations (id, charger_id, connector_id, id_tag, expiry_date, state, updated_at)
+               VALUES (?, ?, ?, ?, ?, 'active', ?)
+               ON CONFLICT (id) DO UPDATE SET charger_id = excluded.charger_id,
+                   connector_id = excluded.connector_id, id_tag = excluded.id_tag,
+                   expiry_date = excluded.expiry_date, state = 'active', updated_at = excluded.updated_at""",
+            (reservation_id, charger_id, connector_id, id_tag, expiry_date, _iso(now)))
+
+    async def end_reservation(self, reservation_id: int, state: str, now: datetime) -> bool:
+        changed = await self._run("UPDATE reservations SET state = ?, updated_at = ? WHERE id = ? AND state = 'active'",
+                                  (state, _iso(now), reservation_id))
+        return changed == 1
+
+    async def reservations(self, charger_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE charger_id = ?", (charger_id,)) if charger_id else ("", ())
+        rows = await self._all(f"SELECT * FROM reservations {where} ORDER BY id", params)
+        return [dict(r) for r in rows]
+
+    async def save_charging_profile(self, charger_id: str, connector_id: int, profile: Mapping[str, Any],
+                                    now: datetime) -> None:
+        await self._run(
+            """INSERT INTO charging_profiles (charger_id, connector_id, profile_id, purpose, stack_level, profile,
+                                              set_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (charger_id, profile_id) DO UPDATE SET connector_id = excluded.connector_id,
+                   purpose = excluded.purpose, stack_level = excluded.stack_level, profile = excluded.profile,
+                   set_at = excluded.set_at""",
+            (charger_id, connector_id, int(profile["chargingProfileId"]), str(profile["chargingProfilePurpose"]),
+             int(profile["stackLevel"]), json.dumps(profile), _iso(now)))
+
+    async def clear_charging_profiles(self, charger_id: str, *, profile_id: int | None, connector_id: int | None,
+                                      purpose: str | None, stack_level: int | None) -> int:
+        # OCPP 1.6 ClearChargingProfile: an id clears that profile; otherwise the given criteria all match.
+        if profile_id is not None:
+            return await self._run("DELETE FROM charging_profiles WHERE charger_id = ? AND profile_id = ?",
+                                   (charger_id, profile_id))
+        clauses, params = ["charger_id = ?"], list[Any]([charger_id])
+        for column, value in (("connector_id", connector_id), ("purpose", purpose), ("stack_level", stack_level)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return await self._run(f"DELETE FROM charging_profiles WHERE {' AND '.join(clauses)}", params)
+
+    async def charging_profiles(self, charger_id: str) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM charging_profiles WHERE charger_id = ? ORDER BY profile_id",
+                               (charger_id,))
+        return [{"connector_id": r["connector_id"], "profile_id": r["profile_id"], "purpose": r["purpose"],
+                 "stack_level": r["stack_level"], "profile": json.loads(r["profile"])} for r in rows]
+
+    # cloud commands already handled (a redelivery is answered again, not applied again)
+
+    async def handled_command(self, command_id: uuid.UUID) -> str | None:
+        row = await self._one("SELECT status FROM handled_commands WHERE command_id = ?", (str(command_id),))
+        return None if row is None else str(row["status"])
+
+    async def mark_command_handled(self, command_id: uuid.UUID, status: str, now: datetime) -> None:
+        await self._run("INSERT OR REPLACE INTO handled_commands (command_id, status, handled_at) VALUES (?, ?, ?)",
+                        (str(command_id), status, _iso(now)))
 
     async def register_charger(self, charger_id: str, now: datetime) -> bool:
         """Make a charger id known (it may connect). False when it already was."""
@@ -336,6 +507,15 @@ class StoreTransaction:
         await self._run("DELETE FROM auth_list")
         await self.upsert_auth_entries(entries, version)
 
+    async def put_auth_entry(self, entry: AuthEntry) -> None:
+        """An operator's local change to one idTag; it does not move the cloud's list version."""
+        await self._run(
+            """INSERT INTO auth_list (id_tag, status, expiry_date, parent_id_tag, vehicle_id) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, expiry_date = excluded.expiry_date,
+                   parent_id_tag = excluded.parent_id_tag,
+                   vehicle_id = coalesce(excluded.vehicle_id, auth_list.vehicle_id)""",
+            (entry.id_tag, str(entry.status), _iso(entry.expiry_date), entry.parent_id_tag, entry.vehicle_id))
+
     async def upsert_auth_entries(self, entries: Iterable[AuthListEntry], version: int) -> None:
         await self._db.executemany(
             """INSERT INTO auth_list (id_tag, status, expiry_date, parent_id_tag, vehicle_id)
@@ -352,6 +532,25 @@ class StoreTransaction:
     async def get_transaction(self, transaction_id: int) -> TransactionRecord | None:
         row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
         return None if row is None else _transaction(row)
+
+    async def active_transactions_of(self, id_tag: str) -> list[TransactionRecord]:
+        rows = await self._all("SELECT * FROM transactions WHERE id_tag = ? AND state = 'active' ORDER BY id",
+                               (id_tag,))
+        return [_transaction(r) for r in rows]
+
+    async def transactions(self, *, charger_id: str | None = None, state: str | None = None,
+                           limit: int = 100) -> list[TransactionRecord]:
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if charger_id is not None:
+            clauses.append("charger_id = ?")
+            params.append(charger_id)
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        rows = await self._all(f"SELECT * FROM transactions WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+                               [*params, limit])
+        return [_transaction(r) for r in rows]
 
     async def find_started(self, charger_id: str, connector_id: int, id_tag: str, meter_start: int,
                            reported_started_at: str) -> TransactionRecord | None:

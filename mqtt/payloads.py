@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -114,6 +114,46 @@ class SessionStopped(_Body):
     )
 
 
+class ChargerConnection(_Body):
+    """A charger's OCPP connection opened or closed (a dead link is closed by the edge's liveness checks)."""
+
+    TYPE: ClassVar[str] = "charger.connection"
+    charger_id: str
+    online: bool
+    at: UtcDatetime
+    reason: str | None = None
+
+
+class ChargerNotification(_Body):
+    """A charger message the cloud may want to see: firmware, diagnostics, log and security events, CSRs.
+
+    ``action`` is the OCPP 1.6 action (e.g. ``SecurityEventNotification``), ``payload`` its OCPP payload.
+    """
+
+    TYPE: ClassVar[str] = "charger.notification"
+    charger_id: str
+    action: str
+    payload: dict[str, Any]
+    received_at: UtcDatetime
+
+
+class ChargerCall(_Body):
+    """A CALL the edge sent to a charger (admin API, cloud command or the edge itself) and its answer.
+
+    ``outcome``: ``result`` (CALLRESULT in ``response.payload``), ``error`` (CALLERROR), ``invalid``
+    (an answer that breaks the 1.6 schema) or ``timeout``.
+    """
+
+    TYPE: ClassVar[str] = "charger.call"
+    charger_id: str
+    action: str
+    origin: str
+    request: dict[str, Any]
+    outcome: Literal["result", "error", "invalid", "timeout"]
+    response: dict[str, Any] | None = None
+    sent_at: UtcDatetime
+
+
 class BayOccupancy(_Body):
     TYPE: ClassVar[str] = "bay.occupancy"
     bay_id: str
@@ -145,9 +185,103 @@ class AuthListUpdate(_Body):
     entries: list[AuthListEntry]
 
 
+# Charger commands: the edge sends the OCPP 1.6 CALL named in each docstring to the charger and
+# answers with a command.result whose ``data.response`` is the charger's answer (OCPP payload).
+
+
+class _ChargerCommand(_Body):
+    charger_id: str = Field(min_length=1, max_length=64)
+
+
+class RemoteStart(_ChargerCommand):
+    """RemoteStartTransaction."""
+
+    TYPE: ClassVar[str] = "charger.remote_start"
+    id_tag: str = Field(min_length=1, max_length=20)
+    connector_id: int | None = Field(default=None, ge=1)
+    charging_profile: dict[str, Any] | None = Field(default=None, description="OCPP ChargingProfile (camelCase)")
+
+
+class RemoteStop(_ChargerCommand):
+    """RemoteStopTransaction."""
+
+    TYPE: ClassVar[str] = "charger.remote_stop"
+    transaction_id: int
+
+
+class Reserve(_ChargerCommand):
+    """ReserveNow. Connector 0 reserves any connector of the charger."""
+
+    TYPE: ClassVar[str] = "charger.reserve"
+    reservation_id: int = Field(ge=1)
+    connector_id: int = Field(ge=0)
+    id_tag: str = Field(min_length=1, max_length=20)
+    expiry_date: UtcDatetime
+    parent_id_tag: str | None = Field(default=None, max_length=20)
+
+
+class CancelReservation(_ChargerCommand):
+    """CancelReservation."""
+
+    TYPE: ClassVar[str] = "charger.cancel_reservation"
+    reservation_id: int
+
+
+class ChangeAvailability(_ChargerCommand):
+    """ChangeAvailability. Connector 0 is the whole charger."""
+
+    TYPE: ClassVar[str] = "charger.change_availability"
+    connector_id: int = Field(ge=0)
+    type: Literal["Operative", "Inoperative"]
+
+
+class Reset(_ChargerCommand):
+    """Reset."""
+
+    TYPE: ClassVar[str] = "charger.reset"
+    type: Literal["Hard", "Soft"]
+
+
+class UnlockConnector(_ChargerCommand):
+    """UnlockConnector."""
+
+    TYPE: ClassVar[str] = "charger.unlock"
+    connector_id: int = Field(ge=1)
+
+
+class SetChargingProfile(_ChargerCommand):
+    """SetChargingProfile."""
+
+    TYPE: ClassVar[str] = "charger.set_charging_profile"
+    connector_id: int = Field(ge=0)
+    charging_profile: dict[str, Any] = Field(description="OCPP csChargingProfiles (camelCase)")
+
+
+class ClearChargingProfile(_ChargerCommand):
+    """ClearChargingProfile. No criteria clears every profile of the charger."""
+
+    TYPE: ClassVar[str] = "charger.clear_charging_profile"
+    profile_id: int | None = None
+    connector_id: int | None = Field(default=None, ge=0)
+    purpose: Literal["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"] | None = None
+    stack_level: int | None = Field(default=None, ge=0)
+
+
+class AcceptCharger(_ChargerCommand):
+    """Accept a charger registered as Pending; the edge triggers its BootNotification (TriggerMessage)."""
+
+    TYPE: ClassVar[str] = "charger.accept"
+
+
 UPLINK_BODIES: dict[str, type[_Body]] = {
     model.TYPE: model
-    for model in (SiteHello, ChargerBoot, ChargerStatus, SessionStarted, SessionMeter, SessionStopped,
-                  BayOccupancy)
+    for model in (SiteHello, ChargerBoot, ChargerStatus, ChargerConnection, ChargerNotification, ChargerCall,
+                  SessionStarted,
+                  SessionMeter, SessionStopped, BayOccupancy)
 }
-COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate}  # type: ignore[dict-item]
+CHARGER_COMMANDS: tuple[type[_ChargerCommand], ...] = (
+    RemoteStart, RemoteStop, Reserve, CancelReservation, ChangeAvailability, Reset, UnlockConnector,
+    SetChargingProfile, ClearChargingProfile, AcceptCharger,
+)
+COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate}
+COMMAND_BODIES.update({model.TYPE: model for model in CHARGER_COMMANDS})

@@ -35,6 +35,7 @@ def make_settings(tmp_path: Path, offline_port: int) -> Callable[..., EdgeSettin
             "mqtt_port": offline_port,
             "heartbeat_interval": 120,
             "accept_unknown_chargers": True,
+            "admin_port": 0,
         }
         values.update(overrides)
         return EdgeSettings(**values)

@@ -122,3 +122,29 @@ def test_authorize_reads_the_local_list() -> None:
     assert authorize(entry(IdTagStatus.ACCEPTED, NOW + timedelta(days=1)), NOW).parent_id_tag == "P"
     assert authorize(entry(IdTagStatus.ACCEPTED, NOW), NOW).status is IdTagStatus.EXPIRED
     assert authorize(entry(IdTagStatus.BLOCKED, NOW - timedelta(days=1)), NOW).status is IdTagStatus.BLOCKED
+
+
+@pytest.mark.parametrize(("own", "parent", "busy", "unknown_ok", "expected"), [
+    (IdTagStatus.ACCEPTED, None, False, False, IdTagStatus.ACCEPTED),
+    (IdTagStatus.ACCEPTED, IdTagStatus.BLOCKED, False, False, IdTagStatus.BLOCKED),
+    (IdTagStatus.ACCEPTED, IdTagStatus.ACCEPTED, True, False, IdTagStatus.CONCURRENT_TX),
+    (IdTagStatus.BLOCKED, None, True, False, IdTagStatus.BLOCKED),  # a refusal beats ConcurrentTx
+    (IdTagStatus.INVALID, None, False, True, IdTagStatus.INVALID),  # the offline policy is for unknown ids only
+])
+def test_group_concurrency_and_offline_policy_rules(own: IdTagStatus, parent: IdTagStatus | None, busy: bool,
+                                                    unknown_ok: bool, expected: IdTagStatus) -> None:
+    entry = AuthEntry("T", own, parent_id_tag="G" if parent else None)
+    group = AuthEntry("G", parent) if parent else None
+    assert authorize(entry, NOW, parent=group, in_other_transaction=busy, accept_unknown=unknown_ok).status \
+        is expected
+
+
+def test_an_unknown_id_is_invalid_unless_the_offline_policy_accepts_it() -> None:
+    assert authorize(None, NOW).status is IdTagStatus.INVALID
+    assert authorize(None, NOW, accept_unknown=True).status is IdTagStatus.ACCEPTED
+
+
+def test_an_expired_group_expires_its_members() -> None:
+    group = AuthEntry("G", IdTagStatus.ACCEPTED, expiry_date=NOW - timedelta(seconds=1))
+    assert authorize(AuthEntry("T", IdTagStatus.ACCEPTED, parent_id_tag="G"), NOW, parent=group).status \
+        is IdTagStatus.EXPIRED

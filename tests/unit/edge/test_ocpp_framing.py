@@ -89,3 +89,35 @@ async def test_boot_then_heartbeat_are_answered(connection: tuple[ChargerConnect
     assert [frame[:3] for frame in transport.sent] == [[4, "1", "SecurityError"], [3, "2", transport.sent[1][2]],
                                                        [3, "3", transport.sent[2][2]]]
     assert transport.sent[1][2]["status"] == "Accepted" and transport.sent[1][2]["interval"] == 60
+
+
+async def test_a_failure_inside_the_central_system_is_still_answered_with_internal_error(
+        connection: tuple[ChargerConnection, Transport], monkeypatch: pytest.MonkeyPatch) -> None:
+    cp, transport = connection
+    await cp.route_message('[2,"1","BootNotification",{"chargePointVendor":"A","chargePointModel":"B"}]')
+
+    async def broken(charger_id: str) -> datetime:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cp._site, "heartbeat", broken)
+    await cp.route_message('[2,"2","Heartbeat",{}]')
+    assert transport.sent[-1][:3] == [4, "2", "InternalError"] and transport.sent[-1][4] == {}
+
+
+async def test_integers_no_column_can_hold_get_property_constraint_violation(
+        connection: tuple[ChargerConnection, Transport]) -> None:
+    cp, transport = connection
+    await cp.route_message('[2,"1","BootNotification",{"chargePointVendor":"A","chargePointModel":"B"}]')
+    frame = ('[2,"2","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":' + "9" * 30
+             + ',"timestamp":"2025-06-01T12:00:00Z"}]')
+    await cp.route_message(frame)
+    assert transport.sent[-1][:3] == [4, "2", "PropertyConstraintViolation"]
+
+
+async def test_an_answer_nobody_waits_for_is_dropped_not_queued(
+        connection: tuple[ChargerConnection, Transport]) -> None:
+    cp, transport = connection
+    await cp.route_message('[3,"nobody-asked",{"status":"Accepted"}]')
+    await cp.route_message('[4,"nobody-asked","GenericError","",{}]')
+    assert cp._response_queue.empty()
+    assert transport.sent == []

@@ -85,3 +85,21 @@ def test_an_unknown_key_or_broken_toml_is_refused_with_the_file_name(tmp_path: P
 def test_a_missing_toml_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(EdgeConfigError, match=r"nowhere\.toml: edge settings file not found"):
         EdgeSettings.from_toml(tmp_path / "nowhere.toml")
+
+
+def test_the_admin_api_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    assert EdgeSettings(admin_host="127.0.0.1").admin_token is None
+    assert EdgeSettings(admin_host="::1").admin_port == 9001
+    with pytest.raises(ValidationError, match="EVPARK_EDGE_ADMIN_TOKEN"):
+        EdgeSettings(admin_host="0.0.0.0")
+    assert EdgeSettings(admin_host="0.0.0.0", admin_token="t" * 32).admin_token is not None
+    assert EdgeSettings(admin_host="0.0.0.0", admin_enabled=False).admin_enabled is False
+    with pytest.raises(ValidationError, match="go together"):
+        EdgeSettings(ocpp_tls_cert=tmp_path / "cert.pem")
+
+
+def test_the_heartbeat_deadline_defaults_to_two_intervals_and_a_minute() -> None:
+    assert EdgeSettings(heartbeat_interval=300).offline_after == 660
+    assert EdgeSettings(heartbeat_deadline=5).offline_after == 5

@@ -121,3 +121,13 @@ async def test_hello_carries_the_auth_list_version(site: Site, clock: Clock) -> 
     await site.say_hello("1.2.3")
     hello = [row.body for row in await site.store.outbox_batch() if row.type == "site.hello"]
     assert hello == [{"edge_version": "1.2.3", "authlist_version": 7}]
+
+
+async def test_rule_boot_a_charger_unknown_at_boot_time_is_rejected_and_told_when_to_retry(site: Site) -> None:
+    """OCPP-NOTES "Boot": Rejected (the charger stays silent until ``interval`` passes)."""
+    from edge.site import BootInfo
+
+    answer = await site.boot("CP-GONE", BootInfo(vendor="A", model="B"))
+    assert (answer.status, answer.interval) == ("Rejected", 60)
+    assert await site.store.get_charger("CP-GONE") is None
+    assert await site.store.outbox_batch() == []

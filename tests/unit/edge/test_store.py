@@ -113,3 +113,30 @@ async def test_an_outbox_body_without_an_uplink_topic_is_refused_at_write_time(s
     with pytest.raises(ValueError, match="no uplink category"):
         async with store.transaction() as tx:
             await tx.emit(Odd())
+
+
+async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_path: Path) -> None:
+    from edge.store import MIGRATIONS
+
+    path = tmp_path / "edge.db"
+    with sqlite3.connect(path) as db:  # what an edge of schema version 1 left behind
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO chargers (id, vendor, model, registration_status, created_at) "
+                   "VALUES ('CP-1', 'Acme', 'W', 'Accepted', '2025-01-01T00:00:00+00:00')")
+        db.execute("INSERT INTO transactions (charger_id, connector_id, id_tag, id_tag_status, meter_start, "
+                   "started_at, reported_started_at, state) VALUES ('CP-1', 1, 'T', 'Accepted', 5, "
+                   "'2025-01-01T00:00:00+00:00', 'r', 'active')")
+        db.execute("PRAGMA user_version = 1")
+    async with await Store.open(path) as store:
+        charger = await store.get_charger("CP-1")
+        transaction = await store.get_transaction(1)
+        next_id = await new_transaction(store, 7)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands"} <= tables
+    assert charger is not None and charger.accepted and charger.security_profile == 0
+    assert charger.auth_key_hash is None
+    assert transaction is not None and transaction.active and transaction.meter_start == 5
+    assert next_id == 2  # ids keep growing across the migration
