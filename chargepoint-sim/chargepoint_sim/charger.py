@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +28,7 @@ from ocpp.v16.enums import (
     Action,
     AvailabilityStatus,
     AvailabilityType,
+    CancelReservationStatus,
     ChargePointErrorCode,
     ChargePointStatus,
     ClearCacheStatus,
@@ -32,9 +36,11 @@ from ocpp.v16.enums import (
     DataTransferStatus,
     DiagnosticsStatus,
     FirmwareStatus,
+    GetCompositeScheduleStatus,
     MessageTrigger,
     RegistrationStatus,
     RemoteStartStopStatus,
+    ReservationStatus,
     ResetStatus,
     TriggerMessageStatus,
     UnlockStatus,
@@ -51,6 +57,14 @@ from chargepoint_sim.errors import (
     ConnectorNotAvailable,
     CpsimError,
     explain_connect_error,
+)
+from chargepoint_sim.features import (
+    LOCAL_LIST_MAX,
+    MAX_PROFILES,
+    MAX_SCHEDULE_PERIODS,
+    MAX_STACK_LEVEL,
+    LocalAuthList,
+    SmartCharging,
 )
 from chargepoint_sim.meter import MeterSample, charging_curve
 
@@ -79,6 +93,22 @@ class SessionReport:
 
 
 @dataclass
+class Faults:
+    """Misbehaviour a technician or a scenario switches on (``SimulatedCharger.faults``)."""
+
+    clock_1970: bool = False
+    """Timestamps as from a charger whose clock was never set: counting from 1970-01-01."""
+    report_kwh: bool = False
+    """The energy register in kWh (unit ``kWh``) instead of Wh, as some chargers send it."""
+    repeat: set[str] = field(default_factory=set)
+    """Actions sent twice, as a charger retrying after a lost CALLRESULT does."""
+
+
+_QUEUED_OFFLINE = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+"""Transaction-related messages a charger keeps while offline and sends later, in order (OCPP 1.6 §4.7)."""
+
+
+@dataclass
 class _Connector:
     id: int
     register_wh: int = 0
@@ -92,6 +122,10 @@ class _Connector:
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     last_power_w: float = 0.0
+    faulted: bool = False
+    reservation: tuple[int, str, datetime] | None = None
+    """(reservation id, id tag, expiry) while the connector is Reserved."""
+    transaction_started: datetime | None = None
 
     def claim(self) -> None:
         self.busy = True
@@ -107,6 +141,8 @@ class _Connector:
             # The session broke off (connection lost): announce the connector free on reconnect.
             # A real charger would queue the StopTransaction offline; this simulator does not.
             self.status = ChargePointStatus.available if self.operative else ChargePointStatus.unavailable
+        if self.faulted:
+            self.status = ChargePointStatus.faulted
         self.idle.set()
 
 
@@ -160,7 +196,18 @@ class SimulatedCharger:
             "MeterValueSampleInterval": ("60", False),
             "AuthorizeRemoteTxRequests": ("false", False),
             "NumberOfConnectors": (str(connectors), True),
-            "SupportedFeatureProfiles": ("Core,RemoteTrigger", True),
+            "SupportedFeatureProfiles": (
+                "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger", True),
+            "LocalAuthorizeOffline": ("true", False),
+            "LocalAuthListEnabled": ("true", False),
+            "LocalAuthListMaxLength": (str(LOCAL_LIST_MAX), True),
+            "SendLocalListMaxLength": (str(LOCAL_LIST_MAX), True),
+            "StopTransactionOnInvalidId": ("true", False),
+            "ReserveConnectorZeroSupported": ("false", True),
+            "ChargeProfileMaxStackLevel": (str(MAX_STACK_LEVEL), True),
+            "ChargingScheduleMaxPeriods": (str(MAX_SCHEDULE_PERIODS), True),
+            "MaxChargingProfilesInstalled": (str(MAX_PROFILES), True),
+            "ChargingScheduleAllowedChargingRateUnit": ("Current,Power", True),
         }
         self._ws: ClientConnection | None = None
         self._link: _OcppLink | None = None
@@ -168,6 +215,19 @@ class SimulatedCharger:
         self._heartbeat: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._boot_triggered = asyncio.Event()
+        self.faults = Faults()
+        self.smart_charging = SmartCharging()
+        self.local_list = LocalAuthList()
+        self.firmware_status = FirmwareStatus.idle
+        self.diagnostics_status = DiagnosticsStatus.idle
+        self.firmware_step_s = 1.0
+        """Wall seconds between two steps of a firmware update or diagnostics upload."""
+        self.offline = False
+        """True while the link is down on purpose (``go_offline``): transaction messages are queued."""
+        self._queue: list[tuple[Any, int | None]] = []
+        self._local_transaction = 0
+        self._transaction_ids: dict[int, int] = {}
+        self._clock_origin = time.monotonic()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -216,6 +276,7 @@ class SimulatedCharger:
         try:
             if boot or (boot is None and self.registration_status != RegistrationStatus.accepted):
                 await self._boot()
+            await self._replay()
             await self._announce_all()
             self._restart_heartbeat()
         except BaseException:
@@ -236,6 +297,83 @@ class SimulatedCharger:
         self._reader = None
         self._ws = None
         self._link = None
+
+    async def go_offline(self, *, abrupt: bool = False) -> None:
+        """Lose the link to the central system, as a site losing its internet does.
+
+        Sessions keep running: StartTransaction, MeterValues and StopTransaction are queued
+        (a StartTransaction gets a local transaction id), Authorize is accepted locally
+        (LocalAuthorizeOffline), status changes are kept and announced on reconnect.
+        ``abrupt`` drops the TCP connection without a WebSocket close, as a cut cable does.
+        """
+        self.offline = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._ws is not None:
+            if abrupt:
+                self._ws.transport.abort()
+            else:
+                await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+        self._heartbeat = self._reader = None
+        self._ws = None
+        self._link = None
+
+    async def go_online(self) -> None:
+        """Reconnect after ``go_offline``; the queued messages are replayed in order, then statuses announced."""
+        self.offline = False
+        await self.connect()
+
+    @property
+    def queued(self) -> int:
+        """How many transaction messages wait for the link to come back."""
+        return len(self._queue)
+
+    async def report_fault(self, connector_id: int, error_code: str = "GroundFailure",
+                           info: str | None = None) -> None:
+        """Put a connector in Faulted: a running session stops (reason Other), then StatusNotification."""
+        connector = self._connector(connector_id)
+        connector.faulted = True
+        if self.stop_session(connector_id, "Other"):
+            await connector.idle.wait()
+        connector.status = ChargePointStatus.faulted
+        await self._send_status(connector_id, ChargePointStatus.faulted, error_code=error_code, info=info)
+
+    async def clear_fault(self, connector_id: int) -> None:
+        """The fault is gone: the connector is Available (or Unavailable if set Inoperative) again."""
+        connector = self._connector(connector_id)
+        connector.faulted = False
+        await self._set_status(connector, ChargePointStatus.available if connector.operative
+                               else ChargePointStatus.unavailable)
+
+    async def send(self, request: Any) -> Any:
+        """Send one OCPP request (an ``ocpp.v16.call`` dataclass) as this charger; return the answer.
+
+        For the interactive shell and tests: the charger's own state does not change.
+        """
+        return await self._call(request)
+
+    async def send_raw(self, frame: str, answer_within: float = 10.0) -> str | None:
+        """Put one raw OCPP-J frame on the wire; for a CALL, return the raw answer (None otherwise)."""
+        link = self._link
+        if link is None or self._reader is None or self._reader.done():
+            raise ConnectionLost(f"charger {self.charger_id} is not connected to {self.url}.")
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            message = None
+        if isinstance(message, list) and len(message) >= 3 and message[0] == 2:
+            async with link._call_lock:  # one CALL at a time (OCPP-J §4.1.1), shared with the library
+                await link._send(frame)
+                try:
+                    response = await link._get_specific_response(str(message[1]), answer_within)
+                except TimeoutError:
+                    raise CpsimError(f"no answer to the raw CALL within {answer_within:g} s") from None
+            return str(response.to_json())
+        await link._send(frame)
+        return None
 
     @property
     def connected(self) -> bool:
@@ -278,7 +416,7 @@ class SimulatedCharger:
             raise ValueError("meter_interval and power_w must be positive")
         if meter_start_wh is not None and meter_start_wh < 0:
             raise ValueError("meter_start_wh must not be negative")
-        connector = self._available_connector(connector_id)
+        connector = self._available_connector(connector_id, id_tag)
         connector.claim()
         try:
             return await self._session(connector, id_tag, energy_wh, authorize=True,
@@ -306,11 +444,16 @@ class SimulatedCharger:
                 f"charger {self.charger_id} has no connector {connector_id} "
                 f"(it has 1..{len(self._connectors)})") from None
 
-    def _available_connector(self, connector_id: int) -> _Connector:
+    def _available_connector(self, connector_id: int, id_tag: str) -> _Connector:
         connector = self._connector(connector_id)
+        if connector.reservation is not None and connector.reservation[1] != id_tag:
+            raise ConnectorNotAvailable(f"connector {connector_id} of {self.charger_id} is Reserved for "
+                                        f"another id tag (reservation {connector.reservation[0]})")
         if connector.busy:
             raise ConnectorNotAvailable(
                 f"connector {connector_id} of {self.charger_id} already has a session")
+        if connector.faulted:
+            raise ConnectorNotAvailable(f"connector {connector_id} of {self.charger_id} is Faulted")
         if not connector.operative:
             raise ConnectorNotAvailable(
                 f"connector {connector_id} of {self.charger_id} was set Inoperative by the central system")
@@ -328,16 +471,27 @@ class SimulatedCharger:
             connector.register_wh = meter_start_wh
         meter_start = connector.register_wh
         await self._set_status(connector, ChargePointStatus.preparing)
+        reservation_id = None
+        if connector.reservation is not None and connector.reservation[1] == id_tag:
+            reservation_id = connector.reservation[0]  # the reservation ends with this transaction (§5.13)
+            connector.reservation = None
         started = await self._call(call.StartTransaction(
-            connector_id=connector.id, id_tag=id_tag, meter_start=meter_start, timestamp=_now()))
+            connector_id=connector.id, id_tag=id_tag, meter_start=meter_start, timestamp=self.timestamp(),
+            reservation_id=reservation_id))
         connector.transaction_id = started.transaction_id
+        connector.transaction_started = datetime.now(UTC)
         tag_status = started.id_tag_info["status"]
         if tag_status != "Accepted":
             # StopTransactionOnInvalidId (OCPP 1.6 §9.1, default true): end it right away.
             await self._stop_transaction(connector, id_tag, meter_start, "DeAuthorized")
             raise AuthorizationRefused(id_tag, tag_status, during="StartTransaction")
         await self._set_status(connector, ChargePointStatus.charging)
-        for sample in charging_curve(meter_start, energy_wh, power_w, meter_interval * speedup):
+        def limit() -> float | None:
+            # Profiles run on wall time; a compressed session sees the limit of the wall moment.
+            return self.smart_charging.limit_w(connector.id, now=datetime.now(UTC),
+                                               transaction_started=connector.transaction_started)
+
+        for sample in charging_curve(meter_start, energy_wh, power_w, meter_interval * speedup, limit):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(connector.stop_requested.wait(), meter_interval)
             if connector.stop_reason is not None:
@@ -346,7 +500,7 @@ class SimulatedCharger:
             connector.last_power_w = sample.power_w
             await self._call(call.MeterValues(
                 connector_id=connector.id, transaction_id=connector.transaction_id,
-                meter_value=[_meter_value(sample.register_wh, sample.power_w)]))
+                meter_value=[self._meter_value(sample.register_wh, sample.power_w)]))
             if on_sample is not None:
                 on_sample(sample)
         reason = connector.stop_reason or "Local"
@@ -362,13 +516,15 @@ class SimulatedCharger:
         assert transaction_id is not None
         # The transaction is over once StopTransaction is on its way: a RemoteStop for it is Rejected.
         connector.transaction_id = None
+        connector.transaction_started = None
         connector.last_power_w = 0.0
+        self.smart_charging.end_transaction(connector.id)
         meter_stop = connector.register_wh
         await self._call(call.StopTransaction(
-            meter_stop=meter_stop, timestamp=_now(), transaction_id=transaction_id,
+            meter_stop=meter_stop, timestamp=self.timestamp(), transaction_id=transaction_id,
             reason=reason, id_tag=id_tag,
-            transaction_data=[_meter_value(meter_start, context="Transaction.Begin"),
-                              _meter_value(meter_stop, context="Transaction.End")]))
+            transaction_data=[self._meter_value(meter_start, context="Transaction.Begin"),
+                              self._meter_value(meter_stop, context="Transaction.End")]))
         await self._set_status(connector, ChargePointStatus.finishing)
         if connector.inoperative_scheduled:
             connector.operative = False
@@ -448,22 +604,101 @@ class SimulatedCharger:
         connector.status = status
         await self._send_status(connector.id, status)
 
-    async def _send_status(self, connector_id: int, status: str) -> None:
+    async def _send_status(self, connector_id: int, status: str, *,
+                           error_code: str = ChargePointErrorCode.no_error, info: str | None = None) -> None:
         await self._call(call.StatusNotification(
-            connector_id=connector_id, error_code=ChargePointErrorCode.no_error, status=status,
-            timestamp=_now()))
+            connector_id=connector_id, error_code=error_code, status=status, info=info,
+            timestamp=self.timestamp()))
+
+    def timestamp(self) -> str:
+        """Now, as this charger's clock says it (from 1970 with the clock_1970 fault)."""
+        if self.faults.clock_1970:
+            since = datetime.fromtimestamp(time.monotonic() - self._clock_origin, UTC)
+            return since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return _now()
+
+    def _meter_value(self, register_wh: int, power_w: float | None = None, *,
+                     context: str = "Sample.Periodic") -> dict[str, Any]:
+        if self.faults.report_kwh:
+            energy = {"value": f"{register_wh / 1000:.3f}", "unit": "kWh"}
+        else:
+            energy = {"value": str(register_wh), "unit": "Wh"}
+        sampled = [{**energy, "context": context, "measurand": "Energy.Active.Import.Register",
+                    "location": "Outlet"}]
+        if power_w is not None:
+            sampled.append({"value": f"{power_w:.1f}", "context": context, "measurand": "Power.Active.Import",
+                            "location": "Outlet", "unit": "W"})
+        return {"timestamp": self.timestamp(), "sampledValue": sampled}
 
     async def _send_meter_values(self, connector_ids: list[int]) -> None:
         for connector_id in connector_ids:
             connector = self._connectors[connector_id]
             await self._call(call.MeterValues(
                 connector_id=connector_id, transaction_id=connector.transaction_id,
-                meter_value=[_meter_value(connector.register_wh, connector.last_power_w,
+                meter_value=[self._meter_value(connector.register_wh, connector.last_power_w,
                                           context="Trigger")]))
 
     # --- CALLs to the central system ------------------------------------------------------
 
     async def _call(self, request: Any) -> Any:
+        """Send one CALL (or queue it while offline) and return its CALLRESULT payload."""
+        action = type(request).__name__
+        if action in _QUEUED_OFFLINE and (self.offline or self._queue):
+            # Offline, or older messages still wait: keep the order (OCPP 1.6 §4.7).
+            return self._enqueue(request)
+        if self.offline:
+            if action == "StatusNotification":
+                return call_result.StatusNotification()  # the current status is announced on reconnect
+            if action == "Authorize":
+                # LocalAuthorizeOffline: the Local Authorization List decides; a tag not on it is trusted.
+                status = self.local_list.entries.get(request.id_tag, "Accepted")
+                return call_result.Authorize(id_tag_info={"status": status})
+            raise ConnectionLost(f"charger {self.charger_id} is offline (simulated): {action} was not sent.")
+        try:
+            answer = await self._send_call(request)
+        except ConnectionLost:
+            if not self.offline:
+                raise
+            return await self._call(request)  # the link went down meanwhile: queue it or answer locally
+        if action in self.faults.repeat:
+            # The same message again, as after a lost CALLRESULT; the central system must not double it.
+            with contextlib.suppress(CpsimError):
+                await self._send_call(request)
+        return answer
+
+    def _enqueue(self, request: Any) -> Any:
+        action = type(request).__name__
+        if action == "StartTransaction":
+            self._local_transaction -= 1
+            self._queue.append((request, self._local_transaction))
+            return call_result.StartTransaction(transaction_id=self._local_transaction,
+                                                id_tag_info={"status": "Accepted"})
+        self._queue.append((request, None))
+        if action == "StopTransaction":
+            return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
+        return call_result.MeterValues()
+
+    async def _replay(self) -> None:
+        """Send the queued transaction messages in order, replacing local transaction ids by real ones."""
+        while self._queue:
+            request, local_id = self._queue[0]
+            known = self._transaction_ids.get(getattr(request, "transaction_id", None) or 0)
+            if known is not None:
+                request = dataclasses.replace(request, transaction_id=known)
+            try:
+                answer = await self._send_call(request)
+            except CentralSystemError as exc:
+                # It must be answered with a CALLRESULT (OCPP 1.6 §4.7); retrying an error forever helps no one.
+                log.warning("%s: queued %s refused: %s", self.charger_id, type(request).__name__, exc)
+                answer = None
+            self._queue.pop(0)
+            if local_id is not None and answer is not None:
+                self._transaction_ids[local_id] = answer.transaction_id
+                for connector in self._connectors.values():
+                    if connector.transaction_id == local_id:
+                        connector.transaction_id = answer.transaction_id
+
+    async def _send_call(self, request: Any) -> Any:
         """Send one CALL and return its CALLRESULT payload; fail fast if the connection drops."""
         action = type(request).__name__
         link, reader = self._link, self._reader
@@ -514,13 +749,14 @@ class SimulatedCharger:
         connector = self._connectors.get(connector_id)
         return None if connector is None else [connector]
 
-    def _accept_remote_start(self, connector_id: int | None) -> _Connector | None:
+    def _accept_remote_start(self, connector_id: int | None, id_tag: str) -> _Connector | None:
         if connector_id is None:
             candidates = list(self._connectors.values())
         else:
             candidates = [c for c in (self._connectors.get(connector_id),) if c is not None]
         for connector in candidates:
-            if not connector.busy and connector.operative:
+            reserved_for_other = connector.reservation is not None and connector.reservation[1] != id_tag
+            if not connector.busy and connector.operative and not connector.faulted and not reserved_for_other:
                 connector.claim()
                 return connector
         return None
@@ -615,19 +851,66 @@ class SimulatedCharger:
         elif message == MessageTrigger.meter_values:
             await self._send_meter_values([n for n in ids if n != 0])
         elif message == MessageTrigger.diagnostics_status_notification:
-            await self._call(call.DiagnosticsStatusNotification(status=DiagnosticsStatus.idle))
+            await self._call(call.DiagnosticsStatusNotification(status=self.diagnostics_status))
         elif message == MessageTrigger.firmware_status_notification:
-            await self._call(call.FirmwareStatusNotification(status=FirmwareStatus.idle))
+            await self._call(call.FirmwareStatusNotification(status=self.firmware_status))
 
+    # --- reservations, firmware, diagnostics ----------------------------------------------
 
-def _meter_value(register_wh: int, power_w: float | None = None, *,
-                 context: str = "Sample.Periodic") -> dict[str, Any]:
-    sampled = [{"value": str(register_wh), "context": context, "measurand": "Energy.Active.Import.Register",
-                "location": "Outlet", "unit": "Wh"}]
-    if power_w is not None:
-        sampled.append({"value": f"{power_w:.1f}", "context": context, "measurand": "Power.Active.Import",
-                        "location": "Outlet", "unit": "W"})
-    return {"timestamp": _now(), "sampledValue": sampled}
+    def _reserve(self, connector_id: int, id_tag: str, reservation_id: int, expiry: datetime) -> str:
+        if connector_id == 0:
+            return ReservationStatus.rejected  # ReserveConnectorZeroSupported is false
+        connector = self._connectors.get(connector_id)
+        if connector is None:
+            return ReservationStatus.rejected
+        if connector.faulted:
+            return ReservationStatus.faulted
+        if not connector.operative:
+            return ReservationStatus.unavailable
+        if connector.busy or (connector.reservation is not None and connector.reservation[0] != reservation_id):
+            return ReservationStatus.occupied
+        connector.reservation = (reservation_id, id_tag, expiry)
+        return ReservationStatus.accepted
+
+    async def _reserved(self, connector: _Connector, reservation_id: int, expiry: datetime) -> None:
+        await self._set_status(connector, ChargePointStatus.reserved)
+        await asyncio.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()))
+        if connector.reservation is not None and connector.reservation[0] == reservation_id:
+            connector.reservation = None  # expired (§5.13)
+            if not connector.busy:
+                await self._set_status(connector, ChargePointStatus.available)
+
+    def _cancel_reservation(self, reservation_id: int) -> _Connector | None:
+        for connector in self._connectors.values():
+            if connector.reservation is not None and connector.reservation[0] == reservation_id:
+                connector.reservation = None
+                return connector
+        return None
+
+    async def _update_firmware(self, location: str, retrieve_at: datetime) -> None:
+        await asyncio.sleep(max(0.0, (retrieve_at - datetime.now(UTC)).total_seconds()))
+        failing = "fail" in location.lower()
+        steps = ([FirmwareStatus.downloading, FirmwareStatus.download_failed] if failing else
+                 [FirmwareStatus.downloading, FirmwareStatus.downloaded, FirmwareStatus.installing,
+                  FirmwareStatus.installed])
+        for status in steps:
+            self.firmware_status = status
+            await self._call(call.FirmwareStatusNotification(status=status))
+            await asyncio.sleep(self.firmware_step_s)
+        if not failing:
+            # A new firmware means a reboot: the charger boots again (§6.8, §4.2).
+            await self._boot()
+            await self._announce_all()
+        self.firmware_status = FirmwareStatus.idle
+
+    async def _upload_diagnostics(self, location: str) -> None:
+        failing = "fail" in location.lower()
+        for status in [DiagnosticsStatus.uploading,
+                       DiagnosticsStatus.upload_failed if failing else DiagnosticsStatus.uploaded]:
+            self.diagnostics_status = status
+            await self._call(call.DiagnosticsStatusNotification(status=status))
+            await asyncio.sleep(self.firmware_step_s)
+        self.diagnostics_status = DiagnosticsStatus.idle
 
 
 _TRIGGERABLE = {
@@ -651,10 +934,14 @@ class _OcppLink(ChargePoint):  # type: ignore[misc]
         self._remote_start: tuple[_Connector, str] | None = None
         self._availability: tuple[int, list[_Connector]] | None = None
         self._trigger: tuple[str, int | None] | None = None
+        self._reservation: tuple[int, int, datetime] | None = None
+        self._freed: _Connector | None = None
+        self._firmware: tuple[str, datetime] | None = None
+        self._diagnostics: str | None = None
 
     @on(Action.remote_start_transaction)
     def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any) -> Any:
-        connector = self.sim._accept_remote_start(connector_id)
+        connector = self.sim._accept_remote_start(connector_id, id_tag)
         if connector is None:
             return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
         self._remote_start = (connector, id_tag)
@@ -735,3 +1022,112 @@ class _OcppLink(ChargePoint):  # type: ignore[misc]
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+    # Reservation profile
+
+    @on(Action.reserve_now)
+    def on_reserve_now(self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int,
+                       **_: Any) -> Any:
+        expiry = datetime.fromisoformat(expiry_date.replace("Z", "+00:00"))
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        status = self.sim._reserve(connector_id, id_tag, reservation_id, expiry)
+        if status == ReservationStatus.accepted:
+            self._reservation = (connector_id, reservation_id, expiry)
+        return call_result.ReserveNow(status=status)
+
+    @after(Action.reserve_now)
+    def after_reserve_now(self, **_: Any) -> None:
+        if self._reservation is not None:
+            connector_id, reservation_id, expiry = self._reservation
+            self._reservation = None
+            self.sim._spawn(self.sim._reserved(self.sim._connectors[connector_id], reservation_id, expiry),
+                            f"reservation-{reservation_id}")
+
+    @on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        connector = self.sim._cancel_reservation(reservation_id)
+        if connector is None:
+            return call_result.CancelReservation(status=CancelReservationStatus.rejected)
+        self._freed = connector
+        return call_result.CancelReservation(status=CancelReservationStatus.accepted)
+
+    @after(Action.cancel_reservation)
+    def after_cancel_reservation(self, **_: Any) -> None:
+        if self._freed is not None:
+            connector, self._freed = self._freed, None
+            if not connector.busy:
+                self.sim._spawn(self.sim._set_status(connector, ChargePointStatus.available), "reservation-cancelled")
+
+    # Smart Charging profile
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any) -> Any:
+        connector = self.sim._connectors.get(connector_id)
+        status = self.sim.smart_charging.set(
+            connector_id, cs_charging_profiles, transaction_id=connector.transaction_id if connector else None,
+            connector_ids=set(self.sim._connectors))
+        return call_result.SetChargingProfile(status=status)
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
+                                  charging_profile_purpose: str | None = None, stack_level: int | None = None,
+                                  **_: Any) -> Any:
+        return call_result.ClearChargingProfile(status=self.sim.smart_charging.clear(
+            profile_id=id, connector_id=connector_id, purpose=charging_profile_purpose, stack_level=stack_level))
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(self, connector_id: int, duration: int, charging_rate_unit: str | None = None,
+                                  **_: Any) -> Any:
+        if connector_id != 0 and connector_id not in self.sim._connectors:
+            return call_result.GetCompositeSchedule(status=GetCompositeScheduleStatus.rejected)
+        now = datetime.now(UTC)
+        started = None if connector_id == 0 else self.sim._connectors[connector_id].transaction_started
+        limit_w = self.sim.smart_charging.limit_w(connector_id, now=now, transaction_started=started)
+        if limit_w is None:
+            limit_w = 22_000.0  # the hardware's own limit
+        unit = charging_rate_unit or "W"
+        limit = round(limit_w / (230.0 * 3), 1) if unit == "A" else limit_w
+        return call_result.GetCompositeSchedule(
+            status=GetCompositeScheduleStatus.accepted, connector_id=connector_id,
+            schedule_start=now.isoformat().replace("+00:00", "Z"),
+            charging_schedule={"duration": duration, "charging_rate_unit": unit,
+                               "charging_schedule_period": [{"start_period": 0, "limit": limit}]})
+
+    # Local Auth List Management profile
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self, **_: Any) -> Any:
+        return call_result.GetLocalListVersion(list_version=self.sim.local_list.version)
+
+    @on(Action.send_local_list)
+    def on_send_local_list(self, list_version: int, update_type: str,
+                           local_authorization_list: list[dict[str, Any]] | None = None, **_: Any) -> Any:
+        return call_result.SendLocalList(
+            status=self.sim.local_list.update(list_version, update_type, local_authorization_list))
+
+    # Firmware Management profile
+
+    @on(Action.update_firmware)
+    def on_update_firmware(self, location: str, retrieve_date: str, **_: Any) -> Any:
+        retrieve_at = datetime.fromisoformat(retrieve_date.replace("Z", "+00:00"))
+        self._firmware = (location, retrieve_at if retrieve_at.tzinfo else retrieve_at.replace(tzinfo=UTC))
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)
+    def after_update_firmware(self, **_: Any) -> None:
+        if self._firmware is not None:
+            (location, retrieve_at), self._firmware = self._firmware, None
+            self.sim._spawn(self.sim._update_firmware(location, retrieve_at), "firmware")
+
+    @on(Action.get_diagnostics)
+    def on_get_diagnostics(self, location: str, **_: Any) -> Any:
+        self._diagnostics = location
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return call_result.GetDiagnostics(file_name=f"diagnostics-{self.sim.charger_id}-{stamp}.log")
+
+    @after(Action.get_diagnostics)
+    def after_get_diagnostics(self, **_: Any) -> None:
+        if self._diagnostics is not None:
+            location, self._diagnostics = self._diagnostics, None
+            self.sim._spawn(self.sim._upload_diagnostics(location), "diagnostics")

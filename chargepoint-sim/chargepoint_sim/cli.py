@@ -2,6 +2,9 @@
 
     cpsim session --url ws://127.0.0.1:9000/ocpp --charger-id CP-1 --id-tag TAG --energy-wh 7500
     cpsim demo --url ws://127.0.0.1:9000/ocpp --chargers 3 --id-tag TAG
+    cpsim run chargepoint-sim/scenarios/small-car-park.yaml
+    cpsim shell --url ws://127.0.0.1:9000/ocpp --charger-id CP-1
+    cpsim load --url ws://127.0.0.1:9000/ocpp --chargers 1000 --meter-interval 10 --duration 60
 
 Exit codes: 0 done, 1 the central system could not be reached or refused something
 (explained in one sentence on stderr), 2 bad command line, 130 interrupted (a session stopped
@@ -38,7 +41,8 @@ EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="cpsim",
-    help="Simulated OCPP 1.6J chargers: play charging sessions against a central system (the edge).",
+    help="Simulated OCPP 1.6J chargers and bay sensors: sessions, scenarios, load and a hand-driven shell "
+    "against a central system (the edge).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -155,6 +159,181 @@ def demo(
     out.print(f"{chargers} simulated {noun} charging at {url}; Ctrl-C stops them.", markup=False)
     _run(play())
     out.print("stopped.")
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[Path, typer.Argument(
+        metavar="SCENARIO", help="YAML scenario: chargers, sensors and a timeline (see chargepoint-sim/scenarios).")],
+    url: Annotated[str | None, typer.Option(
+        "--url", help="Override the scenario's central_system.url.")] = None,
+    time_compression: Annotated[float | None, typer.Option(
+        "--time-compression", min=0.001, help="Override the scenario's simulated seconds per wall second.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only validate the file, play nothing.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end only.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Play a scenario file: chargers, bay sensors and a timeline of arrivals, sessions and faults."""
+    from chargepoint_sim.scenario import load_scenario, play_scenario
+
+    _configure_logging(verbose)
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        scenario = load_scenario(scenario_file)
+    except CpsimError as exc:
+        typer.echo(f"cpsim: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    compression = time_compression or scenario.time_compression
+    if check:
+        out.print(f"{scenario_file}: {scenario.name}: {len(scenario.chargers)} chargers, "
+                  f"{len(scenario.sensors)} sensors, {len(scenario.timeline)} events over "
+                  f"{scenario.duration_s:g} simulated s ({scenario.duration_s / compression:.1f} s at "
+                  f"x{compression:g})", markup=False)
+        return
+
+    def event(text: str) -> None:
+        if not json_output:
+            out.print(text, markup=False)
+
+    started = time.monotonic()
+    report = _run(play_scenario(scenario, url=url, time_compression=time_compression, on_event=event))
+    summary: dict[str, Any] = {
+        "scenario": scenario.name,
+        "duration_s": round(time.monotonic() - started, 3),
+        "sessions": [{"charger_id": charger_id, "connector_id": r.connector_id, "transaction_id": r.transaction_id,
+                      "id_tag": r.id_tag, "energy_wh": r.energy_wh, "stop_reason": r.stop_reason}
+                     for charger_id, r in report.sessions],
+        "errors": report.errors,
+    }
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        total = sum(r.energy_wh for _, r in report.sessions)
+        out.print(f"{len(report.sessions)} sessions, {total:,} Wh, {len(report.errors)} errors in "
+                  f"{summary['duration_s']:.1f} s", markup=False)
+    if report.errors:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def shell(
+    charger_id: Annotated[str, typer.Option("--charger-id", help="Charge point identity, e.g. CP-1.")],
+    url: UrlOption = DEFAULT_URL,
+    connectors: Annotated[int, typer.Option("--connectors", min=1, help="Connectors of the charger.")] = 1,
+    password: PasswordOption = None,
+    ca_file: CaFileOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Connect one charger and send OCPP messages by hand (type help at the prompt)."""
+    from chargepoint_sim.shell import run_shell
+
+    _configure_logging(verbose)
+    context = _ssl_context(ca_file)
+    charger = SimulatedCharger(charger_id, url, connectors=connectors, basic_auth_password=password,
+                               ssl_context=context)
+    _run(run_shell(charger, out=typer.echo))
+
+
+@app.command()
+def load(
+    url: UrlOption = DEFAULT_URL,
+    chargers: Annotated[int, typer.Option("--chargers", min=1, help="How many chargers to simulate.")] = 100,
+    meter_interval: Annotated[float, typer.Option(
+        "--meter-interval", min=0.001, help="Seconds between two MeterValues of one charger.")] = 10.0,
+    duration: Annotated[float, typer.Option("--duration", min=0.1, help="Seconds to run.")] = 60.0,
+    processes: Annotated[int, typer.Option(
+        "--processes", min=1, help="Worker processes to spread the chargers over (one event loop each).")] = 1,
+    prefix: Annotated[str, typer.Option("--prefix", help="Charger ids are <prefix>1 … <prefix>N.")] = "LOAD-",
+    id_tag: Annotated[str, typer.Option("--id-tag", help="idTag of every load session.")] = "LOAD-TAG",
+    ramp: Annotated[float, typer.Option(
+        "--ramp", min=0, help="Seconds over which to spread the connections (0: as fast as possible).")] = 0.0,
+    password: PasswordOption = None,
+    ca_file: CaFileOption = None,
+    summary_file: Annotated[Path | None, typer.Option(
+        "--summary-file", dir_okay=False, help="Also write the JSON summary to this file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view; only the JSON summary.")] = False,
+) -> None:
+    """Load a central system with many lean chargers; live view, then a JSON summary on stdout."""
+    from chargepoint_sim.load import LoadOptions, LoadStats, run_load, run_load_processes
+
+    options = LoadOptions(url, chargers, meter_interval=meter_interval, duration_s=duration, prefix=prefix,
+                          id_tag=id_tag, password=password, ca_file=str(ca_file) if ca_file else None,
+                          ramp_s=ramp)
+    view = _LoadView(chargers, enabled=not quiet)
+    started = time.monotonic()
+    with view:
+        if processes == 1:
+            async def play() -> LoadStats:
+                stop = asyncio.Event()
+                with _on_first_sigint(stop.set):
+                    return await run_load(options, on_snapshot=view.update, stop=stop)
+
+            stats = _run(play())
+        else:
+            try:
+                stats = run_load_processes(options, processes, on_snapshot=view.update)
+            except KeyboardInterrupt:
+                typer.echo("cpsim: interrupted", err=True)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+    summary = {"url": url, "processes": processes, "meter_interval_s": meter_interval,
+               **stats.summary(time.monotonic() - started)}
+    text = json.dumps(summary, indent=2)
+    typer.echo(text)
+    if summary_file is not None:
+        summary_file.write_text(text + "\n")
+    if stats.connect_failures == chargers:
+        typer.echo(f"cpsim: no charger could connect: {stats.last_error}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+
+
+class _LoadView:
+    """The live view of ``cpsim load``: messages per second, latency percentiles, errors."""
+
+    def __init__(self, chargers: int, *, enabled: bool) -> None:
+        from rich.live import Live
+
+        self.chargers = chargers
+        self._live = Live(self._render(None, 0.0), console=Console(stderr=True), refresh_per_second=2,
+                          transient=False) if enabled else None
+        self._last: tuple[float, int] | None = None
+        self._rate = 0.0
+
+    def __enter__(self) -> _LoadView:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def update(self, stats: Any) -> None:
+        now = time.monotonic()
+        if self._last is not None and now > self._last[0]:
+            self._rate = (stats.answered - self._last[1]) / (now - self._last[0])
+        self._last = (now, stats.answered)
+        if self._live is not None:
+            self._live.update(self._render(stats, self._rate))
+
+    def _render(self, stats: Any, rate: float) -> Table:
+        table = Table(title=f"cpsim load: {self.chargers:,} chargers", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        if stats is None:
+            table.add_row("connecting", "…")
+            return table
+
+        def ms(p: float) -> str:
+            value = stats.percentile_ms(p)
+            return "-" if value is None else f"{value:.2f} ms"
+
+        table.add_row("connected", f"{stats.connected:,}")
+        table.add_row("messages/s", f"{rate:,.0f}")
+        table.add_row("answered", f"{stats.answered:,}")
+        table.add_row("latency p50 / p90 / p99", f"{ms(50)} / {ms(90)} / {ms(99)}")
+        table.add_row("errors", f"{stats.errors:,}")
+        table.add_row("last error", stats.last_error[:80] or "-")
+        return table
 
 
 async def _play_session(charger_id: str, url: str, *, connector: int, id_tag: str, energy_wh: int,

@@ -8,7 +8,7 @@ sample advances the energy by ``power * simulated_interval_s / 3600``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 TAPER_FROM = 0.8
@@ -44,8 +44,13 @@ def power_at(delivered_wh: float, target_wh: int, power_w: float) -> float:
 
 
 def charging_curve(meter_start_wh: int, energy_wh: int, power_w: float,
-                   simulated_interval_s: float) -> Iterator[MeterSample]:
-    """The samples of a session from ``meter_start_wh`` until exactly ``energy_wh`` is delivered."""
+                   simulated_interval_s: float,
+                   power_limit: Callable[[], float | None] | None = None) -> Iterator[MeterSample]:
+    """The samples of a session from ``meter_start_wh`` until exactly ``energy_wh`` is delivered.
+
+    ``power_limit`` is asked before every sample (a charging profile's limit now, None: no
+    limit); the power never exceeds it. A limit of 0 suspends charging (no energy flows).
+    """
     if energy_wh < 0:
         raise ValueError("energy_wh must not be negative")
     if power_w <= 0:
@@ -55,6 +60,9 @@ def charging_curve(meter_start_wh: int, energy_wh: int, power_w: float,
     delivered = 0.0
     while delivered < energy_wh:
         power = power_at(delivered, energy_wh, power_w)
+        limit = power_limit() if power_limit is not None else None
+        if limit is not None:
+            power = max(0.0, min(power, limit))
         # The last step lands exactly on the target, so meterStop - meterStart == energy_wh.
         delivered = min(float(energy_wh), delivered + power * simulated_interval_s / 3600.0)
         energy = energy_wh if delivered >= energy_wh else int(delivered)

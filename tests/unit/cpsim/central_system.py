@@ -173,6 +173,11 @@ class _Point(ChargePoint):  # type: ignore[misc]
         self._record("DiagnosticsStatusNotification", payload)
         return call_result.DiagnosticsStatusNotification()
 
+    @on(Action.firmware_status_notification)
+    def on_firmware(self, **payload: Any) -> Any:
+        self._record("FirmwareStatusNotification", payload)
+        return call_result.FirmwareStatusNotification()
+
 
 @contextlib.contextmanager
 def central_system_in_thread(**options: Any) -> Iterator[CentralSystem]:

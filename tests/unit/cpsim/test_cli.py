@@ -79,7 +79,7 @@ def test_missing_password_is_explained(runner: CliRunner) -> None:
     assert "requires a password" in result.stderr and "--password" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["session"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["session"], ["demo"], ["run"], ["shell"], ["load"]])
 def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
