@@ -40,6 +40,7 @@ def up(
     vehicles_port: Annotated[int, typer.Option(help="vehicle service")] = 8102,
     parking_port: Annotated[int, typer.Option(help="parking service")] = 8103,
     ocpp_port: Annotated[int, typer.Option(help="edge OCPP 1.6J endpoint")] = 9000,
+    admin_port: Annotated[int, typer.Option(help="edge admin API")] = 9001,
     mqtt_port: Annotated[int, typer.Option(help="embedded MQTT broker (1883 is left to Mosquitto)")] = 1884,
     site_id: Annotated[str, typer.Option(help="id of the embedded site")] = "demo-site",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
@@ -50,6 +51,7 @@ def up(
     configure_logging(log_level)
     options = UpOptions(data_dir=data_dir, host=host, gateway_port=gateway_port, charging_port=charging_port,
                         vehicles_port=vehicles_port, parking_port=parking_port, ocpp_port=ocpp_port,
+                        admin_port=admin_port,
                         mqtt_port=mqtt_port, site_id=site_id,
                         demo_chargers=demo)
     try:

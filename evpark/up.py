@@ -46,6 +46,7 @@ class UpOptions:
     vehicles_port: int = 8102
     parking_port: int = 8103
     ocpp_port: int = 9000
+    admin_port: int = 9001
     mqtt_port: int = 1884
     site_id: str = "demo-site"
     demo_chargers: int = 0
@@ -53,7 +54,8 @@ class UpOptions:
     def ports(self) -> dict[str, int]:
         return {"--gateway-port": self.gateway_port, "--charging-port": self.charging_port,
                 "--vehicles-port": self.vehicles_port, "--parking-port": self.parking_port,
-                "--ocpp-port": self.ocpp_port, "--mqtt-port": self.mqtt_port}
+                "--ocpp-port": self.ocpp_port, "--admin-port": self.admin_port,
+                "--mqtt-port": self.mqtt_port}
 
 
 def check_ports(options: UpOptions) -> None:
@@ -142,7 +144,8 @@ def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
     )
     edge = EdgeSettings(
         site_id=options.site_id, data_dir=options.data_dir / "edge", ocpp_host=options.host,
-        ocpp_port=options.ocpp_port, accept_unknown_chargers=True, mqtt_host=options.host,
+        ocpp_port=options.ocpp_port, admin_host=options.host, admin_port=options.admin_port,
+        accept_unknown_chargers=True, mqtt_host=options.host,
         mqtt_port=options.mqtt_port, mqtt_username=options.site_id, mqtt_topic_root=topic_root,
     )
     return cloud, edge
@@ -153,6 +156,7 @@ def _announce(options: UpOptions) -> None:
         "evpark is up",
         gateway=f"http://{options.host}:{options.gateway_port}",
         ocpp=f"ws://{options.host}:{options.ocpp_port}/ocpp/<chargePointId>",
+        edge_admin=f"http://{options.host}:{options.admin_port}",
         mqtt=f"mqtt://{options.host}:{options.mqtt_port}",
         site_id=options.site_id,
         demo_chargers=options.demo_chargers,

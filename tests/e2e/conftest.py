@@ -14,12 +14,13 @@ from tests.support import services
 
 
 def embedded(folder: Path) -> System:
-    ports = {name: services.free_port() for name in ("gateway", "charging", "vehicles", "parking", "ocpp", "mqtt")}
+    names = ("gateway", "charging", "vehicles", "parking", "ocpp", "admin", "mqtt")
+    ports = {name: services.free_port() for name in names}
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
                     mqtt_port=ports["mqtt"])
     system.start("up", ["up", "--data-dir", str(folder / "data"), "--gateway-port", str(ports["gateway"]),
                         "--charging-port", str(ports["charging"]), "--vehicles-port", str(ports["vehicles"]),
-                        "--parking-port", str(ports["parking"]),
+                        "--parking-port", str(ports["parking"]), "--admin-port", str(ports["admin"]),
                         "--ocpp-port", str(ports["ocpp"]), "--mqtt-port", str(ports["mqtt"])], {}, folder)
     return system
 
@@ -45,6 +46,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> Sys
         "EVPARK_EDGE_SITE_ID": "e2e-site",
         "EVPARK_EDGE_DATA_DIR": str(folder / "edge"),
         "EVPARK_EDGE_OCPP_PORT": str(ports["ocpp"]),
+        "EVPARK_EDGE_ADMIN_PORT": "0",
         "EVPARK_EDGE_MQTT_PORT": str(mqtt_port),
         "EVPARK_EDGE_MQTT_USERNAME": "e2e-site",
         "EVPARK_EDGE_MQTT_TOPIC_ROOT": root,

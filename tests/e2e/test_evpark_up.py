@@ -24,7 +24,7 @@ def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path) -> 
         result = subprocess.run([EVPARK, "up", "--data-dir", str(tmp_path), "--gateway-port", str(port),
                                  "--ocpp-port", str(free_port()), "--mqtt-port", str(free_port()),
                                  "--charging-port", str(free_port()), "--vehicles-port", str(free_port()),
-                                 "--parking-port", str(free_port())],
+                                 "--parking-port", str(free_port()), "--admin-port", str(free_port())],
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "--gateway-port" in result.stderr
