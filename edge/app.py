@@ -24,10 +24,13 @@ import structlog
 from edge.admin import AdminServer, build_admin_app
 from edge.logging import configure_logging
 from edge.ocpp_server import OcppServer
-from edge.settings import EdgeSettings
+from edge.sensors import BayChange, sensor_readers
+from edge.settings import EdgeConfigError, EdgeSettings
 from edge.site import Site
+from edge.siteconfig import SiteConfig
 from edge.store import Store
 from edge.uplink import Uplink
+from mqtt import InventoryBay, InventoryCharger, SiteInventory
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +40,12 @@ _T = TypeVar("_T")
 class Edge:
     """One site's edge agent. Enter it to start, exit it to stop everything cleanly."""
 
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(self, settings: EdgeSettings, site_config: SiteConfig | None = None) -> None:
+        if site_config is not None and site_config.site_id != settings.site_id:
+            raise EdgeConfigError(f"the site file describes site {site_config.site_id!r} but the edge runs as "
+                                  f"{settings.site_id!r}; set site_id once, in the site file")
         self.settings = settings
+        self.site_config = site_config
         self._stack: AsyncExitStack | None = None
         self._store: Store | None = None
         self._site: Site | None = None
@@ -85,6 +92,10 @@ class Edge:
             }
             if self._admin is not None:
                 self.tasks["admin-api"] = tasks.create_task(self._admin.serve(), name="edge.admin-api")
+            if self.site_config is not None:
+                await self._report_inventory(self.site_config)
+                for reader in sensor_readers(self.site_config, self._on_bay_change):
+                    self.tasks[reader.task_name] = tasks.create_task(reader.run(), name=reader.task_name)
             # Runs first on exit (LIFO): stop the loops, then the TaskGroup waits for them.
             stack.callback(self._cancel_tasks)
         except BaseException:
@@ -105,6 +116,29 @@ class Edge:
             self._store = self._site = self._ocpp = self._uplink = self._admin = None
             self._stop = asyncio.Event()
         log.info("edge.stopped", site_id=self.settings.site_id)
+
+    async def _report_inventory(self, config: SiteConfig) -> None:
+        """Tell the cloud the site's bays and chargers (it mirrors them as parking slots and stations)."""
+        store = self._running(self._store)
+        connectors: dict[str, int] = {}
+        for bay in config.bays:
+            if bay.charger_id is not None and bay.connector_id is not None:
+                connectors[bay.charger_id] = max(connectors.get(bay.charger_id, 0), bay.connector_id)
+        inventory = SiteInventory(
+            bays=[InventoryBay(bay_id=bay.id, type=bay.type.value, charger_id=bay.charger_id,
+                               connector_id=bay.connector_id) for bay in config.bays],
+            chargers=[InventoryCharger(charger_id=charger_id, connectors=count)
+                      for charger_id, count in sorted(connectors.items())],
+        )
+        async with store.transaction() as tx:
+            await tx.emit(inventory)
+
+    async def _on_bay_change(self, change: BayChange) -> None:
+        """A sensor's debounced change: queued for the cloud in the store's outbox."""
+        async with self._running(self._store).transaction() as tx:
+            await tx.emit(change.to_payload())
+        log.info("edge.bay_changed", bay_id=change.bay_id, state=change.state.value, reason=change.reason,
+                 faulty=change.faulty)
 
     def _cancel_tasks(self) -> None:
         if self._admin is not None:
@@ -164,11 +198,11 @@ def _tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def run_edge(settings: EdgeSettings) -> None:
+async def run_edge(settings: EdgeSettings, site_config: SiteConfig | None = None) -> None:
     """Run the edge until SIGTERM/SIGINT or cancellation (the ``evpark edge`` entry point)."""
     if not structlog.is_configured():
         configure_logging(settings.log_level)
-    async with Edge(settings) as edge:
+    async with Edge(settings, site_config) as edge:
         loop = asyncio.get_running_loop()
         installed = []
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from mqtt.topics import validate_site_id
 
 ENV_PREFIX = "EVPARK_EDGE_"
+SITE_FILE_TABLES = frozenset({"bays", "sensors", "power", "uplink"})
 
 
 class EdgeConfigError(ValueError):
@@ -146,6 +147,8 @@ class EdgeSettings(BaseSettings):
             raise EdgeConfigError(f"{file}: cannot read edge settings: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise EdgeConfigError(f"{file}: not valid TOML: {exc}") from exc
+        # The hardware tables of a site file belong to edge.siteconfig (same file, other reader).
+        data = {key: value for key, value in data.items() if key not in SITE_FILE_TABLES}
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise EdgeConfigError(

@@ -105,15 +105,28 @@ def edge(
     """Run a site's edge agent (OCPP central system, uplink to the cloud)."""
     from edge.app import run_edge
     from edge.settings import EdgeSettings
+    from edge.siteconfig import SiteConfig, load_site_config
 
+    site_config: SiteConfig | None = None
     try:
         settings = EdgeSettings.from_toml(config) if config else EdgeSettings()
+        if config is not None and _has_bays(config):
+            site_config = load_site_config(config)
     except (ValidationError, ValueError) as exc:
-        err.print(f"[red]evpark edge: invalid settings: {exc}[/red]")
+        err.print(f"[red]evpark edge: {exc}[/red]")
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_edge(settings))
+        asyncio.run(run_edge(settings, site_config))
+
+
+def _has_bays(path: Path) -> bool:
+    import tomllib
+
+    try:
+        return "bays" in tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return True  # let the site file loader name the problem with its line
 
 
 @app.command()

@@ -28,6 +28,8 @@ from mqtt.payloads import (
     ClearChargingProfile,
     CommandStatus,
     IdTagStatus,
+    InventoryBay,
+    InventoryCharger,
     RemoteStart,
     RemoteStop,
     Reserve,
@@ -37,6 +39,7 @@ from mqtt.payloads import (
     SessionStopped,
     SetChargingProfile,
     SiteHello,
+    SiteInventory,
     UnlockConnector,
 )
 from mqtt.topics import QOS, RETAINED_TYPES, Topics
@@ -61,6 +64,8 @@ __all__ = [
     "CommandStatus",
     "Envelope",
     "IdTagStatus",
+    "InventoryBay",
+    "InventoryCharger",
     "MalformedMessage",
     "RemoteStart",
     "RemoteStop",
@@ -71,6 +76,7 @@ __all__ = [
     "SessionStopped",
     "SetChargingProfile",
     "SiteHello",
+    "SiteInventory",
     "Topics",
     "UnlockConnector",
     "decode_command",

@@ -161,6 +161,27 @@ class BayOccupancy(_Body):
     changed_at: UtcDatetime
 
 
+class InventoryBay(_Body):
+    bay_id: str = Field(min_length=1, max_length=64)
+    type: Literal["ev", "regular", "accessible"]
+    charger_id: str | None = None
+    connector_id: int | None = Field(default=None, ge=1)
+
+
+class InventoryCharger(_Body):
+    charger_id: str = Field(min_length=1, max_length=64)
+    connectors: int = Field(ge=0, description="connectors the charger reported (0: not seen yet)")
+    max_power_w: int | None = Field(default=None, ge=0)
+
+
+class SiteInventory(_Body):
+    """The site's hardware as configured at the site; the cloud mirrors it (replaces, not merges)."""
+
+    TYPE: ClassVar[str] = "site.inventory"
+    bays: list[InventoryBay]
+    chargers: list[InventoryCharger]
+
+
 # --- downlink bodies (cloud → edge) -----------------------------------------------------
 
 
@@ -277,7 +298,7 @@ UPLINK_BODIES: dict[str, type[_Body]] = {
     model.TYPE: model
     for model in (SiteHello, ChargerBoot, ChargerStatus, ChargerConnection, ChargerNotification, ChargerCall,
                   SessionStarted,
-                  SessionMeter, SessionStopped, BayOccupancy)
+                  SessionMeter, SessionStopped, BayOccupancy, SiteInventory)
 }
 CHARGER_COMMANDS: tuple[type[_ChargerCommand], ...] = (
     RemoteStart, RemoteStop, Reserve, CancelReservation, ChangeAvailability, Reset, UnlockConnector,

@@ -4,10 +4,12 @@ Layout (``<root>`` defaults to ``evpark``; tests use a fresh root so they never 
 other's messages)::
 
     <root>/sites/<site_id>/up/<category>      edge → cloud, envelopes (QoS 1)
+    <root>/sites/<site_id>/up/site/hello      retained, see RETAINED_TYPES
+    <root>/sites/<site_id>/up/site/inventory  retained
     <root>/sites/<site_id>/down/command       cloud → edge, commands (QoS 1)
 
-Categories: ``site`` (hello), ``charger`` (boot, status), ``session`` (started, meter,
-stopped), ``bay`` (occupancy), ``result`` (command results). The category is the part of
+Categories: ``site`` (hello, inventory), ``charger`` (boot, status, connection, notification,
+call), ``session`` (started, meter, stopped), ``bay`` (occupancy), ``result`` (command results). The category is the part of
 the envelope ``type`` before the first dot, so a subscriber picks what it consumes by topic
 and the ACL can stay ``<root>/sites/<site_id>/#`` per site.
 """
@@ -22,10 +24,12 @@ QOS = 1
 
 UP_CATEGORIES = ("site", "charger", "session", "bay", "result")
 
-RETAINED_TYPES = frozenset({"site.hello"})
-"""Published with the retain flag: a cloud service that subscribes for the first time (after
-the site connected) still learns every site and its state. Receivers deduplicate by envelope
-id as for any message, so the retained copy changes nothing the second time."""
+RETAINED_TYPES = frozenset({"site.hello", "site.inventory"})
+"""Published with the retain flag, each on its own topic (``.../up/site/hello``,
+``.../up/site/inventory``: a broker keeps one retained message per topic), so a cloud service
+that subscribes for the first time, after the site connected, still learns every site and its
+hardware. Receivers deduplicate by envelope id as for any message, so the retained copy
+changes nothing the second time."""
 
 _SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -51,13 +55,16 @@ class Topics:
         return f"{self.root}/sites/{validate_site_id(site_id)}/up/{category}"
 
     def up_for_type(self, site_id: str, message_type: str) -> str:
-        return self.up(site_id, category_of(message_type))
+        topic = self.up(site_id, category_of(message_type))
+        if message_type in RETAINED_TYPES:
+            topic += "/" + message_type.split(".", 1)[1]
+        return topic
 
     def up_all_sites(self, category: str) -> str:
         """Subscription filter for one category from every site (cloud side)."""
         if category not in UP_CATEGORIES:
             raise ValueError(f"unknown uplink category {category!r}")
-        return f"{self.root}/sites/+/up/{category}"
+        return f"{self.root}/sites/+/up/{category}/#"  # '#' also matches the category level itself
 
     def down(self, site_id: str) -> str:
         return f"{self.root}/sites/{validate_site_id(site_id)}/down/command"

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cloud.parking.service import ParkingService
 
@@ -23,7 +23,21 @@ ServiceDep = Annotated[ParkingService, Depends(_service)]
 class BayOut(BaseModel):
     bay_id: str
     state: str
-    changed_at: datetime
+    changed_at: datetime | None = Field(description="when the sensor saw the change; null before its first report")
+    type: str | None = Field(description="ev, regular or accessible, from the site's inventory")
+    charger_id: str | None
+    connector_id: int | None
+
+
+class ChargerStationOut(BaseModel):
+    charger_id: str
+    connectors: int
+    max_power_w: int | None
+
+
+class ChargerStationsOut(BaseModel):
+    site_id: str
+    chargers: list[ChargerStationOut]
 
 
 class BaysOut(BaseModel):
@@ -52,3 +66,9 @@ async def site_bays(site_id: SiteId, service: ServiceDep) -> dict[str, object]:
 async def site_availability(site_id: SiteId, service: ServiceDep) -> dict[str, object]:
     """How many bays are free, occupied, or unknown (sensor silent or faulty) right now."""
     return await service.availability(site_id)
+
+
+@router.get("/sites/{site_id}/chargers", response_model=ChargerStationsOut)
+async def site_chargers(site_id: SiteId, service: ServiceDep) -> dict[str, object]:
+    """The site's charger stations, as the site's inventory lists them."""
+    return {"site_id": site_id, "chargers": await service.chargers(site_id)}

@@ -26,7 +26,7 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
         async with open_platform(SERVICE, settings, MIGRATIONS, bus=bus, cache=cache) as platform:
             service = ParkingService(platform.outbox, platform.cache)
             link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
-                                          categories=["bay"], handler=service.record_bay_message)
+                                          categories=["bay", "site"], handler=service.record_site_message)
             platform.start_task(link.run(), "mqtt-link")
             app.state.parking = service
             app.state.platform = platform

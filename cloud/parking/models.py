@@ -20,3 +20,20 @@ class Bay(SQLModel, table=True):
     state: str = Field(max_length=16, description="occupied | free | unknown")
     changed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    type: str | None = Field(default=None, max_length=16, description="ev | regular | accessible (inventory)")
+    charger_id: str | None = Field(default=None, max_length=64)
+    connector_id: int | None = None
+    in_service: bool = True
+
+
+class ChargerStation(SQLModel, table=True):
+    """A charger of a site, as the site's inventory lists it."""
+
+    __tablename__ = "charger_stations"
+
+    site_id: str = Field(primary_key=True, max_length=64)
+    charger_id: str = Field(primary_key=True, max_length=64)
+    connectors: int
+    max_power_w: int | None = None
+    in_service: bool = True
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

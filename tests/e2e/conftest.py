@@ -25,7 +25,7 @@ def embedded(folder: Path) -> System:
     return system
 
 
-def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> System:
+def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_file: str | None = None) -> System:
     """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names."""
     ports = {n: services.free_port() for n in ("gateway", "charging", "vehicles", "parking", "ocpp")}
     root = f"evpark-e2e-{name}"
@@ -60,7 +60,11 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str) -> Sys
     assert migrate.returncode == 0, migrate.stderr.decode()
     for service in ("vehicles", "charging", "parking", "gateway"):
         system.start(service, ["serve", service], env, folder)
-    system.start("edge", ["edge"], env, folder)
+    if site_file is not None:
+        (folder / "site.toml").write_text(site_file.format(root=root, mqtt_port=mqtt_port))
+        system.start("edge", ["edge", "--config", str(folder / "site.toml")], env, folder)
+    else:
+        system.start("edge", ["edge"], env, folder)
     return system
 
 
@@ -123,3 +127,59 @@ def private_broker_system(tmp_path: Path) -> Iterator[tuple[System, services.Pri
     finally:
         services.delete_rabbitmq_vhost(vhost)
         asyncio.run(drop_databases(name))
+
+
+SENSOR_SITE = """
+site_id = "e2e-site"
+
+[[bays]]
+id = "EV-1"
+type = "ev"
+charger_id = "CP-1"
+connector_id = 1
+
+[[bays]]
+id = "EV-2"
+type = "ev"
+charger_id = "CP-1"
+connector_id = 2
+
+[[bays]]
+id = "A-1"
+type = "accessible"
+
+[sensors.mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+username = "e2e-site-sensors"
+topic_root = "{root}"
+debounce = 0.3
+stale_after = 600
+
+[sensors.mqtt.sensors]
+s-ev-1 = "EV-1"
+s-ev-2 = "EV-2"
+s-a-1 = "A-1"
+"""
+
+
+@pytest.fixture
+async def sensor_site_system(tmp_path: Path) -> AsyncIterator[System]:
+    """Production mode with an edge that has a site file: three bays with MQTT sensors."""
+    for label, address in (("PostgreSQL", services.POSTGRES), ("RabbitMQ", services.RABBITMQ),
+                           ("Redis", services.REDIS), ("Mosquitto", services.MOSQUITTO)):
+        services.require(label, address)
+    name = services.fresh_name("e")
+    vhost = services.create_rabbitmq_vhost()
+    try:
+        the_system = production(tmp_path, mqtt_port=services.MOSQUITTO[1],
+                                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name,
+                                site_file=SENSOR_SITE)
+        try:
+            await asyncio.to_thread(the_system.wait_healthy, 60)
+            yield the_system
+        finally:
+            await asyncio.to_thread(the_system.stop)
+    finally:
+        services.delete_rabbitmq_vhost(vhost)
+        await drop_databases(name)
