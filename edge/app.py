@@ -22,6 +22,7 @@ from typing import TypeVar
 import structlog
 
 from edge.admin import AdminServer, build_admin_app
+from edge.loadmgmt import LoadManager
 from edge.logging import configure_logging
 from edge.ocpp_server import OcppServer
 from edge.sensors import BayChange, sensor_readers
@@ -46,6 +47,8 @@ class Edge:
                                   f"{settings.site_id!r}; set site_id once, in the site file")
         self.settings = settings
         self.site_config = site_config
+        self.load_manager: LoadManager | None = None
+        """Shares the site's power limit; present when the site file has a [power] table."""
         self._stack: AsyncExitStack | None = None
         self._store: Store | None = None
         self._site: Site | None = None
@@ -96,6 +99,10 @@ class Edge:
                 await self._report_inventory(self.site_config)
                 for reader in sensor_readers(self.site_config, self._on_bay_change):
                     self.tasks[reader.task_name] = tasks.create_task(reader.run(), name=reader.task_name)
+                if self.site_config.power is not None:
+                    self.load_manager = LoadManager(site, self.site_config.power)
+                    self.tasks["load-management"] = tasks.create_task(self.load_manager.run(),
+                                                                      name="edge.load-management")
             # Runs first on exit (LIFO): stop the loops, then the TaskGroup waits for them.
             stack.callback(self._cancel_tasks)
         except BaseException:

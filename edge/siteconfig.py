@@ -209,6 +209,12 @@ class Power(_Section):
     phases: Literal[1, 3] = 3
     voltage: float = Field(default=230.0, gt=0, description="phase-to-neutral")
     min_current_a: float = Field(default=6.0, gt=0, description="below this a charger is paused, not throttled")
+    charger_max_a: float = Field(default=32.0, gt=0, description="a charger's own maximum, amps per phase")
+    chargers: dict[str, float] = Field(
+        default_factory=dict, description="charger id → its own maximum (amps per phase), where not the default")
+
+    def max_current_of(self, charger_id: str) -> float:
+        return self.chargers.get(charger_id, self.charger_max_a)
 
     @model_validator(mode="after")
     def _one_limit(self) -> Self:
