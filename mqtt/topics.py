@@ -10,8 +10,9 @@ other's messages)::
 
 Categories: ``site`` (hello, inventory), ``charger`` (boot, status, connection, notification,
 call), ``session`` (started, meter, stopped), ``bay`` (occupancy), ``result`` (command
-results). The category is the part of the envelope ``type`` before the first dot, so a subscriber picks what it consumes by topic
-and the ACL can stay ``<root>/sites/<site_id>/#`` per site.
+results). The category is the part of the envelope ``type`` before the first dot, so a
+subscriber picks what it consumes by topic and the ACL can stay ``<root>/sites/<site_id>/#``
+per site.
 """
 
 from __future__ import annotations
