@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge.loadmgmt import LoadManager
 from edge.site import (
     CHARGER_ACTIONS,
     ChargerCallRefused,
@@ -102,7 +103,11 @@ def _authenticated(request: Request) -> None:
 Auth = Annotated[None, Depends(_authenticated)]
 
 
-def build_admin_app(site: Site, *, token: str | None) -> FastAPI:
+class PowerLimitIn(BaseModel):
+    limit_a: float = Field(ge=0, description="the site limit in amps per phase; 0 pauses every session")
+
+
+def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager | None = None) -> FastAPI:
     """The admin API of one site. ``token`` None means no authentication (loopback only)."""
 
     app = FastAPI(title="evpark edge admin API", version="1", docs_url="/docs", redoc_url=None)
@@ -250,6 +255,25 @@ def build_admin_app(site: Site, *, token: str | None) -> FastAPI:
             return _id_tag(await site.expire_id_tag(id_tag))
         except LookupError as exc:
             raise Problem(404, "Unknown idTag", str(exc)) from None
+
+    def manager() -> LoadManager:
+        if load_manager is None:
+            raise Problem(404, "No load management", "the site file has no [power] table")
+        return load_manager
+
+    @app.get("/power")
+    async def power(_: Auth) -> dict[str, Any]:
+        """The site limit and what each transaction in progress was given (amps per phase)."""
+        lm = manager()
+        return {"limit_a": lm.limit_a, "transactions": [
+            {"charger_id": c, "connector_id": n, "transaction_id": t, "limit_a": a}
+            for (c, n, t), a in sorted(lm.sent.items())]}
+
+    @app.put("/power/limit")
+    async def set_power_limit(body: PowerLimitIn, _: Auth) -> dict[str, Any]:
+        """Change the site limit now (until the edge restarts with its site file); re-plans at once."""
+        manager().set_limit(body.limit_a)
+        return {"limit_a": body.limit_a}
 
     return app
 

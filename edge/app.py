@@ -83,10 +83,12 @@ class Edge:
                 tls=settings.mqtt_tls, edge_version=settings.edge_version,
             )
             site.cloud_online = self._uplink.connected.is_set
+            if self.site_config is not None and self.site_config.power is not None:
+                self.load_manager = LoadManager(site, self.site_config.power)
             if settings.admin_enabled:
                 token = settings.admin_token.get_secret_value() if settings.admin_token else None
-                self._admin = AdminServer(build_admin_app(site, token=token), host=settings.admin_host,
-                                          port=settings.admin_port)
+                self._admin = AdminServer(build_admin_app(site, token=token, load_manager=self.load_manager),
+                                          host=settings.admin_host, port=settings.admin_port)
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self.tasks = {
                 "ocpp-server": tasks.create_task(self._ocpp.serve_forever(), name="edge.ocpp-server"),
@@ -99,8 +101,7 @@ class Edge:
                 await self._report_inventory(self.site_config)
                 for reader in sensor_readers(self.site_config, self._on_bay_change):
                     self.tasks[reader.task_name] = tasks.create_task(reader.run(), name=reader.task_name)
-                if self.site_config.power is not None:
-                    self.load_manager = LoadManager(site, self.site_config.power)
+                if self.load_manager is not None:
                     self.tasks["load-management"] = tasks.create_task(self.load_manager.run(),
                                                                       name="edge.load-management")
             # Runs first on exit (LIFO): stop the loops, then the TaskGroup waits for them.

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from ocpp.v16 import call
 
 from edge import Edge, EdgeSettings
@@ -90,7 +91,8 @@ async def test_22_kw_shared_among_four_11_kw_chargers(make_settings: Callable[..
         assert max(sums) <= SITE_LIMIT_A + 1e-6, f"the chargers were given {max(sums)} A in all"
 
 
-async def test_the_limit_can_change_at_run_time(make_settings: Callable[..., EdgeSettings]) -> None:
+async def test_an_operator_changes_the_limit_at_run_time_through_the_admin_api(
+        make_settings: Callable[..., EdgeSettings]) -> None:
     settings = make_settings()
     config = SiteConfig(site_id=settings.site_id, bays=[Bay(id="B1", type="ev", charger_id="CP-1", connector_id=1)],
                         power=Power(limit_a=32, charger_max_a=32.0))
@@ -102,5 +104,13 @@ async def test_the_limit_can_change_at_run_time(make_settings: Callable[..., Edg
                                                           timestamp=now_iso()))
             tx: Any = started.transaction_id
             await until(lambda: last_limit(cp, tx) == 32.0)
-            edge.load_manager.set_limit(10.0)
-            await until(lambda: last_limit(cp, tx) == 10.0)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.admin_port}") as admin:
+                changed = await admin.put("/power/limit", json={"limit_a": 10})
+                assert changed.status_code == 200, changed.text
+                await until(lambda: last_limit(cp, tx) == 10.0)
+                shown = (await admin.get("/power")).json()
+                assert shown["limit_a"] == 10
+                assert shown["transactions"] == [{"charger_id": "CP-1", "connector_id": 1, "transaction_id": tx,
+                                                  "limit_a": 10.0}]
+                refused = await admin.put("/power/limit", json={"limit_a": -1})
+                assert refused.status_code == 422
