@@ -32,6 +32,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
     env = {
         "EVPARK_ENV": "production",
         "EVPARK_API_KEYS": "e2e-key",
+        "EVPARK_RATE_LIMIT_PER_MINUTE": "1000000",  # the tests poll hard; rate limits have their own tests
         "EVPARK_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/evpark_{name}_{{service}}",
         "EVPARK_AMQP_URL": amqp_url,
         "EVPARK_REDIS_URL": "redis://127.0.0.1:6379/0",
