@@ -290,7 +290,7 @@ class Site:
 
     async def charger_connection(self, charger_id: str, *, online: bool, reason: str | None = None) -> None:
         now = self._clock()
-        async with self.store.transaction() as tx:
+        async with self.store.writes() as tx:  # group commit
             await tx.emit(ChargerConnection(charger_id=charger_id, online=online, at=now, reason=reason))
         log.info("charger.online" if online else "charger.offline", charger_id=charger_id, reason=reason)
 
@@ -422,7 +422,7 @@ class Site:
 
     async def heartbeat(self, charger_id: str) -> datetime:
         now = self._clock()
-        async with self.store.transaction() as tx:
+        async with self.store.writes() as tx:  # group commit
             await tx.touch_charger(charger_id, now)
         return now
 
@@ -430,7 +430,7 @@ class Site:
                                info: str | None, timestamp: str | None) -> None:
         now = self._clock()
         observed = charger_time(timestamp, now)
-        async with self.store.transaction() as tx:
+        async with self.store.writes() as tx:  # group commit
             await tx.touch_charger(charger_id, now)
             if connector_id < 0:
                 log.warning("charger.bad_connector_id", charger_id=charger_id, connector_id=connector_id)
@@ -521,7 +521,7 @@ class Site:
                 energy_register_wh=reading.energy_register_wh, power_w=reading.power_w,
                 sampled_at=sampled.at, clock_suspect=sampled.suspect,
             ))
-        async with self.store.transaction() as tx:
+        async with self.store.writes() as tx:  # group commit
             await tx.touch_charger(charger_id, now)
             for body in bodies:
                 await tx.emit(body)

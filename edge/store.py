@@ -16,6 +16,13 @@ Concurrency: one connection, one writer. Every unit of work runs inside
 :meth:`Store.transaction`, which holds an asyncio lock for its duration, so statements of two
 coroutines never interleave inside one SQLite transaction. A change the cloud must learn
 about writes its outbox row through :meth:`StoreTransaction.emit` in that same transaction.
+
+Group commit: a unit of work that only writes (the hot charger messages: MeterValues,
+Heartbeat, StatusNotification) may run in :meth:`Store.writes` instead. Its statements are
+queued, and one committer runs every queued unit in one SQLite transaction: one fsync for
+hundreds of chargers instead of one each. Each caller still returns only after the transaction
+holding its unit committed, so nothing is acknowledged before it is durable; if that shared
+transaction fails, every unit in it is retried alone, so one bad unit fails only its caller.
 """
 
 from __future__ import annotations
@@ -292,7 +299,53 @@ def _auth_entry(row: sqlite3.Row) -> AuthEntry:
                      vehicle_id=row["vehicle_id"])
 
 
-# --- the unit of work -------------------------------------------------------------------
+# --- the units of work ------------------------------------------------------------------
+
+_INSERT_OUTBOX = "INSERT INTO outbox (envelope_id, type, body, ts) VALUES (?, ?, ?, ?)"
+_TOUCH_CHARGER = "UPDATE chargers SET last_seen = ? WHERE id = ?"
+_UPSERT_CONNECTOR = """INSERT INTO connectors (charger_id, connector_id, status, error_code, info, updated_at)
+   VALUES (?, ?, ?, ?, ?, ?)
+   ON CONFLICT (charger_id, connector_id) DO UPDATE SET status = excluded.status,
+       error_code = excluded.error_code, info = excluded.info, updated_at = excluded.updated_at"""
+
+
+def _outbox_row(body: UplinkBody, ts: datetime | None) -> tuple[str, str, str, str | None]:
+    category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
+    dump_json = getattr(body, "model_dump_json", None)
+    text = dump_json() if dump_json is not None else json.dumps(body.model_dump(mode="json"))
+    return (str(uuid.uuid4()), body.TYPE, text, _iso(ts or datetime.now(UTC)))
+
+
+class StoreWrites:
+    """A write-only unit of work for group commit (:meth:`Store.writes`).
+
+    Its methods only record statements: blind writes (no reads, no results) to rows no other
+    statement kind of a write unit touches, so running a batch of units grouped by statement,
+    in order within each statement, is the same as running them one after another.
+    """
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.counted: list[tuple[str, tuple[Any, ...]]] = []
+        """Statements whose changed-row count the caller wants (run one by one)."""
+        self.changed = 0
+        self.emitted = 0
+
+    async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> None:
+        """Queue an uplink envelope; it exists only if the unit commits."""
+        self.statements.append((_INSERT_OUTBOX, _outbox_row(body, ts)))
+        self.emitted += 1
+
+    async def touch_charger(self, charger_id: str, now: datetime) -> None:
+        self.statements.append((_TOUCH_CHARGER, (_iso(now), charger_id)))
+
+    async def record_connector_status(self, charger_id: str, connector_id: int, *, status: str,
+                                      error_code: str, info: str | None, at: datetime) -> None:
+        self.statements.append((_UPSERT_CONNECTOR, (charger_id, connector_id, status, error_code, info, _iso(at))))
+
+    def delete_outbox(self, seqs: Sequence[int]) -> None:
+        self.counted.append((f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(seqs))})", tuple(seqs)))
+
 
 
 class StoreTransaction:
@@ -324,12 +377,7 @@ class StoreTransaction:
 
     async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> int:
         """Queue an uplink envelope; it exists only if this transaction commits. Returns its seq."""
-        category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
-        seq = await self._insert(
-            "INSERT INTO outbox (envelope_id, type, body, ts) VALUES (?, ?, ?, ?)",
-            (str(uuid.uuid4()), body.TYPE, json.dumps(body.model_dump(mode="json")),
-             _iso(ts or datetime.now(UTC))),
-        )
+        seq = await self._insert(_INSERT_OUTBOX, _outbox_row(body, ts))
         self.emitted += 1
         return seq
 
@@ -613,6 +661,8 @@ class Store:
         self._backlog = 0
         self.outbox_changed = asyncio.Event()
         """Set after a commit that added outbox rows; the uplink's drainer waits on it."""
+        self._queued: list[tuple[StoreWrites, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -638,6 +688,8 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         async with self._lock:
             await self._db.close()
 
@@ -673,6 +725,67 @@ class Store:
                     OUTBOX_BACKLOG.set(self._backlog)
                     self.outbox_changed.set()
 
+    @asynccontextmanager
+    async def writes(self) -> AsyncIterator[StoreWrites]:
+        """A write-only unit of work, committed together with the others queued at the same time.
+
+        Returns once its transaction committed; a body that raises queues nothing.
+        """
+        unit = StoreWrites()
+        yield unit
+        if unit.statements or unit.counted:
+            await self._commit_grouped(unit)
+
+    async def _commit_grouped(self, unit: StoreWrites) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((unit, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._run_committer(), name="store.group-commit")
+        # Not shielded: a caller cancelled here may still see its unit committed (like a COMMIT in flight).
+        await done
+
+    async def _run_committer(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self._commit_batch(batch)
+            except BaseException:
+                # Cancelled (the loop is closing): nobody may wait forever for a verdict.
+                for _unit, done in batch + self._queued:
+                    done.cancel()
+                self._queued = []
+                raise
+
+    async def _commit_batch(self, batch: list[tuple[StoreWrites, asyncio.Future[None]]]) -> None:
+        try:
+            await self._commit_units([unit for unit, _ in batch])
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch, error)
+                return
+            # One unit may be at fault: give each its own transaction and its own outcome.
+            for single in batch:
+                try:
+                    await self._commit_units([single[0]])
+                except Exception as own_error:
+                    _settle([single], own_error)
+                else:
+                    _settle([single])
+            return
+        _settle(batch)
+
+    async def _commit_units(self, units: Sequence[StoreWrites]) -> None:
+        """One transaction for ``units``, in one trip to the database thread (BEGIN … COMMIT), so the
+        lock is held for the statements and the fsync only, not for several event-loop turns."""
+        async with self._lock:
+            # aiosqlite's own queue to its thread: statements stay in order with every other one.
+            await self._db._execute(_commit_sync, self._db._conn, units)
+            emitted = sum(unit.emitted for unit in units)
+            if emitted:
+                self._backlog += emitted
+                OUTBOX_BACKLOG.set(self._backlog)
+                self.outbox_changed.set()
+
     # outbox, for the uplink
 
     @property
@@ -680,8 +793,11 @@ class Store:
         return self._backlog
 
     async def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
-        async with self.transaction() as tx:
-            rows = await tx._all("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,))
+        # One statement, so no BEGIN/COMMIT: one trip to the database thread. The lock keeps it out
+        # of another coroutine's open transaction (same connection: it would see rows that may still
+        # roll back) and after a commit in flight.
+        async with self._lock:
+            rows = list(await self._db.execute_fetchall("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,)))
         return [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
                           body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
 
@@ -690,10 +806,10 @@ class Store:
         seqs = list(seqs)
         if not seqs:
             return 0
-        async with self.transaction() as tx:
-            deleted = await tx._run(
-                f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(seqs))})", seqs
-            )
+        # Group-committed with the charger messages: the relay costs no fsync of its own.
+        async with self.writes() as unit:
+            unit.delete_outbox(seqs)
+        deleted = unit.changed
         self._backlog = max(0, self._backlog - deleted)
         OUTBOX_BACKLOG.set(self._backlog)
         return deleted
@@ -710,8 +826,9 @@ class Store:
             return await tx.register_charger(charger_id, datetime.now(UTC))
 
     async def get_charger(self, charger_id: str) -> ChargerRecord | None:
-        async with self.transaction() as tx:
-            return await tx.get_charger(charger_id)
+        # Asked at every handshake: one statement needs no BEGIN/COMMIT (one trip to the thread).
+        async with self._lock:
+            return await StoreTransaction(self._db).get_charger(charger_id)
 
     async def get_transaction(self, transaction_id: int) -> TransactionRecord | None:
         async with self.transaction() as tx:
@@ -720,6 +837,35 @@ class Store:
     async def auth_entries(self) -> list[AuthEntry]:
         async with self.transaction() as tx:
             return await tx.auth_entries()
+
+
+def _commit_sync(db: sqlite3.Connection, units: Sequence[StoreWrites]) -> None:
+    """Run write units in one transaction, grouped by statement (see :class:`StoreWrites`)."""
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for unit in units:
+        for sql, params in unit.statements:
+            grouped.setdefault(sql, []).append(params)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in grouped.items():
+            db.executemany(sql, rows)
+        for unit in units:
+            unit.changed = sum(db.execute(sql, params).rowcount for sql, params in unit.counted)
+        db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.OperationalError):
+            db.execute("ROLLBACK")
+        raise
+
+
+def _settle(batch: Sequence[tuple[StoreWrites, asyncio.Future[None]]], error: Exception | None = None) -> None:
+    for _unit, done in batch:
+        if done.done():  # its caller was cancelled
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:

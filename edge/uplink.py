@@ -65,7 +65,7 @@ class Uplink:
 
     def __init__(self, site: Site, *, site_id: str, host: str, port: int, topic_root: str = "evpark",
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 edge_version: str = "0", keepalive: int = 30, window: int = 16,
+                 edge_version: str = "0", keepalive: int = 30, window: int = 256,
                  backoff: Backoff | None = None) -> None:
         self._site = site
         self._store = site.store
