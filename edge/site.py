@@ -209,6 +209,10 @@ def _ocpp_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+CHARGER_STATES = frozenset({"Available", "Unavailable", "Faulted"})
+"""The only statuses connector 0 (the whole charger) can have."""
+
+
 class Site:
     """One parking site's chargers, sessions and local authorization list."""
 
@@ -434,6 +438,11 @@ class Site:
             await tx.touch_charger(charger_id, now)
             if connector_id < 0:
                 log.warning("charger.bad_connector_id", charger_id=charger_id, connector_id=connector_id)
+                return
+            if connector_id == 0 and status not in CHARGER_STATES:
+                # OCPP 1.6 §4.9: connector 0 is the whole charger: Available, Unavailable or Faulted
+                # only. Answered (the charger must not retry) but not taken as the charger's state.
+                log.warning("charger.connector_status_on_connector_0", charger_id=charger_id, status=status)
                 return
             await tx.record_connector_status(charger_id, connector_id, status=status, error_code=error_code,
                                              info=info, at=observed.at)

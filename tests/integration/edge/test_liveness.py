@@ -80,3 +80,16 @@ async def test_rule_status_connector_states_are_kept_per_charger_and_connector_z
     assert [(c["connector_id"], c["status"], c["error_code"]) for c in second["connectors"]] == [
         (0, "Faulted", "GroundFailure")]
     assert [(c["id"], c["connected"]) for c in listed] == [("CP-1", True), ("CP-2", True)]
+
+
+async def test_rule_status_connector_zero_is_only_available_unavailable_or_faulted(edge: Edge) -> None:
+    async with charger(edge.ocpp_port, "CP-1") as one:
+        await one.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Available"),
+                       suppress=False)
+        # A connector-only status on connector 0 is answered, but is not the charger's state.
+        answer = await one.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Charging"),
+                                suppress=False)
+        assert answer is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.admin_port}") as admin:
+            connectors = (await admin.get("/chargers/CP-1/connectors")).json()
+    assert [(c["connector_id"], c["status"]) for c in connectors] == [(0, "Available")]

@@ -93,7 +93,8 @@ RULES: dict[str, dict[str, list[str]]] = {
     "Status": {
         "connector 0 describes the whole charger": [
             IT + "test_liveness::"
-                "test_rule_status_connector_states_are_kept_per_charger_and_connector_zero_is_the_charger"],
+                "test_rule_status_connector_states_are_kept_per_charger_and_connector_zero_is_the_charger",
+            IT + "test_liveness::test_rule_status_connector_zero_is_only_available_unavailable_or_faulted"],
         "WebSocket pings and a heartbeat deadline mark chargers offline within a bounded time": [
             IT + "test_liveness::test_rule_status_a_silent_charger_misses_the_heartbeat_deadline_and_is_marked_offline",
             IT + "test_liveness::test_rule_status_a_charger_that_stops_answering_pings_is_closed_and_marked_offline"],
