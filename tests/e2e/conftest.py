@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -90,22 +91,8 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         finally:
             await asyncio.to_thread(the_system.stop)
         return
-    for label, address in (("PostgreSQL", services.POSTGRES), ("RabbitMQ", services.RABBITMQ),
-                           ("Redis", services.REDIS), ("Mosquitto", services.MOSQUITTO)):
-        services.require(label, address)
-    name = services.fresh_name("e")
-    vhost = services.create_rabbitmq_vhost()
-    try:
-        the_system = production(tmp_path, mqtt_port=services.MOSQUITTO[1],
-                                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name)
-        try:
-            await asyncio.to_thread(the_system.wait_healthy, 60)
-            yield the_system
-        finally:
-            await asyncio.to_thread(the_system.stop)
-    finally:
-        services.delete_rabbitmq_vhost(vhost)
-        await drop_databases(name)
+    async with production_on_shared_broker(tmp_path) as the_system:
+        yield the_system
 
 
 @pytest.fixture
@@ -164,18 +151,18 @@ s-a-1 = "A-1"
 """
 
 
-@pytest.fixture
-async def sensor_site_system(tmp_path: Path) -> AsyncIterator[System]:
-    """Production mode with an edge that has a site file: three bays with MQTT sensors."""
+@contextlib.asynccontextmanager
+async def production_on_shared_broker(folder: Path, site_file: str | None = None) -> AsyncIterator[System]:
+    """Production mode on the real services and the shared Mosquitto, with fresh names."""
     for label, address in (("PostgreSQL", services.POSTGRES), ("RabbitMQ", services.RABBITMQ),
                            ("Redis", services.REDIS), ("Mosquitto", services.MOSQUITTO)):
         services.require(label, address)
     name = services.fresh_name("e")
     vhost = services.create_rabbitmq_vhost()
     try:
-        the_system = production(tmp_path, mqtt_port=services.MOSQUITTO[1],
+        the_system = production(folder, mqtt_port=services.MOSQUITTO[1],
                                 amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name,
-                                site_file=SENSOR_SITE)
+                                site_file=site_file)
         try:
             await asyncio.to_thread(the_system.wait_healthy, 60)
             yield the_system
@@ -184,3 +171,10 @@ async def sensor_site_system(tmp_path: Path) -> AsyncIterator[System]:
     finally:
         services.delete_rabbitmq_vhost(vhost)
         await drop_databases(name)
+
+
+@pytest.fixture
+async def sensor_site_system(tmp_path: Path) -> AsyncIterator[System]:
+    """Production mode with an edge that has a site file: three bays with MQTT sensors."""
+    async with production_on_shared_broker(tmp_path, SENSOR_SITE) as the_system:
+        yield the_system
