@@ -60,6 +60,7 @@ async def replay(events: int, broker: tuple[str, int]) -> None:
     sub_binary = shutil.which("mosquitto_sub")
     if sub_binary is None:
         sys.exit("mosquitto_sub not found: apt-get install mosquitto-clients")
+    subscriber: asyncio.subprocess.Process | None = None
     try:
         settings = EdgeSettings(site_id=site, data_dir=folder / "edge", ocpp_port=0, admin_enabled=False,
                                 mqtt_host=broker[0], mqtt_port=broker[1], mqtt_username=site, mqtt_topic_root=root)
@@ -92,6 +93,8 @@ async def replay(events: int, broker: tuple[str, int]) -> None:
               f"{'never' if received_s is None else f'{received_s:.1f} s'} (target < {TARGET_S:.0f} s for 100,000: "
               f"{verdict})")
     finally:
+        if subscriber is not None and subscriber.returncode is None:
+            subscriber.kill()  # never leave the subscriber behind, whatever failed
         shutil.rmtree(folder, ignore_errors=True)
 
 
