@@ -22,7 +22,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from mqtt.topics import validate_site_id
+from mqtt.topics import validate_site_id, validate_topic_root
 
 ENV_PREFIX = "EVPARK_EDGE_"
 SITE_FILE_TABLES = frozenset({"bays", "sensors", "power", "uplink"})
@@ -95,9 +95,7 @@ class EdgeSettings(BaseSettings):
     @field_validator("mqtt_topic_root")
     @classmethod
     def _valid_topic_root(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#\x00") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("topic root must be non-empty, without '+', '#', or a leading/trailing '/'")
-        return value
+        return validate_topic_root(value)
 
     @model_validator(mode="after")
     def _admin_token_off_loopback(self) -> EdgeSettings:

@@ -29,7 +29,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from mqtt.sensors import validate_sensor_id
-from mqtt.topics import validate_site_id
+from mqtt.topics import validate_site_id, validate_topic_root
 
 Loc = tuple[str | int, ...]
 
@@ -170,9 +170,7 @@ class MqttSensors(_Section):
     @field_validator("topic_root")
     @classmethod
     def _valid_topic_root(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#\x00") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("topic root must be non-empty, without '+', '#', or a leading/trailing '/'")
-        return value
+        return validate_topic_root(value)
 
     @model_validator(mode="after")
     def _valid_sensor_ids(self) -> Self:

@@ -44,6 +44,13 @@ def validate_site_id(site_id: str) -> str:
     return site_id
 
 
+def validate_topic_root(root: str) -> str:
+    """A topic root is one or more levels, with no wildcard and no leading or trailing '/'."""
+    if not root or any(c in root for c in "+#\x00") or root.startswith("/") or root.endswith("/"):
+        raise ValueError("topic root must be non-empty, without '+', '#', or a leading/trailing '/'")
+    return root
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Topic builder for one topic root."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,10 +9,10 @@ from fastapi import FastAPI
 from cloud.charging import events
 from cloud.charging.api import router
 from cloud.charging.service import ChargingService
-from cloud.platform.app import create_app, service_readiness
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.ports import Cache, EventBus
-from cloud.platform.runtime import open_platform
+from cloud.platform.runtime import Platform
+from cloud.platform.service_app import service_app
 from cloud.platform.settings import CloudSettings
 
 SERVICE = "charging"
@@ -22,19 +20,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_platform(SERVICE, settings, MIGRATIONS, bus=bus, cache=cache) as platform:
-            service = ChargingService(platform.outbox, platform.cache)
-            await platform.bus.subscribe(events.QUEUE, events.CONSUMES, service.on_vehicle_event)
-            link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
-                                          categories=["session"], handler=service.record_session_message)
-            platform.start_task(link.run(), "mqtt-link")
-            app.state.charging = service
-            app.state.platform = platform
-            app.state.mqtt_link = link
-            yield
+    async def wire(platform: Platform) -> tuple[object, MqttLink]:
+        service = ChargingService(platform.outbox, platform.cache)
+        await platform.bus.subscribe(events.QUEUE, events.CONSUMES, service.on_vehicle_event)
+        link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox, categories=["session"],
+                                      handler=service.record_session_message)
+        return service, link
 
-
-    return create_app(SERVICE, routers=[router], lifespan=lifespan, readiness=service_readiness,
-                      description="Charging sessions reported by the sites' edge agents.")
+    return service_app(SERVICE, settings, migrations=MIGRATIONS, wire=wire, router=router, bus=bus, cache=cache,
+                       description="Charging sessions reported by the sites' edge agents.")

@@ -8,8 +8,8 @@ use cases and consumers on top.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,5 +94,3 @@ async def open_platform(service: str, settings: CloudSettings, migrations: Path 
             await the_cache.close()
         await db.close()
 
-
-ServiceFactory = Callable[[Platform], AbstractAsyncContextManager[Any]]
