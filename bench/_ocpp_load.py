@@ -38,7 +38,7 @@ def raise_fd_limit() -> int:
 
 
 async def _serve_edge(args: argparse.Namespace) -> None:
-    from edge.app import Edge
+    from edge.app import Edge, settle_heap
     from edge.settings import EdgeSettings
 
     settings = EdgeSettings(
@@ -52,6 +52,7 @@ async def _serve_edge(args: argparse.Namespace) -> None:
     from prometheus_client import REGISTRY
 
     async with Edge(settings) as edge:
+        settle_heap()  # as run_edge (the `evpark edge` entry point) does
         print(f"READY {edge.ocpp_port}", flush=True)
         while True:
             await asyncio.sleep(0.5)

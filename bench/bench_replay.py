@@ -1,14 +1,21 @@
 """How long the edge takes to replay an outage's backlog, and the disk it needs to hold it.
 
 Fills a fresh edge store with N buffered events (MeterValues, the bulk of any backlog) as if
-the site had been offline, then starts the edge against the real Mosquitto on a fresh topic
-root, with a subscriber that has a persistent session (as the cloud has), and measures:
+the site had been offline, then starts the edge against a real Mosquitto (by default a private
+one with the queue settings of ``mqtt/mosquitto.conf``), with a subscriber that has a persistent
+session (as the cloud has), and measures:
 
 * the time from the edge's start until its outbox is empty (every event acknowledged by the
   broker and deleted), and until the subscriber has received all N;
 * the store's size per 1,000 buffered events.
 
 Target (issue 4): 100,000 events replayed in under 60 s on this machine.
+
+The broker must queue a backlog for a slower subscriber: Mosquitto's default
+``max_queued_messages`` is 1,000 per client, and past it a broker drops QoS 1 messages for
+that client. ``mqtt/mosquitto.conf`` sets 1,000,000; so does the private broker here. With
+``--broker`` pointing at a broker on its defaults, the subscriber misses events (the edge
+cannot see that: the broker acknowledged them).
 
     .venv/bin/python bench/bench_replay.py            # 100,000 events
     .venv/bin/python bench/bench_replay.py --events 20000
@@ -18,11 +25,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +63,38 @@ async def fill(path: Path, events: int) -> float:
     finally:
         await store.close()
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def private_broker() -> Iterator[tuple[str, int]]:
+    """A Mosquitto of our own on a free port, with the production queue settings."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        sys.exit("mosquitto not found: `make services` installs it")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="evpark-bench-mosq-") as folder:
+        conf = Path(folder) / "mosquitto.conf"
+        conf.write_text(("user root\n" if os.geteuid() == 0 else "") +
+                        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        "max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 100\n"
+                        "set_tcp_nodelay true\n")
+        process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        sys.exit("the private mosquitto did not start")
+                    time.sleep(0.05)
+            yield "127.0.0.1", port
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 async def replay(events: int, broker: tuple[str, int]) -> None:
@@ -101,10 +145,16 @@ async def replay(events: int, broker: tuple[str, int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--broker", default="127.0.0.1:1883", help="host:port of a Mosquitto")
+    parser.add_argument("--broker", default=None,
+                        help="host:port of a Mosquitto with a large max_queued_messages (default: a private one)")
     args = parser.parse_args()
-    host, port = args.broker.rsplit(":", 1)
-    asyncio.run(replay(args.events, (host, int(port))))
+    if args.broker is not None:
+        host, port = args.broker.rsplit(":", 1)
+        asyncio.run(replay(args.events, (host, int(port))))
+        return
+    with private_broker() as broker:
+        print(f"private Mosquitto on {broker[0]}:{broker[1]} (max_queued_messages 1000000, as mqtt/mosquitto.conf)")
+        asyncio.run(replay(args.events, broker))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Routes are thin: parse, call one :class:`edge.site.Site` method, map its errors to RFC 9457
 problem details. A bearer token (``EVPARK_EDGE_ADMIN_TOKEN``) protects every route except
-``/health``; without a token the API only binds to a loopback address (see
+``/health`` and ``/metrics`` (Prometheus); without a token the API only binds to a loopback address (see
 :class:`edge.settings.EdgeSettings`). ``edge/ADMIN.md`` documents it for the README.
 """
 
@@ -12,17 +12,20 @@ import contextlib
 import hmac
 import socket
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge.bayusage import BayUsageTracker
 from edge.loadmgmt import LoadManager
+from edge.metrics import OUTBOX_OLDEST_AGE
 from edge.site import (
     CHARGER_ACTIONS,
     ChargerCallRefused,
@@ -32,6 +35,7 @@ from edge.site import (
     Site,
 )
 from edge.store import ChargerRecord, TransactionRecord
+from edge.uplink import Uplink
 from mqtt.payloads import IdTagStatus
 
 PROBLEM = "application/problem+json"
@@ -104,10 +108,14 @@ Auth = Annotated[None, Depends(_authenticated)]
 
 
 class PowerLimitIn(BaseModel):
-    limit_a: float = Field(ge=0, description="the site limit in amps per phase; 0 pauses every session")
+    model_config = ConfigDict(extra="forbid")
+    limit_a: float | None = Field(default=None, ge=0, le=10_000,
+                                  description="the site limit in amps per phase; 0 pauses every session")
+    limit_w: float | None = Field(default=None, ge=0, le=10_000_000, description="or in watts")
 
 
-def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager | None = None) -> FastAPI:
+def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager | None = None,
+                    uplink: Uplink | None = None, bay_usage: BayUsageTracker | None = None) -> FastAPI:
     """The admin API of one site. ``token`` None means no authentication (loopback only)."""
 
     app = FastAPI(title="evpark edge admin API", version="1", docs_url="/docs", redoc_url=None)
@@ -136,6 +144,13 @@ def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager 
     async def health() -> dict[str, str]:
         """Liveness of the admin API (no token needed)."""
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of the edge (no token needed: counts and gauges, no secrets)."""
+        if uplink is not None:  # the age of the oldest waiting envelope, as of this scrape
+            OUTBOX_OLDEST_AGE.set(site.store.outbox_status().age_seconds(datetime.now(UTC)))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/chargers")
     async def list_chargers(_: Auth) -> list[dict[str, Any]]:
@@ -271,9 +286,25 @@ def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager 
 
     @app.put("/power/limit")
     async def set_power_limit(body: PowerLimitIn, _: Auth) -> dict[str, Any]:
-        """Change the site limit now (until the edge restarts with its site file); re-plans at once."""
-        manager().set_limit(body.limit_a)
-        return {"limit_a": body.limit_a}
+        """Change the site limit now and keep it across restarts (until the site file's own limit is
+        edited); re-plans at once. Give limit_a (amps per phase) or limit_w (watts)."""
+        manager()
+        try:  # the load manager's own rule: exactly one of the two
+            amps = await site.set_power_limit(limit_a=body.limit_a, limit_w=body.limit_w, origin="admin API")
+        except ValueError as exc:
+            raise Problem(422, "Invalid request", f"limit_a: {exc}") from None
+        return {"limit_a": amps, "configured_limit_a": manager().configured_limit_a}
+
+    @app.get("/uplink")
+    async def uplink_status(_: Auth) -> dict[str, Any]:
+        """The link to the cloud: connected, the outbox backlog (size, bytes, oldest), its cap, drops."""
+        status = site.store.outbox_status().as_dict(datetime.now(UTC))
+        return {"connected": uplink.connected.is_set() if uplink is not None else False, "outbox": status}
+
+    @app.get("/bays")
+    async def bays(_: Auth) -> dict[str, Any]:
+        """Each charger-served bay: its occupancy and usage (charging, idle, overstay, free, unknown)."""
+        return {"bays": bay_usage.usage() if bay_usage is not None else []}
 
     return app
 

@@ -22,6 +22,7 @@ FUTURE_TOLERANCE = timedelta(hours=1)
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 POWER_IMPORT = "Power.Active.Import"
+CURRENT_IMPORT = "Current.Import"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ class Reading:
     energy_register_wh: int | None = None
     power_w: float | None = None
     context: str | None = None
+    current_a: float | None = None
+    """Current.Import: the highest phase (or the value without a phase); load management reads it."""
 
     @property
     def empty(self) -> bool:
@@ -131,6 +134,7 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
     energy: list[tuple[tuple[bool, bool], Decimal]] = []
     power_total: list[tuple[tuple[bool, bool], Decimal]] = []
     power_phases: list[Decimal] = []
+    currents: list[Decimal] = []
     context: str | None = None
     for sample in sampled_values:
         if not isinstance(sample, Mapping) or sample.get("format", "Raw") != "Raw":
@@ -152,6 +156,9 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
                 power_total.append((_preference(sample), number * factor))
             elif sample.get("phase") in _PHASES:
                 power_phases.append(number * factor)
+        elif measurand == CURRENT_IMPORT and sample.get("unit", "A") == "A" and number >= 0:
+            # per phase (L1, L2, L3; L1-N …) or without one: the highest is what the plan must respect
+            currents.append(number)
     energy_wh = None
     if energy:
         best = max(energy, key=lambda item: item[0])[1]
@@ -163,7 +170,10 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
         power_w = float(sum(power_phases, Decimal(0)))
     if power_w is not None and not math.isfinite(power_w):
         power_w = None
-    return Reading(energy_register_wh=energy_wh, power_w=power_w, context=context)
+    current_a = float(max(currents)) if currents else None
+    if current_a is not None and not math.isfinite(current_a):
+        current_a = None
+    return Reading(energy_register_wh=energy_wh, power_w=power_w, context=context, current_a=current_a)
 
 
 def transaction_begin_wh(transaction_data: Iterable[Mapping[str, Any]] | None) -> int | None:

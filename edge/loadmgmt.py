@@ -1,10 +1,18 @@
 """Site load management at run time: applies :func:`edge.loadplan.plan` to the chargers.
 
-Every ``interval`` seconds, and at once when :meth:`LoadManager.wake` is called (a session
-started or stopped, the limit changed), it reads the transactions in progress from the store,
+Every ``interval`` seconds, and at once when a session starts or stops, a meter value shows a
+changed draw, or the limit changes, it reads the transactions in progress from the store,
 plans the site limit among them, and sends each charger whose share changed a TxProfile
 (OCPP 1.6 §3.13.4, SetChargingProfile, ``chargingRateUnit`` A). A session that ended gets its
 profile cleared. It works offline: nothing here needs the cloud.
+
+Measured draw: a car that takes clearly less than its share (Current.Import, or
+Power.Active.Import over phases * voltage, at least ``DRAW_MARGIN_A`` below the share) is
+planned at its draw plus that margin, and the rest goes to the others; when it ramps up to its
+share again it is planned at the charger's maximum at the next plan.
+
+The limit set at run time (admin API, cloud command) is kept in the store and restored at start
+(:meth:`LoadManager.restore`), unless the site file's own limit was edited since.
 
 Calls go out from this task, never from inside a charger's own CALL handler.
 """
@@ -13,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
 
 import structlog
 
-from edge.loadplan import Demand, plan
-from edge.site import ChargerCallError, Site
+from edge.loadplan import DRAW_MARGIN_A, Demand, plan
+from edge.site import ChargerCallError, Site, SiteObserver
 from edge.siteconfig import Power
 
 log = structlog.get_logger(__name__)
@@ -44,7 +54,11 @@ def tx_profile(transaction_id: int, connector_id: int, amps: float, phases: int)
     }
 
 
-class LoadManager:
+DRAW_CHANGE_A = 1.0
+"""A meter value re-plans at once when the draw moved at least this much; otherwise at the next tick."""
+
+
+class LoadManager(SiteObserver):
     def __init__(self, site: Site, power: Power, *, interval: float = 1.0) -> None:
         self._site = site
         self._power = power
@@ -53,16 +67,71 @@ class LoadManager:
         self._wake = asyncio.Event()
         self.sent: dict[TxKey, float] = {}
         """The share each charger accepted, by transaction."""
+        self.drawn: dict[tuple[str, int], float] = {}
+        """The latest measured current (amps per phase) by (charger, connector)."""
+        self.on_limit_changed: Callable[[], None] = lambda: None
 
     def wake(self) -> None:
         self._wake.set()
 
+    # PowerControl (the site's commands and the admin API)
+
+    @property
+    def configured_limit_a(self) -> float:
+        return self._power.limit_amps
+
+    def amps(self, *, limit_a: float | None, limit_w: float | None) -> float:
+        if (limit_a is None) == (limit_w is None):
+            raise ValueError("give exactly one of limit_a (amps per phase) or limit_w (watts)")
+        amps = limit_a if limit_a is not None else (limit_w or 0.0) / (self._power.voltage * self._power.phases)
+        if amps < 0:
+            raise ValueError("the site limit cannot be negative")
+        return round(amps, 1)
+
     def set_limit(self, amps: float) -> None:
-        """Change the site limit at run time (operator, cloud); re-plans at once."""
+        """Change the site limit at run time (operator, cloud); re-plans at once. Below the minimum
+        current every session is paused. Use :meth:`Site.set_power_limit` to keep it across restarts."""
         if amps < 0:
             raise ValueError("the site limit cannot be negative")
         self.limit_a = amps
         self.wake()
+        self.on_limit_changed()
+
+    async def restore(self) -> None:
+        """Take the limit kept from an earlier run, if the site file still says what it said then."""
+        kept = await self._site.kept_power_limit()
+        if kept is not None:
+            self.limit_a = kept
+            log.info("loadmgmt.limit_restored", limit_a=kept, configured_limit_a=self.configured_limit_a)
+
+    # SiteObserver
+
+    def session_started(self, charger_id: str, connector_id: int, transaction_id: int, at: datetime) -> None:
+        self.drawn.pop((charger_id, connector_id), None)
+        self.wake()
+
+    def session_stopped(self, charger_id: str, connector_id: int, transaction_id: int, at: datetime) -> None:
+        self.drawn.pop((charger_id, connector_id), None)
+        self.wake()
+
+    def meter_sample(self, charger_id: str, connector_id: int, transaction_id: int | None,
+                     current_a: float | None, power_w: float | None) -> None:
+        if current_a is None and power_w is not None:
+            current_a = power_w / (self._power.phases * self._power.voltage)
+        if current_a is None:
+            return
+        before = self.drawn.get((charger_id, connector_id))
+        self.drawn[(charger_id, connector_id)] = current_a
+        if before is None or abs(before - current_a) >= DRAW_CHANGE_A:
+            self.wake()
+
+    def _drawn_below_share(self, key: TxKey) -> float | None:
+        """The measured draw, when the car takes clearly less than it was given (else None)."""
+        drawn = self.drawn.get((key[0], key[1]))
+        share = self.sent.get(key)
+        if drawn is None or share is None or drawn + DRAW_MARGIN_A > share + 0.05:
+            return None
+        return drawn
 
     async def run(self) -> None:
         while True:
@@ -78,10 +147,11 @@ class LoadManager:
 
     async def replan_once(self) -> dict[TxKey, float]:
         async with self._site.store.transaction() as tx:
-            active = await tx.transactions(state="active", limit=10_000)
+            active = await tx.live_transactions()
         demands = [Demand(key=(t.charger_id, t.connector_id, t.id), started_order=t.id,
                           max_current_a=self._power.max_current_of(t.charger_id),
-                          min_current_a=self._power.min_current_a)
+                          min_current_a=self._power.min_current_a,
+                          drawn_current_a=self._drawn_below_share((t.charger_id, t.connector_id, t.id)))
                    for t in active]
         shares = {cast(TxKey, key): amps for key, amps in plan(self.limit_a, demands).items()}
         ended = [key for key in self.sent if key not in shares]

@@ -10,6 +10,12 @@ OCPP_MESSAGES = Counter(
     ["action"],  # an OCPP 1.6 action name, or "unknown" so a charger cannot grow the label set
 )
 OUTBOX_BACKLOG = Gauge("evpark_edge_outbox_backlog", "uplink envelopes waiting for the broker's PUBACK")
+OUTBOX_BYTES = Gauge("evpark_edge_outbox_bytes", "estimated bytes of the uplink envelopes waiting")
+OUTBOX_OLDEST_AGE = Gauge("evpark_edge_outbox_oldest_age_seconds",
+                          "age of the oldest uplink envelope waiting (0 when none wait)")
+OUTBOX_AT_CAP = Gauge("evpark_edge_outbox_at_cap", "1 while the outbox is at its cap ([uplink] in the site file)")
+OUTBOX_DROPPED = Counter("evpark_edge_outbox_dropped", "telemetry envelopes dropped or refused at the outbox cap",
+                         ["type", "policy"])
 OUTBOX_PUBLISHED = Counter("evpark_edge_outbox_published", "uplink envelopes acknowledged by the broker")
 MQTT_CONNECTED = Gauge("evpark_edge_mqtt_connected", "1 while the uplink is connected to the broker")
 COMMANDS = Counter("evpark_edge_commands", "cloud commands handled", ["status"])

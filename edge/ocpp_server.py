@@ -106,37 +106,93 @@ def _camel_key(key: str) -> str:
     return next(iter(snake_to_camel_case({key: None})))
 
 
+class _SnakeNames(dict[str, str]):
+    """camelCase key -> the library's snake_case name, learnt on first use."""
+
+    def __missing__(self, key: str) -> str:
+        if len(self) >= 4096:  # bounded: a charger may send keys the schema refuses
+            self.clear()
+        name = self[key] = _snake_key(key)
+        return name
+
+
+_SNAKE = _SnakeNames()
+_CONTAINERS = (dict, list)
+
+
 def _snake_case(data: Any) -> Any:
-    """:func:`ocpp.charge_point.camel_to_snake_case` for JSON data, memoised per set of keys."""
+    """:func:`ocpp.charge_point.camel_to_snake_case` for JSON data, with memoised names.
+
+    An object whose keys are already snake_case and that holds no object or array is returned as it
+    is, not copied (the innermost objects of a MeterValues: value, unit, measurand, ...): the fewer
+    containers a CALL allocates, the rarer the garbage collector's passes.
+    """
     if type(data) is dict:
-        keys = tuple(data)
-        names = _SNAKE_NAMES.get(keys)
-        if names is None:
-            if len(_SNAKE_NAMES) >= 4096:  # bounded: a charger may send keys the schema refuses
-                _SNAKE_NAMES.clear()
-            names = _SNAKE_NAMES[keys] = tuple(_snake_key(key) for key in keys)
-        return dict(zip(names, [_snake_case(value) if type(value) in _CONTAINERS else value
-                                for value in data.values()], strict=True))
+        names = _SNAKE
+        for key, value in data.items():
+            if type(value) in _CONTAINERS or names[key] != key:
+                return {names[key]: _snake_case(value) if type(value) in _CONTAINERS else value
+                        for key, value in data.items()}
+        return data
     if type(data) is list:
         return [_snake_case(value) if type(value) in _CONTAINERS else value for value in data]
     return data
 
 
-_SNAKE_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
-_CONTAINERS = (dict, list)
-
-
 def _answer_payload(result: Any) -> dict[str, Any]:
     """What the library sends for a handler's result dataclass (camelCase, Nones removed)."""
-    values = [(field.name, getattr(result, field.name)) for field in dataclasses.fields(result)]
+    fields = _result_fields(type(result))
+    if not fields:
+        return {}
+    values = [(camel, getattr(result, name)) for name, camel in fields]
     if any(isinstance(value, list | dict) or dataclasses.is_dataclass(value) for _, value in values):
         return dict(snake_to_camel_case(remove_nones(serialize_as_dict(result))))
-    return {_camel_key(name): value for name, value in values if value is not None}
+    return {camel: value for camel, value in values if value is not None}
+
+
+def _result_fields(result_type: type[Any]) -> tuple[tuple[str, str], ...]:
+    """(snake_case, camelCase) names of a result dataclass's fields, once per class."""
+    fields = _RESULT_FIELDS.get(result_type)
+    if fields is None:
+        fields = _RESULT_FIELDS[result_type] = tuple((field.name, _camel_key(field.name))
+                                                     for field in dataclasses.fields(result_type))
+    return fields
+
+
+_RESULT_FIELDS: dict[type[Any], tuple[tuple[str, str], ...]] = {}
 
 
 # An integer outside SQLite's range has at least 19 digits in the frame's text; without such a
 # run of digits the payload walk of _fits_sqlite cannot fail and is skipped.
 _LONG_DIGITS = re.compile(r"\d{19}")
+
+
+class _LongInteger(Exception):
+    """An integer of 19 characters or more in a frame (see :func:`_decode`)."""
+
+
+def _integer(text: str) -> int:
+    if len(text) >= 19:
+        raise _LongInteger
+    return int(text)
+
+
+_decode_short = json.JSONDecoder(parse_int=_integer).decode
+
+
+def _decode(raw_msg: str | bytes) -> tuple[Any, bool]:
+    """The frame, and whether its text may hold an integer too large for SQLite.
+
+    The decoder itself notices the integer tokens of 19 characters or more (cheaper than searching the
+    text for a run of digits); a frame with one is decoded again, plainly, and its payload walked.
+    """
+    if isinstance(raw_msg, str):
+        try:
+            return _decode_short(raw_msg), False
+        except _LongInteger:
+            return json.loads(raw_msg), True
+    frame = json.loads(raw_msg)
+    return frame, _LONG_DIGITS.search(raw_msg.decode("utf-8", "replace")) is not None
 
 
 def _fits_sqlite(value: Any) -> bool:
@@ -151,6 +207,9 @@ def _fits_sqlite(value: Any) -> bool:
         return all(_fits_sqlite(v) for v in value)
     return True
 
+
+_CALL_ERROR_PREFIX = f"[{MessageType.CallError:d},"
+_CALL_RESULT = int(MessageType.CallResult)
 
 # Recovers the message id of a CALL that is not valid JSON, so it can still be answered.
 _CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
@@ -260,7 +319,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
 
     async def _route(self, raw_msg: str | bytes) -> None:
         try:
-            frame = json.loads(raw_msg)
+            frame, long_integers = _decode(raw_msg)
         except (ValueError, UnicodeDecodeError):
             text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
             match = _CALL_ID.match(text)
@@ -294,8 +353,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
                                        'A CALL is [2, "<uniqueId>", "<Action>", {<payload>}]')
             return
         call = Call(frame[1], frame[2], frame[3])
-        if _LONG_DIGITS.search(raw_msg if isinstance(raw_msg, str) else raw_msg.decode("utf-8", "replace")) \
-                and not _fits_sqlite(frame[3]):
+        if long_integers and not _fits_sqlite(frame[3]):
             await self._send(call.create_call_error(PropertyConstraintViolationError(
                 description="An integer is out of range", details={})).to_json())
             return
@@ -330,7 +388,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
         if not validation.is_valid(call.action, payload, response=True):
             # A bug of ours: let the library say what is wrong with the answer (it raises).
             await validate_payload(CallResult(call.unique_id, payload, action=call.action), self._ocpp_version)
-        await self._send(_dumps([MessageType.CallResult, call.unique_id, payload]))
+        await self._send(f"[{_CALL_RESULT},{_dumps(call.unique_id)},{_dumps(payload)}]")
 
     async def _is_boot_accepted(self) -> bool:
         if not self._boot_accepted:
@@ -341,7 +399,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
         await self._send(CallError(unique_id, code, description, {}).to_json())
 
     async def _send(self, message: str) -> None:
-        if message.startswith(f"[{MessageType.CallError},"):
+        if message.startswith(_CALL_ERROR_PREFIX):
             frame = json.loads(message)
             if frame[2] in _V16_ERROR_CODES:
                 frame[2] = _V16_ERROR_CODES[frame[2]]

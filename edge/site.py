@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import structlog
 from edge.domain import (
     AuthDecision,
     AuthEntry,
+    ChargerTime,
     authorize,
     billable_energy_wh,
     charger_time,
@@ -30,7 +32,7 @@ from edge.domain import (
 )
 from edge.metrics import COMMANDS
 from edge.security import basic_credentials, hash_key, valid_key, verify_key
-from edge.store import Store, StoreTransaction
+from edge.store import Store, StoreTransaction, TransactionRecord
 from mqtt.envelope import Command, CommandResult, parse_body
 from mqtt.payloads import (
     COMMAND_BODIES,
@@ -54,6 +56,7 @@ from mqtt.payloads import (
     SessionStarted,
     SessionStopped,
     SetChargingProfile,
+    SetPowerLimit,
     SiteHello,
     UnlockConnector,
 )
@@ -213,6 +216,39 @@ CHARGER_STATES = frozenset({"Available", "Unavailable", "Faulted"})
 """The only statuses connector 0 (the whole charger) can have."""
 
 
+class SiteObserver:
+    """Told of what happened at the site, after it is committed. Methods must be quick and must not
+    raise (they run on the charger's path): record, wake a task, return. Override what you need."""
+
+    def session_started(self, charger_id: str, connector_id: int, transaction_id: int, at: datetime) -> None:
+        """A new session (not a repeated StartTransaction)."""
+
+    def session_stopped(self, charger_id: str, connector_id: int, transaction_id: int, at: datetime) -> None:
+        """A known session stopped (first stop only)."""
+
+    def meter_sample(self, charger_id: str, connector_id: int, transaction_id: int | None,
+                     current_a: float | None, power_w: float | None) -> None:
+        """The latest draw a MeterValues reported (Current.Import, Power.Active.Import)."""
+
+    def charger_seen(self, charger_id: str, connector_id: int) -> None:
+        """A BootNotification (connector 0) or a StatusNotification of a connector."""
+
+
+class PowerControl(Protocol):
+    """Load management, as the site's commands and the admin API change it (edge.loadmgmt)."""
+
+    @property
+    def configured_limit_a(self) -> float: ...
+
+    def amps(self, *, limit_a: float | None, limit_w: float | None) -> float: ...
+
+    def set_limit(self, amps: float) -> None: ...
+
+
+POWER_LIMIT_KEY = "power_limit"
+"""meta key of a site limit changed at run time (admin API or cloud), kept across restarts."""
+
+
 class Site:
     """One parking site's chargers, sessions and local authorization list."""
 
@@ -230,7 +266,17 @@ class Site:
         """Set by the composition root once the OCPP server exists."""
         self.cloud_online: Callable[[], bool] = lambda: False
         """Whether the uplink is connected; set by the composition root."""
+        self.observers: list[SiteObserver] = []
+        self.power: PowerControl | None = None
+        """Load management, when the site file has a [power] table; set by the composition root."""
         self._clock = clock
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:  # an observer's bug must not fail a charger's CALL
+                log.exception("site.observer_failed", observer=type(observer).__name__, event=event)
 
     # --- chargers -----------------------------------------------------------------------
 
@@ -422,6 +468,7 @@ class Site:
                                       registration_status=status))
         log.info("charger.booted", charger_id=charger_id, vendor=info.vendor, model=info.model,
                  registered=not known, status=status)
+        self._tell("charger_seen", charger_id, 0)
         return BootAnswer(status, self.heartbeat_interval, now)
 
     async def heartbeat(self, charger_id: str) -> datetime:
@@ -449,6 +496,8 @@ class Site:
             await tx.emit(ChargerStatus(charger_id=charger_id, connector_id=connector_id, status=status,
                                         error_code=error_code, info=info, observed_at=observed.at,
                                         clock_suspect=observed.suspect))
+        if connector_id >= 0:
+            self._tell("charger_seen", charger_id, connector_id)
 
     # --- authorization and sessions -----------------------------------------------------
 
@@ -461,7 +510,7 @@ class Site:
         """
         entry = await tx.get_auth_entry(id_tag)
         parent = await tx.get_auth_entry(entry.parent_id_tag) if entry and entry.parent_id_tag else None
-        others = [t for t in await tx.active_transactions_of(id_tag)
+        others = [t for t in await tx.active_transactions_of(id_tag, live=True)
                   if charging_at is None or (t.charger_id, t.connector_id) != charging_at]
         accept_unknown = self.offline_accept_unknown_id_tags and not self.cloud_online()
         return authorize(entry, now, parent=parent, in_other_transaction=bool(others), accept_unknown=accept_unknown)
@@ -508,6 +557,8 @@ class Site:
                 ))
         log.info("session.started", charger_id=charger_id, connector_id=connector_id, transaction_id=transaction_id,
                  id_tag_status=str(decision.status), clock_suspect=started.suspect)
+        if connector_id >= 1:
+            self._tell("session_started", charger_id, connector_id, transaction_id, started.at)
         return StartAnswer(transaction_id, decision, duplicate=False)
 
     async def meter_values(self, charger_id: str, *, connector_id: int, transaction_id: int | None,
@@ -518,10 +569,13 @@ class Site:
         """
         now = self._clock()
         bodies = []
+        draw: tuple[float | None, float | None] | None = None
         for element in meter_value:
             if connector_id < 0 or not isinstance(element, Mapping):
                 continue
             reading = read_sampled_values(element.get("sampled_value") or [])
+            if reading.current_a is not None or reading.power_w is not None:
+                draw = (reading.current_a, reading.power_w)
             if reading.empty:
                 continue
             sampled = charger_time(element.get("timestamp"), now)
@@ -534,6 +588,8 @@ class Site:
             await tx.touch_charger(charger_id, now)
             for body in bodies:
                 await tx.emit(body)
+        if draw is not None and connector_id >= 1:
+            self._tell("meter_sample", charger_id, connector_id, transaction_id, *draw)
         return len(bodies)
 
     async def stop_transaction(self, charger_id: str, *, transaction_id: int, meter_stop: int, timestamp: str,
@@ -550,43 +606,58 @@ class Site:
             decision = authorize(await tx.get_auth_entry(id_tag), now) if id_tag else None
             record = await tx.get_transaction(transaction_id) if transaction_id > 0 else None
             if record is not None and record.charger_id == charger_id:
-                stopped = stop_time(reported, record.started_at)
-                first = await tx.finish_transaction(
-                    record.id, meter_stop=meter_stop, stopped_at=stopped.at, reported_stopped_at=timestamp,
-                    stop_id_tag=id_tag, reason=reason, clock_suspect=stopped.suspect,
+                ended = await self._stop_known(tx, record, meter_stop=meter_stop, reported=reported,
+                                               timestamp=timestamp, id_tag=id_tag, reason=reason)
+            else:
+                ended = None
+                # Never seen start (offline queue, lost CALLRESULT, -1, or another charger's id).
+                first = await tx.record_reconciled_stop(
+                    charger_id=charger_id, transaction_id=transaction_id, meter_stop=meter_stop,
+                    reported_stopped_at=timestamp, stopped_at=reported.at, id_tag=id_tag, reason=reason, now=now,
                 )
                 if not first:
-                    log.info("session.stop_repeated", charger_id=charger_id, transaction_id=transaction_id)
+                    log.info("session.stop_repeated", charger_id=charger_id, transaction_id=transaction_id,
+                             reconciled=True)
                     return decision
-                start_wh = meter_wh(record.meter_start)
-                energy = billable_energy_wh(start_wh, stop_wh)
+                begin_wh = transaction_begin_wh(transaction_data)
+                energy = billable_energy_wh(begin_wh, stop_wh)
                 await tx.emit(SessionStopped(
-                    charger_id=charger_id, transaction_id=record.id, id_tag=id_tag or record.id_tag,
-                    meter_start_wh=start_wh, meter_stop_wh=stop_wh, energy_wh=energy, started_at=record.started_at,
-                    stopped_at=stopped.at, reason=reason, clock_suspect=stopped.suspect or record.clock_suspect,
+                    charger_id=charger_id, transaction_id=transaction_id, id_tag=id_tag, meter_start_wh=begin_wh,
+                    meter_stop_wh=stop_wh, energy_wh=energy, started_at=None, stopped_at=reported.at, reason=reason,
+                    clock_suspect=reported.suspect, reconciled=True,
                 ))
-                log.info("session.stopped", charger_id=charger_id, transaction_id=record.id, energy_wh=energy,
-                         clock_suspect=stopped.suspect or record.clock_suspect)
-                return decision
-            # Never seen start (offline queue, lost CALLRESULT, -1, or another charger's id).
-            first = await tx.record_reconciled_stop(
-                charger_id=charger_id, transaction_id=transaction_id, meter_stop=meter_stop,
-                reported_stopped_at=timestamp, stopped_at=reported.at, id_tag=id_tag, reason=reason, now=now,
-            )
-            if not first:
-                log.info("session.stop_repeated", charger_id=charger_id, transaction_id=transaction_id,
-                         reconciled=True)
-                return decision
-            begin_wh = transaction_begin_wh(transaction_data)
-            energy = billable_energy_wh(begin_wh, stop_wh)
-            await tx.emit(SessionStopped(
-                charger_id=charger_id, transaction_id=transaction_id, id_tag=id_tag, meter_start_wh=begin_wh,
-                meter_stop_wh=stop_wh, energy_wh=energy, started_at=None, stopped_at=reported.at, reason=reason,
-                clock_suspect=reported.suspect, reconciled=True,
-            ))
+        if ended is not None:
+            record, stopped_at = ended
+            self._tell("session_stopped", charger_id, record.connector_id, record.id, stopped_at)
+            return decision
+        if record is not None:  # a repeated stop of a known session
+            return decision
         log.warning("session.stop_reconciled", charger_id=charger_id, transaction_id=transaction_id,
                     energy_wh=energy)
         return decision
+
+    async def _stop_known(self, tx: StoreTransaction, record: TransactionRecord, *, meter_stop: int,
+                          reported: ChargerTime, timestamp: str, id_tag: str | None,
+                          reason: str | None) -> tuple[TransactionRecord, datetime] | None:
+        """Stop a session the edge started. Returns it and its end, or None when it was stopped before."""
+        stopped = stop_time(reported, record.started_at)
+        first = await tx.finish_transaction(
+            record.id, meter_stop=meter_stop, stopped_at=stopped.at, reported_stopped_at=timestamp,
+            stop_id_tag=id_tag, reason=reason, clock_suspect=stopped.suspect,
+        )
+        if not first:
+            log.info("session.stop_repeated", charger_id=record.charger_id, transaction_id=record.id)
+            return None
+        start_wh, stop_wh = meter_wh(record.meter_start), meter_wh(meter_stop)
+        energy = billable_energy_wh(start_wh, stop_wh)
+        await tx.emit(SessionStopped(
+            charger_id=record.charger_id, transaction_id=record.id, id_tag=id_tag or record.id_tag,
+            meter_start_wh=start_wh, meter_stop_wh=stop_wh, energy_wh=energy, started_at=record.started_at,
+            stopped_at=stopped.at, reason=reason, clock_suspect=stopped.suspect or record.clock_suspect,
+        ))
+        log.info("session.stopped", charger_id=record.charger_id, transaction_id=record.id, energy_wh=energy,
+                 clock_suspect=stopped.suspect or record.clock_suspect)
+        return record, stopped.at
 
     # --- the cloud link -----------------------------------------------------------------
 
@@ -604,13 +675,15 @@ class Site:
         answered again from the record, not sent again.
         """
         body = parse_body(command.type, command.body, COMMAND_BODIES)
-        if not isinstance(body, AuthListUpdate) and command.site_id == self.site_id \
+        if not isinstance(body, AuthListUpdate | SetPowerLimit) and command.site_id == self.site_id \
                 and not command.expired(self._clock()):
             return await self._handle_charger_command(command, body)
         async with self.store.transaction() as tx:
             outcome = await self._apply(tx, command)
             await tx.emit(CommandResult(command_id=command.id, command_type=command.type, status=outcome.status,
                                         detail=outcome.detail, data=dict(outcome.data or {})))
+        if isinstance(body, SetPowerLimit) and outcome.status == CommandStatus.ACCEPTED and self.power is not None:
+            self.power.set_limit(float((outcome.data or {})["limit_a"]))  # stored with the result: now applied
         COMMANDS.labels(status=str(outcome.status)).inc()
         log.info("command.handled", command_id=str(command.id), command_type=command.type,
                  status=str(outcome.status), detail=outcome.detail)
@@ -673,7 +746,54 @@ class Site:
         body = parse_body(command.type, command.body, COMMAND_BODIES)
         if isinstance(body, AuthListUpdate):
             return await self._apply_authlist(tx, body)
+        if isinstance(body, SetPowerLimit):
+            if self.power is None:
+                return CommandOutcome(CommandStatus.REJECTED, "this site has no load management ([power] table)")
+            amps = self.power.amps(limit_a=body.limit_a, limit_w=body.limit_w)
+            await self._keep_power_limit(tx, amps, origin=f"cloud command {command.id}")
+            return CommandOutcome(CommandStatus.ACCEPTED, f"site limit set to {amps:g} A per phase",
+                                  {"limit_a": amps})
         return CommandOutcome(CommandStatus.REJECTED, f"command type {command.type!r} is not supported")
+
+    # --- the site's power limit ---------------------------------------------------------
+
+    async def set_power_limit(self, *, limit_a: float | None = None, limit_w: float | None = None,
+                              origin: str) -> float:
+        """Change the site limit now and keep it across restarts. Returns the amps per phase applied.
+
+        Raises LookupError when the site has no load management.
+        """
+        if self.power is None:
+            raise LookupError("this site has no load management: the site file has no [power] table")
+        amps = self.power.amps(limit_a=limit_a, limit_w=limit_w)
+        async with self.store.transaction() as tx:
+            await self._keep_power_limit(tx, amps, origin=origin)
+        self.power.set_limit(amps)
+        return amps
+
+    async def _keep_power_limit(self, tx: StoreTransaction, amps: float, *, origin: str) -> None:
+        assert self.power is not None
+        await tx.set_meta(POWER_LIMIT_KEY, json.dumps({
+            "limit_a": amps, "configured_limit_a": self.power.configured_limit_a, "origin": origin,
+            "set_at": self._clock().isoformat()}))
+        log.info("site.power_limit_set", limit_a=amps, origin=origin)
+
+    async def kept_power_limit(self) -> float | None:
+        """The limit changed at run time, if still valid: one set while the site file said what it
+        says now. After the site file's limit is edited, the file wins (and the kept one is dropped)."""
+        if self.power is None:
+            return None
+        async with self.store.transaction() as tx:
+            raw = await tx.get_meta(POWER_LIMIT_KEY)
+            if raw is None:
+                return None
+            kept = json.loads(raw)
+            if kept.get("configured_limit_a") != self.power.configured_limit_a:
+                await tx.set_meta(POWER_LIMIT_KEY, None)
+                log.warning("site.power_limit_dropped", kept_limit_a=kept.get("limit_a"),
+                            reason="the site file's limit changed since it was set", origin=kept.get("origin"))
+                return None
+        return float(kept["limit_a"])
 
     async def _apply_authlist(self, tx: StoreTransaction, update: AuthListUpdate) -> CommandOutcome:
         current = await tx.authlist_version()

@@ -17,6 +17,13 @@ Concurrency: one connection, one writer. Every unit of work runs inside
 coroutines never interleave inside one SQLite transaction. A change the cloud must learn
 about writes its outbox row through :meth:`StoreTransaction.emit` in that same transaction.
 
+Bounded outbox: :class:`OutboxCap` limits the rows waiting for the broker (count and bytes,
+estimated from the stored rows). At the cap, ``drop_oldest_telemetry`` deletes the oldest meter
+samples, then the oldest bay changes (in :meth:`Store.maintain`, off the charger's path) and
+``refuse_new`` stops storing new ones; session, charger and command records are never dropped
+nor refused, so they may exceed the cap. Either way a ``site.outbox_dropped`` envelope tells the
+cloud what was lost, and the metrics count it.
+
 Group commit: a unit of work that only writes (the hot charger messages: MeterValues,
 Heartbeat, StatusNotification) may run in :meth:`Store.writes` instead. Its statements are
 queued, and one committer runs every queued unit in one SQLite transaction: one fsync for
@@ -28,13 +35,16 @@ transaction fails, every unit in it is retried alone, so one bad unit fails only
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -42,8 +52,14 @@ import aiosqlite
 import structlog
 
 from edge.domain import AuthEntry
-from edge.metrics import OUTBOX_BACKLOG
-from mqtt.payloads import AuthListEntry, IdTagStatus
+from edge.metrics import (
+    OUTBOX_AT_CAP,
+    OUTBOX_BACKLOG,
+    OUTBOX_BYTES,
+    OUTBOX_DROPPED,
+    OUTBOX_OLDEST_AGE,
+)
+from mqtt.payloads import AuthListEntry, IdTagStatus, OutboxDropped
 from mqtt.topics import category_of
 
 log = structlog.get_logger(__name__)
@@ -299,8 +315,74 @@ def _auth_entry(row: sqlite3.Row) -> AuthEntry:
                      vehicle_id=row["vehicle_id"])
 
 
+# --- the outbox cap -----------------------------------------------------------------------
+
+ROW_OVERHEAD_BYTES = 80
+"""Per-row bytes besides type and body (envelope id, timestamp, seq, SQLite record header)."""
+
+DROPPABLE_TYPES: tuple[str, ...] = ("session.meter", "bay.occupancy", "bay.usage")
+"""What may be dropped or refused at the cap, in the order it is dropped. Sessions (started,
+stopped), charger records and command results never are: billing depends on them."""
+
+_DROPPABLE = frozenset(DROPPABLE_TYPES)
+_NOTHING: frozenset[str] = frozenset()
+DROP_TO = 0.9
+"""drop_oldest_telemetry drops down to this fraction of the cap, so it does not run at every commit."""
+HISTORY_DAYS = 90.0
+"""Days the edge keeps charger notifications, the CALLs it sent and handled commands."""
+REPORT_EVERY = 10.0
+"""Seconds between two site.outbox_dropped reports while refuse_new keeps refusing."""
+
+
+def row_bytes(type_: str, body_text: str) -> int:
+    return len(type_) + len(body_text) + ROW_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCap:
+    """How much the outbox may hold, and what happens at the cap (the site file's ``[uplink]``)."""
+
+    max_events: int = 1_000_000
+    max_bytes: int = 512 * 1024 * 1024
+    policy: str = "drop_oldest_telemetry"  # or "refuse_new"
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("drop_oldest_telemetry", "refuse_new"):
+            raise ValueError(f"unknown outbox policy {self.policy!r}")
+        if self.max_events < 1 or self.max_bytes < 1:
+            raise ValueError("the outbox cap must be positive")
+
+    def reached(self, events: int, size: int) -> bool:
+        return events >= self.max_events or size >= self.max_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    backlog: int
+    bytes: int
+    oldest_ts: datetime | None
+    cap: OutboxCap
+    at_cap: bool
+    dropped: Mapping[str, int]
+    """Envelopes dropped or refused since the edge started, by type."""
+
+    def age_seconds(self, now: datetime) -> float:
+        return 0.0 if self.oldest_ts is None else max(0.0, (now - self.oldest_ts).total_seconds())
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "backlog": self.backlog, "backlog_bytes": self.bytes,
+            "oldest_at": _iso(self.oldest_ts), "oldest_age_s": round(self.age_seconds(now), 3),
+            "at_cap": self.at_cap,
+            "cap": {"max_events": self.cap.max_events, "max_bytes": self.cap.max_bytes, "policy": self.cap.policy},
+            "dropped": dict(self.dropped), "dropped_total": sum(self.dropped.values()),
+        }
+
+
 # --- the units of work ------------------------------------------------------------------
 
+_LIVE_JOIN = "LEFT JOIN connectors c ON c.charger_id = t.charger_id AND c.connector_id = t.connector_id"
+_LIVE_WHERE = "AND NOT (coalesce(c.status IN ('Available', 'Preparing'), 0) AND c.updated_at > t.started_at)"
 _INSERT_OUTBOX = "INSERT INTO outbox (envelope_id, type, body, ts) VALUES (?, ?, ?, ?)"
 _TOUCH_CHARGER = "UPDATE chargers SET last_seen = ? WHERE id = ?"
 _UPSERT_CONNECTOR = """INSERT INTO connectors (charger_id, connector_id, status, error_code, info, updated_at)
@@ -309,11 +391,35 @@ _UPSERT_CONNECTOR = """INSERT INTO connectors (charger_id, connector_id, status,
        error_code = excluded.error_code, info = excluded.info, updated_at = excluded.updated_at"""
 
 
+class _EnvelopeIds:
+    """Random (version 4) UUIDs as text, like ``str(uuid.uuid4())``, from the OS's random source 4 KiB
+    at a time: one getrandom call per 256 envelopes instead of one each (a system call on every
+    charger message, and a chance for the database thread to take the GIL)."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._next = 0
+
+    def __call__(self) -> str:
+        at = self._next
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(4096), 0
+        self._next = at + 16
+        raw = bytearray(self._pool[at:at + 16])
+        raw[6] = raw[6] & 0x0F | 0x40  # version 4
+        raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+        text = raw.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_envelope_id = _EnvelopeIds()
+
+
 def _outbox_row(body: UplinkBody, ts: datetime | None) -> tuple[str, str, str, str | None]:
     category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
     dump_json = getattr(body, "model_dump_json", None)
     text = dump_json() if dump_json is not None else json.dumps(body.model_dump(mode="json"))
-    return (str(uuid.uuid4()), body.TYPE, text, _iso(ts or datetime.now(UTC)))
+    return (_envelope_id(), body.TYPE, text, _iso(ts or datetime.now(UTC)))
 
 
 class StoreWrites:
@@ -324,17 +430,25 @@ class StoreWrites:
     in order within each statement, is the same as running them one after another.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: frozenset[str] = _NOTHING) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.counted: list[tuple[str, tuple[Any, ...]]] = []
         """Statements whose changed-row count the caller wants (run one by one)."""
         self.changed = 0
         self.emitted = 0
+        self.emitted_bytes = 0
+        self._refuse = refuse
+        self.refused: list[str] = []
 
     async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> None:
-        """Queue an uplink envelope; it exists only if the unit commits."""
-        self.statements.append((_INSERT_OUTBOX, _outbox_row(body, ts)))
+        """Queue an uplink envelope; it exists only if the unit commits (and the cap lets it in)."""
+        if body.TYPE in self._refuse:
+            self.refused.append(body.TYPE)
+            return
+        row = _outbox_row(body, ts)
+        self.statements.append((_INSERT_OUTBOX, row))
         self.emitted += 1
+        self.emitted_bytes += row_bytes(row[1], row[2])
 
     async def touch_charger(self, charger_id: str, now: datetime) -> None:
         self.statements.append((_TOUCH_CHARGER, (_iso(now), charger_id)))
@@ -351,9 +465,12 @@ class StoreWrites:
 class StoreTransaction:
     """The statements of one SQLite transaction. Obtain it from :meth:`Store.transaction`."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, refuse: frozenset[str] = _NOTHING) -> None:
         self._db = db
         self.emitted = 0
+        self.emitted_bytes = 0
+        self._refuse = refuse
+        self.refused: list[str] = []
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = list(await self._db.execute_fetchall(sql, params))
@@ -375,11 +492,27 @@ class StoreTransaction:
 
     # outbox
 
-    async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> int:
-        """Queue an uplink envelope; it exists only if this transaction commits. Returns its seq."""
-        seq = await self._insert(_INSERT_OUTBOX, _outbox_row(body, ts))
+    async def emit(self, body: UplinkBody, *, ts: datetime | None = None) -> int | None:
+        """Queue an uplink envelope; it exists only if this transaction commits. Returns its seq, or
+        None when the outbox is at its cap under ``refuse_new`` and the body is telemetry."""
+        if body.TYPE in self._refuse:
+            self.refused.append(body.TYPE)
+            return None
+        row = _outbox_row(body, ts)
+        seq = await self._insert(_INSERT_OUTBOX, row)
         self.emitted += 1
+        self.emitted_bytes += row_bytes(row[1], row[2])
         return seq
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
+
+    async def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            await self._run("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            await self._set_meta(key, value)
 
     # meta
 
@@ -535,6 +668,14 @@ class StoreTransaction:
             (charger_id, connector_id, status, error_code, info, _iso(at)),
         )
 
+    async def connector_counts(self) -> dict[str, int]:
+        """Each accepted charger's highest connector id reported (0: none reported yet)."""
+        rows = await self._all(
+            """SELECT c.id AS id, coalesce(max(k.connector_id), 0) AS n FROM chargers c
+               LEFT JOIN connectors k ON k.charger_id = c.id
+               WHERE c.registration_status = 'Accepted' GROUP BY c.id""")
+        return {row["id"]: int(row["n"]) for row in rows}
+
     async def connectors(self, charger_id: str) -> list[ConnectorRecord]:
         rows = await self._all("SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id",
                                (charger_id,))
@@ -581,9 +722,21 @@ class StoreTransaction:
         row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
         return None if row is None else _transaction(row)
 
-    async def active_transactions_of(self, id_tag: str) -> list[TransactionRecord]:
-        rows = await self._all("SELECT * FROM transactions WHERE id_tag = ? AND state = 'active' ORDER BY id",
+    async def active_transactions_of(self, id_tag: str, *, live: bool = False) -> list[TransactionRecord]:
+        """The idTag's transactions not stopped; ``live``: without the ghosts (see :meth:`live_transactions`)."""
+        rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN if live else ''} "
+                               f"WHERE t.id_tag = ? AND t.state = 'active' {_LIVE_WHERE if live else ''} ORDER BY t.id",
                                (id_tag,))
+        return [_transaction(r) for r in rows]
+
+    async def live_transactions(self) -> list[TransactionRecord]:
+        """Transactions in progress, without the ghosts: a transaction whose connector reported
+        Available or Preparing after it started has ended at the charger (a connector with a
+        transaction is Charging, Suspended… or Finishing, OCPP 1.6 §4.9), even if its
+        StopTransaction never came. It stays active in the store, so a late stop is still billed;
+        it no longer takes a share of the site limit nor blocks its idTag (ConcurrentTx)."""
+        rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN} WHERE t.state = 'active' {_LIVE_WHERE} "
+                               "ORDER BY t.id")
         return [_transaction(r) for r in rows]
 
     async def transactions(self, *, charger_id: str | None = None, state: str | None = None,
@@ -654,18 +807,30 @@ class StoreTransaction:
 class Store:
     """The edge database. ``async with await Store.open(path) as store`` or ``open``/``close``."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, cap: OutboxCap | None = None) -> None:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
         self._backlog = 0
+        self._bytes = 0
+        self.cap = cap or OutboxCap()
+        self._refuse: frozenset[str] = _NOTHING
+        """Types new units skip: DROPPABLE_TYPES while at the cap under refuse_new."""
+        self._sizes: dict[int, int] = {}
+        """Bytes of the rows handed to the uplink and not yet deleted, by seq."""
+        self._oldest_ts: datetime | None = None
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Envelopes dropped or refused at the cap since start, by type."""
+        self._unreported: collections.Counter[str] = collections.Counter()
+        self._last_report = 0.0
+        self._maintenance = asyncio.Event()
         self.outbox_changed = asyncio.Event()
         """Set after a commit that added outbox rows; the uplink's drainer waits on it."""
         self._queued: list[tuple[StoreWrites, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, *, cap: OutboxCap | None = None) -> Store:
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions; Store.transaction issues BEGIN itself.
         db = await aiosqlite.connect(path, isolation_level=None)
@@ -678,9 +843,8 @@ class Store:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
             await migrate(db, path)
-            store = cls(db, path)
-            store._backlog = int(await _scalar(db, "SELECT count(*) FROM outbox"))
-            OUTBOX_BACKLOG.set(store._backlog)
+            store = cls(db, path, cap)
+            await store._count_outbox()
         except BaseException:
             await db.close()
             raise
@@ -703,7 +867,7 @@ class Store:
     async def transaction(self) -> AsyncIterator[StoreTransaction]:
         """One atomic unit of work: commits on success, rolls back on any exception."""
         async with self._lock:
-            tx = StoreTransaction(self._db)
+            tx = StoreTransaction(self._db, self._refuse)
             committing = False
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
@@ -720,10 +884,8 @@ class Store:
             finally:
                 # Wake the drainer even when the COMMIT await was cancelled (the COMMIT may still
                 # have run); a spurious wake-up costs one empty query.
-                if tx.emitted and committing:
-                    self._backlog += tx.emitted
-                    OUTBOX_BACKLOG.set(self._backlog)
-                    self.outbox_changed.set()
+                if committing:
+                    self._added(tx.emitted, tx.emitted_bytes, tx.refused)
 
     @asynccontextmanager
     async def writes(self) -> AsyncIterator[StoreWrites]:
@@ -731,10 +893,12 @@ class Store:
 
         Returns once its transaction committed; a body that raises queues nothing.
         """
-        unit = StoreWrites()
+        unit = StoreWrites(self._refuse)
         yield unit
         if unit.statements or unit.counted:
             await self._commit_grouped(unit)
+        elif unit.refused:
+            self._added(0, 0, unit.refused)
 
     async def _commit_grouped(self, unit: StoreWrites) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -780,11 +944,8 @@ class Store:
         async with self._lock:
             # aiosqlite's own queue to its thread: statements stay in order with every other one.
             await self._db._execute(_commit_sync, self._db._conn, units)
-            emitted = sum(unit.emitted for unit in units)
-            if emitted:
-                self._backlog += emitted
-                OUTBOX_BACKLOG.set(self._backlog)
-                self.outbox_changed.set()
+            for unit in units:
+                self._added(unit.emitted, unit.emitted_bytes, unit.refused)
 
     # outbox, for the uplink
 
@@ -792,14 +953,73 @@ class Store:
     def outbox_backlog(self) -> int:
         return self._backlog
 
+    @property
+    def outbox_bytes(self) -> int:
+        """Estimated bytes of the rows waiting (type + body + :data:`ROW_OVERHEAD_BYTES` each)."""
+        return self._bytes
+
+    def outbox_status(self) -> OutboxStatus:
+        return OutboxStatus(backlog=self._backlog, bytes=self._bytes, oldest_ts=self._oldest_ts, cap=self.cap,
+                            at_cap=self.cap.reached(self._backlog, self._bytes), dropped=dict(self.dropped))
+
+    def _added(self, emitted: int, emitted_bytes: int, refused: Sequence[str]) -> None:
+        """Book a commit's outbox rows (and the rows the cap refused)."""
+        if emitted:
+            if self._backlog == 0 and self._oldest_ts is None:
+                self._oldest_ts = datetime.now(UTC)
+            self._backlog += emitted
+            self._bytes += emitted_bytes
+            OUTBOX_BACKLOG.set(self._backlog)
+            OUTBOX_BYTES.set(self._bytes)
+            self.outbox_changed.set()
+        if refused:
+            for type_ in refused:
+                OUTBOX_DROPPED.labels(type=type_, policy=self.cap.policy).inc()
+            self.dropped.update(refused)
+            self._unreported.update(refused)
+            self._maintenance.set()
+        self._check_cap()
+
+    def _check_cap(self) -> None:
+        at_cap = self.cap.reached(self._backlog, self._bytes)
+        OUTBOX_AT_CAP.set(int(at_cap))
+        if self.cap.policy == "refuse_new":
+            refuse = _DROPPABLE if at_cap else _NOTHING
+            if refuse is not self._refuse:
+                self._refuse = refuse
+                log.warning("outbox.at_cap" if at_cap else "outbox.below_cap", policy=self.cap.policy,
+                            backlog=self._backlog, backlog_bytes=self._bytes)
+                self._maintenance.set()  # report what was refused once the cap is left
+        elif at_cap:
+            self._maintenance.set()
+
+    async def _count_outbox(self) -> None:
+        """Recount the outbox from the table (at open, and now and then against drift)."""
+        async with self._lock:
+            rows = list(await self._db.execute_fetchall(
+                "SELECT count(*), total(length(type) + length(body)) FROM outbox"))
+            oldest = list(await self._db.execute_fetchall("SELECT ts FROM outbox ORDER BY seq LIMIT 1"))
+        count, size = rows[0][0], rows[0][1]
+        self._backlog = int(count)
+        self._bytes = int(size) + self._backlog * ROW_OVERHEAD_BYTES
+        self._oldest_ts = datetime.fromisoformat(oldest[0][0]) if oldest else None
+        OUTBOX_BACKLOG.set(self._backlog)
+        OUTBOX_BYTES.set(self._bytes)
+        self._check_cap()
+
     async def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
         # One statement, so no BEGIN/COMMIT: one trip to the database thread. The lock keeps it out
         # of another coroutine's open transaction (same connection: it would see rows that may still
         # roll back) and after a commit in flight.
         async with self._lock:
             rows = list(await self._db.execute_fetchall("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,)))
-        return [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
-                          body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
+        for r in rows:
+            self._sizes[r["seq"]] = row_bytes(r["type"], r["body"])
+        batch = [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
+                           body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
+        if batch:
+            self._oldest_ts = batch[0].ts
+        return batch
 
     async def delete_outbox(self, seqs: Iterable[int]) -> int:
         """Forget rows the broker acknowledged."""
@@ -810,9 +1030,122 @@ class Store:
         async with self.writes() as unit:
             unit.delete_outbox(seqs)
         deleted = unit.changed
-        self._backlog = max(0, self._backlog - deleted)
-        OUTBOX_BACKLOG.set(self._backlog)
+        freed = sum(self._sizes.pop(seq, 0) for seq in seqs)
+        self._forget(deleted, freed)
         return deleted
+
+    def _forget(self, deleted: int, freed: int) -> None:
+        self._backlog = max(0, self._backlog - deleted)
+        self._bytes = max(0, self._bytes - freed) if self._backlog else 0
+        if self._backlog == 0:
+            self._oldest_ts = None
+        OUTBOX_BACKLOG.set(self._backlog)
+        OUTBOX_BYTES.set(self._bytes)
+        self._check_cap()
+
+    # the outbox's upkeep: the cap, the drop reports, the age gauge
+
+    async def maintain(self, *, interval: float = 1.0, recount_every: float = 60.0,
+                       history_days: float = HISTORY_DAYS) -> None:
+        """Runs until cancelled: enforces the cap, reports drops, keeps the backlog-age gauge, and
+        once an hour forgets charger notifications, calls and handled commands older than
+        ``history_days``."""
+        last_recount = time.monotonic()
+        last_prune = 0.0
+        while True:
+            self._maintenance.clear()
+            try:
+                if time.monotonic() - last_prune >= 3600:
+                    last_prune = time.monotonic()
+                    await self.prune_history(datetime.now(UTC) - timedelta(days=history_days))
+                if time.monotonic() - last_recount >= recount_every:
+                    await self._count_outbox()
+                    last_recount = time.monotonic()
+                await self.enforce_cap()
+                await self._report_drops()
+                if self._backlog and self._oldest_ts is None:
+                    await self._count_outbox()
+                OUTBOX_OLDEST_AGE.set(self.outbox_status().age_seconds(datetime.now(UTC)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a busy disk must not stop the upkeep for good
+                log.warning("outbox.maintenance_failed", error=repr(exc))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._maintenance.wait(), interval)
+
+    async def prune_history(self, before: datetime) -> int:
+        """Forget the site's own history older than ``before``: charger notifications, the CALLs sent
+        to chargers, handled cloud commands. Sessions are kept (they recognise repeated starts)."""
+        cutoff = _iso(before)
+        async with self.transaction() as tx:
+            deleted = await tx._run("DELETE FROM charger_events WHERE received_at < ?", (cutoff,))
+            deleted += await tx._run("DELETE FROM charger_calls WHERE sent_at < ?", (cutoff,))
+            deleted += await tx._run("DELETE FROM handled_commands WHERE handled_at < ?", (cutoff,))
+        if deleted:
+            log.info("store.history_pruned", rows=deleted, before=cutoff)
+        return deleted
+
+    async def enforce_cap(self) -> int:
+        """Under drop_oldest_telemetry, drop the oldest telemetry until the outbox is at
+        :data:`DROP_TO` of its cap; queue a ``site.outbox_dropped``. Returns how many were dropped."""
+        cap = self.cap
+        if cap.policy != "drop_oldest_telemetry" or not cap.reached(self._backlog, self._bytes):
+            return 0
+        target_events, target_bytes = int(cap.max_events * DROP_TO), int(cap.max_bytes * DROP_TO)
+        dropped: collections.Counter[str] = collections.Counter()
+        seqs: list[int] = []
+        freed = 0
+        async with self.transaction() as tx:
+            for type_ in DROPPABLE_TYPES:
+                while True:
+                    backlog, size = self._backlog - len(seqs), self._bytes - freed
+                    if backlog <= target_events and size <= target_bytes:
+                        break
+                    average = max(1, size // max(1, backlog))
+                    want = max(backlog - target_events, -(-(size - target_bytes) // average), 1)
+                    rows = await tx._all(
+                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE type = ? ORDER BY seq LIMIT ?)"
+                        " RETURNING seq, length(type) + length(body)", (type_, min(want, 10_000)))
+                    if not rows:
+                        break
+                    for row in rows:
+                        seqs.append(row[0])
+                        freed += row[1] + ROW_OVERHEAD_BYTES
+                        self._sizes.pop(row[0], None)
+                    dropped[type_] += len(rows)
+            if not seqs:
+                log.error("outbox.over_cap_nothing_to_drop", backlog=self._backlog, backlog_bytes=self._bytes,
+                          hint="only session and charger records are waiting; they are never dropped")
+                return 0
+            await tx.emit(OutboxDropped(
+                policy="drop_oldest_telemetry", dropped=len(seqs), by_type=dict(dropped), first_seq=min(seqs),
+                last_seq=max(seqs), backlog=self._backlog - len(seqs), backlog_bytes=self._bytes - freed,
+                at=datetime.now(UTC)))
+        self._forget(len(seqs), freed)
+        self._oldest_ts = None  # the oldest row may be gone; the next batch or recount finds it
+        await self._count_outbox()
+        for type_, count in dropped.items():
+            OUTBOX_DROPPED.labels(type=type_, policy=cap.policy).inc(count)
+        self.dropped.update(dropped)
+        log.warning("outbox.dropped_oldest_telemetry", dropped=len(seqs), by_type=dict(dropped),
+                    first_seq=min(seqs), last_seq=max(seqs), backlog=self._backlog, backlog_bytes=self._bytes)
+        return len(seqs)
+
+    async def _report_drops(self) -> None:
+        """Under refuse_new, report what was refused: when the cap is left, and every REPORT_EVERY s."""
+        if not self._unreported:
+            return
+        now = time.monotonic()
+        if self._refuse and now - self._last_report < REPORT_EVERY:
+            return
+        refused, self._unreported = self._unreported, collections.Counter()
+        self._last_report = now
+        async with self.transaction() as tx:
+            await tx.emit(OutboxDropped(
+                policy="refuse_new", dropped=sum(refused.values()), by_type=dict(refused), backlog=self._backlog,
+                backlog_bytes=self._bytes, at=datetime.now(UTC)))
+        log.warning("outbox.refused_new_telemetry", refused=sum(refused.values()), by_type=dict(refused),
+                    backlog=self._backlog, backlog_bytes=self._bytes)
 
     # conveniences for callers that need one read or one write
 

@@ -20,20 +20,26 @@ A lost connection is retried with jittered exponential back-off (:class:`Backoff
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.metrics import MQTT_CONNECTED, OUTBOX_PUBLISHED
 from edge.site import Site
 from edge.store import OutboxRow
 from mqtt.client import ack, enable_manual_ack
-from mqtt.envelope import Envelope, MalformedMessage, decode_command, parse_body
+from mqtt.envelope import MalformedMessage, decode_command, envelope_bytes
 from mqtt.payloads import CommandStatus
 from mqtt.topics import QOS, RETAINED_TYPES, Topics
 
@@ -41,6 +47,9 @@ log = structlog.get_logger(__name__)
 
 STABLE_AFTER = 10.0
 """Seconds a connection must last before the reconnect back-off starts over."""
+
+_CHUNK = 256
+"""Outbox rows published per turn of the event loop (a window is published in chunks)."""
 
 
 class Backoff:
@@ -65,7 +74,7 @@ class Uplink:
 
     def __init__(self, site: Site, *, site_id: str, host: str, port: int, topic_root: str = "evpark",
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 edge_version: str = "0", keepalive: int = 30, window: int = 256,
+                 edge_version: str = "0", keepalive: int = 30, window: int = 1024,
                  backoff: Backoff | None = None) -> None:
         self._site = site
         self._store = site.store
@@ -82,6 +91,7 @@ class Uplink:
         self._window = window
         self._backoff = backoff or Backoff()
         self._connected_at: float | None = None
+        self._routes: dict[str, tuple[str, bool]] = {}
         self.connected = asyncio.Event()
         """Set while connected and subscribed; tests and health checks may wait on it."""
 
@@ -111,8 +121,10 @@ class Uplink:
             self._host, self._port, identifier=self.client_id, clean_session=False,
             username=self._username, password=self._password, tls_context=tls_context,
             keepalive=self._keepalive,
+            # No paho limit: the relay's window bounds what is in flight. paho's default (20) would queue
+            # the rest of a window, and rescan that queue at every PUBACK.
+            max_inflight_messages=0,
         )
-        client.pending_calls_threshold = self._window + 8  # our publish window is intended
         enable_manual_ack(client)
         async with client:
             self._connected_at = asyncio.get_running_loop().time()
@@ -130,6 +142,7 @@ class Uplink:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         wakeup = self._store.outbox_changed
+        pubacks = _Pubacks(client)
         while True:
             wakeup.clear()  # before reading: a commit after this point sets it again
             rows = await self._store.outbox_batch(self._window)
@@ -138,26 +151,56 @@ class Uplink:
                 continue
             # Publish a window of rows back to back (paho sends them in call order on one TCP
             # connection) and wait for all PUBACKs; forget only the acknowledged ones.
-            results = await asyncio.gather(*(self._publish(client, row) for row in rows), return_exceptions=True)
-            acked = [row.seq for row, result in zip(rows, results, strict=True) if result is None]
+            acked, error = await self._publish(client, pubacks, rows)
             await self._store.delete_outbox(acked)
             OUTBOX_PUBLISHED.inc(len(acked))
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            if error is not None:
+                raise error
 
-    async def _publish(self, client: aiomqtt.Client, row: OutboxRow) -> None:
+    async def _publish(self, client: aiomqtt.Client, pubacks: _Pubacks,
+                       rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
+        """Publish ``rows`` in order with QoS 1; the seqs the broker acknowledged, and the first error.
+
+        The envelope is written from the stored body as it is (:func:`mqtt.envelope.envelope_bytes`): its
+        body model validated it when the row was written, and a row that a later contract would refuse
+        still goes out, for the cloud to park, rather than wedge the outbox.
+        """
+        window = pubacks.open()
+        error: BaseException | None = None
+        paho = client._client
+        for start in range(0, len(rows), _CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let the chargers' messages (and the first PUBACKs) in
+            for row in rows[start:start + _CHUNK]:
+                try:
+                    topic, retain = self._route(row.type)
+                    payload = envelope_bytes(self.site_id, row.seq, row.type, row.body, id=row.envelope_id,
+                                             ts=row.ts)
+                    info = paho.publish(topic, payload, QOS, retain)
+                except Exception as exc:  # a row that cannot be sent: the ones before it still count
+                    error = exc
+                    break
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    error = aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                    break
+                window.expect(info.mid, row.seq)
+            _quick_ack(paho)
+            if error is not None:  # what was published before the failed row still counts
+                break
         try:
-            envelope = Envelope.wrap(self.site_id, row.seq, parse_body(row.type, row.body), id=row.envelope_id,
-                                     ts=row.ts)
-        except MalformedMessage as exc:
-            # The body was valid when it was written; a contract change since must not wedge the
-            # outbox. Send it as it is and let the cloud park it.
-            log.error("outbox.row_no_longer_valid", seq=row.seq, type=row.type, error=str(exc))
-            envelope = Envelope(id=row.envelope_id, site_id=self.site_id, seq=row.seq, ts=row.ts, type=row.type,
-                                body=row.body)
-        await client.publish(self._topics.up_for_type(self.site_id, row.type), envelope.to_bytes(), qos=QOS,
-                             retain=row.type in RETAINED_TYPES)
+            async with asyncio.timeout(client.timeout):
+                await window.all_acknowledged()
+        except TimeoutError:
+            error = error or aiomqtt.MqttError("Operation timed out")
+        return window.acked, error
+
+    def _route(self, message_type: str) -> tuple[str, bool]:
+        """The topic and retain flag of an envelope type (cached: one per type, not per row)."""
+        route = self._routes.get(message_type)
+        if route is None:
+            route = self._routes[message_type] = (self._topics.up_for_type(self.site_id, message_type),
+                                                  message_type in RETAINED_TYPES)
+        return route
 
     # --- cloud → edge -------------------------------------------------------------------
 
@@ -190,6 +233,78 @@ class Uplink:
         except Exception as exc:
             log.exception("command.failed", command_id=str(command.id), command_type=command.type)
             await self._site.answer_command(command.id, command.type, CommandStatus.FAILED, f"failed: {exc!r}")
+
+
+def _quick_ack(paho: mqtt.Client) -> None:
+    """Have the broker's PUBACKs for this window acknowledged at once.
+
+    A broker that leaves Nagle on (Mosquitto without ``set_tcp_nodelay``) holds back every PUBACK
+    after the first until that one is ACKed, which our kernel delays by up to 40 ms when it has
+    nothing to send: quick-ACK mode, re-armed for every window, avoids that stall. (Writing paho's
+    queue from here, instead of leaving it to aiomqtt's writer callback, was tried and stalled
+    deliveries for seconds after a broker restart: aiomqtt owns the socket's writes.)
+    """
+    sock = paho.socket()
+    if _TCP_QUICKACK is not None and isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class _Window:
+    """The PUBACKs of one window of relay publishes."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, int] = {}  # paho message id -> outbox seq
+        self.acked: list[int] = []
+        self._done: asyncio.Future[None] | None = None
+
+    def expect(self, mid: int, seq: int) -> None:
+        self.waiting[mid] = seq
+
+    def acknowledged(self, mid: int, ok: bool) -> bool:
+        """Record the broker's answer to ``mid``; False when it is not one of this window's."""
+        seq = self.waiting.pop(mid, None)
+        if seq is None:
+            return False
+        if ok:
+            self.acked.append(seq)
+        if not self.waiting and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+        return True
+
+    async def all_acknowledged(self) -> None:
+        if self.waiting:
+            self._done = asyncio.get_running_loop().create_future()
+            await self._done
+
+
+class _Pubacks:
+    """Hands the relay's PUBACKs to its open :class:`_Window`, straight from paho's on_publish.
+
+    aiomqtt's ``publish`` costs a task, an Event, a ``wait_for`` and a scan of every pending call per
+    message, and the relay waits for hundreds at a time; it publishes on the paho client underneath
+    instead (as :mod:`mqtt.client` does for manual acks). PUBACKs of any other publish still reach
+    aiomqtt's own callback. paho calls on_publish from ``loop_read``, which aiomqtt runs on the event loop.
+    """
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._paho = client._client
+        self._aiomqtt_on_publish: Callable[..., object] | None = self._paho.on_publish
+        self._window = _Window()
+        self._paho.on_publish = self._on_publish
+
+    def open(self) -> _Window:
+        self._window = _Window()
+        return self._window
+
+    def _on_publish(self, paho: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                    properties: Properties) -> None:
+        # A failure reason code exists in MQTT 5 only; such a row stays in the outbox.
+        if not self._window.acknowledged(mid, not reason_code.is_failure) and self._aiomqtt_on_publish is not None:
+            self._aiomqtt_on_publish(paho, userdata, mid, reason_code, properties)
 
 
 def _readable_id(payload: bytes | str) -> tuple[uuid.UUID | None, str]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from mqtt.payloads import COMMAND_BODIES, UPLINK_BODIES, CommandStatus, UtcDatetime, _Body
 from mqtt.topics import validate_site_id
@@ -41,6 +42,25 @@ class Envelope(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+def envelope_bytes(site_id: str, seq: int, message_type: str, body: Mapping[str, Any], *, id: uuid.UUID,
+                   ts: datetime) -> bytes:
+    """``Envelope(id=id, site_id=site_id, seq=seq, ts=ts, type=message_type, body=body).to_bytes()``, byte
+    for byte, without building the model (the relay's hot path: one call per outbox row).
+
+    ``body`` must already be the JSON form of its type (an outbox row: its body model validated it when
+    the row was written), with string keys. The envelope's own fields are checked as the model checks
+    them; ValueError if one is wrong.
+    """
+    if type(seq) is not int or seq < 1:
+        raise ValueError(f"envelope seq must be an integer >= 1, not {seq!r}")
+    if ts.utcoffset() is None:
+        raise ValueError("envelope ts must carry a UTC offset")
+    validate_site_id(site_id)
+    # pydantic-core's serializer is the one model_dump_json uses: same separators, escaping, float,
+    # datetime and UUID forms, and the fields in the model's order.
+    return to_json({"id": id, "site_id": site_id, "seq": seq, "ts": ts, "type": message_type, "body": body})
 
 
 class CommandResult(BaseModel):

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 def _utc(value: datetime) -> datetime:
@@ -161,6 +161,42 @@ class BayOccupancy(_Body):
     changed_at: UtcDatetime
 
 
+class BayUsage(_Body):
+    """How a bay served by a charger is used; sent when it changes (the cloud bills idle and overstay).
+
+    ``charging``: occupied and its connector has a session in progress. ``idle``: occupied and no
+    session has started since the car arrived. ``overstay``: occupied after the session on its
+    connector ended. ``free`` / ``unknown``: as the bay's occupancy. ``since`` is when this state
+    began (the car's arrival for ``idle``, the session's end for ``overstay``).
+    """
+
+    TYPE: ClassVar[str] = "bay.usage"
+    bay_id: str
+    charger_id: str
+    connector_id: int = Field(ge=1)
+    state: Literal["free", "charging", "idle", "overstay", "unknown"]
+    since: UtcDatetime
+    transaction_id: int | None = Field(default=None, description="the session in progress, or the one that ended")
+
+
+class OutboxDropped(_Body):
+    """The site's offline outbox reached its cap and events were dropped or refused (``at_cap``).
+
+    Sent once per drop; the seqs of the dropped envelopes never arrive. Session and charger
+    records are never dropped, only meter samples and bay changes.
+    """
+
+    TYPE: ClassVar[str] = "site.outbox_dropped"
+    policy: Literal["drop_oldest_telemetry", "refuse_new"]
+    dropped: int = Field(ge=1)
+    by_type: dict[str, int]
+    first_seq: int | None = Field(default=None, description="lowest dropped seq (drop_oldest_telemetry)")
+    last_seq: int | None = None
+    backlog: int = Field(ge=0, description="envelopes still waiting after the drop")
+    backlog_bytes: int = Field(ge=0)
+    at: UtcDatetime
+
+
 class InventoryBay(_Body):
     bay_id: str = Field(min_length=1, max_length=64)
     type: Literal["ev", "regular", "accessible"]
@@ -170,7 +206,7 @@ class InventoryBay(_Body):
 
 class InventoryCharger(_Body):
     charger_id: str = Field(min_length=1, max_length=64)
-    connectors: int = Field(ge=0, description="connectors the charger reported (0: not seen yet)")
+    connectors: int = Field(ge=0, description="highest connector id the charger reported or a bay names (0: none)")
     max_power_w: int | None = Field(default=None, ge=0)
 
 
@@ -180,6 +216,10 @@ class SiteInventory(_Body):
     TYPE: ClassVar[str] = "site.inventory"
     bays: list[InventoryBay]
     chargers: list[InventoryCharger]
+    power_limit_a: float | None = Field(default=None, ge=0,
+                                        description="the site limit load management shares, amps per phase")
+    phases: int | None = Field(default=None, ge=1, le=3)
+    voltage: float | None = Field(default=None, gt=0)
 
 
 # --- downlink bodies (cloud → edge) -----------------------------------------------------
@@ -204,6 +244,25 @@ class AuthListUpdate(_Body):
     since_version: int = Field(default=0, ge=0)
     full: bool = False
     entries: list[AuthListEntry]
+
+
+class SetPowerLimit(_Body):
+    """Change the site limit that load management shares (amps per phase or watts, one of them).
+
+    Kept by the edge across restarts until changed again (or until the site file's own limit is
+    edited); answered ``rejected`` when the site has no ``[power]`` table. 0, or anything below the
+    minimum current, pauses every session. ``data.limit_a`` is the limit applied, amps per phase.
+    """
+
+    TYPE: ClassVar[str] = "site.set_power_limit"
+    limit_a: float | None = Field(default=None, ge=0, le=10_000)
+    limit_w: float | None = Field(default=None, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> SetPowerLimit:
+        if (self.limit_a is None) == (self.limit_w is None):
+            raise ValueError("give exactly one of limit_a (amps per phase) or limit_w (watts)")
+        return self
 
 
 # Charger commands: the edge sends the OCPP 1.6 CALL named in each docstring to the charger and
@@ -298,11 +357,11 @@ UPLINK_BODIES: dict[str, type[_Body]] = {
     model.TYPE: model
     for model in (SiteHello, ChargerBoot, ChargerStatus, ChargerConnection, ChargerNotification, ChargerCall,
                   SessionStarted,
-                  SessionMeter, SessionStopped, BayOccupancy, SiteInventory)
+                  SessionMeter, SessionStopped, BayOccupancy, BayUsage, SiteInventory, OutboxDropped)
 }
 CHARGER_COMMANDS: tuple[type[_ChargerCommand], ...] = (
     RemoteStart, RemoteStop, Reserve, CancelReservation, ChangeAvailability, Reset, UnlockConnector,
     SetChargingProfile, ClearChargingProfile, AcceptCharger,
 )
-COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate}
+COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate, SetPowerLimit.TYPE: SetPowerLimit}
 COMMAND_BODIES.update({model.TYPE: model for model in CHARGER_COMMANDS})

@@ -8,9 +8,9 @@ other's messages)::
     <root>/sites/<site_id>/up/site/inventory  retained
     <root>/sites/<site_id>/down/command       cloud → edge, commands (QoS 1)
 
-Categories: ``site`` (hello, inventory), ``charger`` (boot, status, connection, notification,
-call), ``session`` (started, meter, stopped), ``bay`` (occupancy), ``result`` (command
-results). The category is the part of the envelope ``type`` before the first dot, so a
+Categories: ``site`` (hello, inventory, outbox_dropped), ``charger`` (boot, status, connection,
+notification, call), ``session`` (started, meter, stopped), ``bay`` (occupancy, usage),
+``result`` (command results). The category is the part of the envelope ``type`` before the first dot, so a
 subscriber picks what it consumes by topic and the ACL can stay ``<root>/sites/<site_id>/#``
 per site.
 """

@@ -99,7 +99,8 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["x-forwarded-for"] = request.client.host if request.client else ""
         upstream_request = client.build_request(
-            request.method, f"{base}/{prefix}/{path}", params=request.query_params, headers=headers,
+            # the raw query string: a repeated parameter (?usage=idle&usage=overstay) keeps every value
+            request.method, f"{base}/{prefix}/{path}", params=request.url.query, headers=headers,
             content=await request.body())
         try:
             upstream = await client.send(upstream_request, stream=True)

@@ -21,9 +21,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
         service = ParkingService(platform.outbox, platform.cache)
-        link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox, categories=["bay", "site"],
-                                      handler=service.record_site_message)
+        link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
+                                      categories=["bay", "site", "result"], handler=service.record_site_message)
+        platform.start_task(service.run_power_limit_sync(link), "power-limit-sync")
         return service, link
 
     return service_app(SERVICE, settings, migrations=MIGRATIONS, wire=wire, router=router, bus=bus, cache=cache,
-                       description="Parking bays and their occupancy, reported by the sites' sensors.")
+                       description="Parking bays, their occupancy and charger usage as the sites report "
+                                   "them; the sites' power limits.")

@@ -138,18 +138,26 @@ class VehicleService:
                 continue
             update = await self._update_for(site.synced_version, current)
             command = Command.new(site.site_id, update, ttl=COMMAND_TTL, now=now)
+            # Stored before it is sent: a site answers within milliseconds, and its result must
+            # find the command pending (else it is ignored and the site waits RESEND_AFTER).
+            await self._set_pending(site.site_id, command.id, current, now)
             try:
                 await sender.send_command(command)
             except NotConnected:
+                await self._set_pending(site.site_id, None, None, None, only_if=command.id)
                 return sent
-            async with self._outbox.transaction() as tx:
-                stored = await tx.session.get(Site, site.site_id)
-                if stored is not None:
-                    stored.pending_command_id = str(command.id)
-                    stored.pending_version = current
-                    stored.pending_sent_at = now
             sent += 1
         return sent
+
+    async def _set_pending(self, site_id: str, command_id: uuid.UUID | None, version: int | None,
+                           sent_at: datetime | None, *, only_if: uuid.UUID | None = None) -> None:
+        async with self._outbox.transaction() as tx:
+            stored = await tx.session.get(Site, site_id)
+            if stored is None or (only_if is not None and stored.pending_command_id != str(only_if)):
+                return
+            stored.pending_command_id = None if command_id is None else str(command_id)
+            stored.pending_version = version
+            stored.pending_sent_at = sent_at
 
     async def run_sync(self, sender: CommandSender, *, interval: float = 5.0) -> None:
         while True:

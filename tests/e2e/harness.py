@@ -111,9 +111,10 @@ class LibCharger(ChargePoint):
 
 
 @contextlib.asynccontextmanager
-async def connect_charger(ocpp_url: str, charger_id: str) -> Any:
+async def connect_charger(ocpp_url: str, charger_id: str, kind: type[ChargePoint] = LibCharger) -> Any:
+    """An ``ocpp``-library charger (``kind``, a ChargePoint subclass) connected and answering."""
     async with websockets.connect(f"{ocpp_url}/{charger_id}", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-        charger = LibCharger(charger_id, ws)
+        charger = kind(charger_id, ws)
         task = asyncio.create_task(charger.start())
         try:
             yield charger

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,13 @@ async def outage(tmp_path: Path, outage_s: float) -> None:
                     energies = await asyncio.gather(*drivers)
                     await asyncio.sleep(1.0)  # the last bay changes pass their debounce
                     await asyncio.to_thread(broker.start)  # and comes back
+                    back = time.monotonic()
                 await check(system, recorder, vehicles, energies)
+                caught_up = time.monotonic() - back
+                print(f"\noutage of {outage_s:.0f} s with {CHARGERS} chargers: {sum(map(len, energies))} sessions, "
+                      f"{len(recorder.unique('bay.occupancy'))} bay changes, "
+                      f"{len({e.id for e in recorder.envelopes})} envelopes; the cloud had every session and "
+                      f"bay change {caught_up:.1f} s after the broker returned")
             finally:
                 recording.cancel()
                 await asyncio.gather(recording, return_exceptions=True)
@@ -159,11 +166,14 @@ async def check(system: System, recorder: CloudRecorder, vehicles: list[str], en
     assert total >= CHARGERS, "every charger ran at least one session during the outage"
     async with httpx.AsyncClient(base_url=system.gateway, headers=system.headers, timeout=10) as http:
         counts: list[int] = []
-        for _ in range(60):
+        progress_at, seen = time.monotonic(), -1
+        while time.monotonic() - progress_at < 60:  # the backlog may be long: wait while it moves
             counts = [len((await http.get(f"/charging/history/{v}", params={"limit": 500})).json()["sessions"])
                       for v in vehicles]
             if sum(counts) >= total:
                 break
+            if sum(counts) > seen:
+                progress_at, seen = time.monotonic(), sum(counts)
             await asyncio.sleep(1.0)
         assert sum(counts) == total, f"the cloud shows {sum(counts)} of {total} sessions: {counts}"
         for vehicle, expected in zip(vehicles, energies, strict=True):

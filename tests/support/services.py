@@ -97,7 +97,7 @@ class PrivateMosquitto:
         conf.write_text(
             f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.folder}/\nautosave_interval 1\n"
-            "max_queued_messages 100000\n"
+            "max_queued_messages 1000000\n"  # as mqtt/mosquitto.conf: a backlog is never dropped
         )
         self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)

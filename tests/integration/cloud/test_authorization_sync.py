@@ -13,7 +13,7 @@ from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.outbox import Outbox
 from cloud.vehicles.domain import RegisterVehicle
 from cloud.vehicles.service import VehicleService
-from mqtt import AuthListUpdate, CommandResult, CommandStatus, Envelope, SiteHello, Topics, decode_command
+from mqtt import AuthListUpdate, Command, CommandResult, CommandStatus, Envelope, SiteHello, Topics, decode_command
 from tests.integration.cloud.conftest import migrations_of
 
 
@@ -96,3 +96,35 @@ async def test_a_site_ahead_of_the_registry_is_sent_the_full_list(registry: Vehi
         await site.send(SiteHello(edge_version="test", authlist_version=999))
         _, update = await asyncio.wait_for(site.next_update(), 10)
         assert update.full
+
+
+async def test_a_site_that_answers_before_the_send_returns_is_still_synced(database_url: str) -> None:
+    """A site on a fast link answers within milliseconds: its result must find the command pending."""
+    db = Database(database_url.replace("service.db", "vehicles-fast.db"))
+    await db.connect()
+    await db.migrate(migrations_of("vehicles"))
+    box = Outbox(db)
+    service = VehicleService(box)
+
+    class InstantSite:
+        sent = 0
+
+        async def send_command(self, command: Command) -> None:
+            self.sent += 1
+            result = Envelope.wrap(command.site_id, self.sent, CommandResult(
+                command_id=command.id, command_type=command.type, status=CommandStatus.ACCEPTED))
+            async with box.transaction() as tx:  # handled before send_command returns
+                await service.on_site_message(tx, result)
+
+    try:
+        async with box.transaction() as tx:
+            await service.on_site_message(tx, Envelope.wrap("site-fast", 1, SiteHello(edge_version="t",
+                                                                                      authlist_version=0)))
+        vehicle = await service.register(RegisterVehicle(plate="F1", id_tags=("CARD-F",)))
+        site = InstantSite()
+        assert await service.sync_sites_once(site) == 1
+        assert (await service.get(vehicle["vehicle_id"]))["sites"] == [{"site_id": "site-fast",
+                                                                        "authorization_synced": True}]
+        assert await service.sync_sites_once(site) == 0, "nothing more to send"
+    finally:
+        await db.close()

@@ -110,3 +110,53 @@ async def test_a_malformed_message_is_parked_and_the_next_one_still_handled(
     async with charging_db.session() as session:
         count = await session.scalar(select(func.count()).select_from(parked))
     assert count == 3
+
+
+async def test_a_backlog_is_taken_in_batches_and_one_poison_envelope_holds_nothing_back(
+        charging_db: Database, mosquitto: tuple[str, int], topic_root: str) -> None:
+    """A site's backlog after an outage arrives back to back: every session lands once; an envelope
+    whose handling always fails is parked and the rest of its batch is still handled."""
+    box = Outbox(charging_db)
+    service = ChargingService(box, NoCache())  # type: ignore[arg-type]
+    calls: list[str] = []
+
+    async def handler(tx, envelope: Envelope) -> None:  # type: ignore[no-untyped-def]
+        calls.append(envelope.type)
+        if envelope.body.get("charger_id") == "POISON":
+            raise RuntimeError("this envelope can never be handled")
+        await service.record_session_message(tx, envelope)
+
+    link = MqttLink(service="charging", outbox=box, host=mosquitto[0], port=mosquitto[1], topics=Topics(topic_root),
+                    categories=["session"], handler=handler, username="evpark-cloud")
+    await service.on_vehicle_event(Event(name="vehicle.registered", payload={"vehicle_id": "veh-9",
+                                                                             "id_tags": ["TAG9"]}))
+    t0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    items: list[tuple[str, bytes]] = []
+    topic = Topics(topic_root).up("site-z", "session")
+    for n in range(1, 301):
+        started = Envelope.wrap("site-z", 2 * n, SessionStarted(
+            charger_id="CP1", connector_id=1, transaction_id=n, id_tag="TAG9", id_tag_status=IdTagStatus.ACCEPTED,
+            meter_start_wh=0, started_at=t0))
+        stopped = Envelope.wrap("site-z", 2 * n + 1, SessionStopped(
+            charger_id="CP1", transaction_id=n, meter_stop_wh=n, energy_wh=n, stopped_at=t0.replace(hour=19)))
+        items += [(topic, started.to_bytes()), (topic, stopped.to_bytes())]
+        if n == 150:
+            poison = Envelope.wrap("site-z", 10_000, SessionStopped(
+                charger_id="POISON", transaction_id=1, meter_stop_wh=1, energy_wh=1, stopped_at=t0))
+            items.append((topic, poison.to_bytes()))
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        await publish(mosquitto, Topics(topic_root), items)  # back to back, as a replayed backlog
+        async def all_in() -> bool:
+            return len(await service.history("veh-9", limit=500, offset=0)) == 300
+
+        await wait_for(all_in, limit_s=60)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    history = await service.history("veh-9", limit=500, offset=0)
+    assert sorted(s["energy_wh"] for s in history) == list(range(1, 301))
+    async with charging_db.session() as session:
+        parked_rows = (await session.execute(select(parked.c.payload))).scalars().all()
+    assert len(parked_rows) == 1 and "POISON" in parked_rows[0]

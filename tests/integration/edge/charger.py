@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -108,11 +108,15 @@ class AnsweringCharger(ChargePoint):  # type: ignore[misc]
         self.answers = dict(CHARGER_ANSWERS)
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.delay = 0.0
+        #: called with (action, request) the moment a CALL arrives, before it is answered
+        self.on_received: Callable[[str, dict[str, Any]], None] | None = None
 
 
 def _answer(action: str) -> Any:
     async def handler(self: AnsweringCharger, **kwargs: Any) -> Any:
         self.received.append((action, kwargs))
+        if self.on_received is not None:
+            self.on_received(action, kwargs)
         if self.delay:
             await asyncio.sleep(self.delay)
         return self.answers[action]

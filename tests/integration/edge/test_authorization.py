@@ -117,3 +117,25 @@ async def test_operators_create_block_and_expire_id_tags_through_the_admin_api(e
         listed = (await admin.get("/id-tags")).json()
     assert [(t["id_tag"], t["status"]) for t in listed] == [("TECH-1", "Accepted")]
     assert listed[0]["expiry_date"] is not None
+
+
+async def test_a_transaction_whose_connector_went_available_no_longer_blocks_its_id_tag(edge: Edge) -> None:
+    """A charger that lost a transaction (no StopTransaction ever comes) must not lock the driver out."""
+    await load_list(edge, AuthListEntry(id_tag="DRIVER", status=IdTagStatus.ACCEPTED))
+    async with charger(edge.ocpp_port, "CP-1") as lost, charger(edge.ocpp_port, "CP-2") as other:
+        started = await lost.call(call.StartTransaction(connector_id=1, id_tag="DRIVER", meter_start=0,
+                                                        timestamp=now_iso()), suppress=False)
+        await lost.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging",
+                                                timestamp=now_iso()), suppress=False)
+        busy = await other.call(call.Authorize(id_tag="DRIVER"), suppress=False)
+        # the charger rebooted and forgot the transaction: its connector is Available again
+        await lost.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available",
+                                                timestamp=(datetime.now(UTC) + timedelta(seconds=1)).isoformat()),
+                        suppress=False)
+        free = await other.call(call.Authorize(id_tag="DRIVER"), suppress=False)
+        # a late stop still closes and relays the session
+        await lost.call(call.StopTransaction(meter_stop=900, timestamp=now_iso(),
+                                             transaction_id=started.transaction_id), suppress=False)
+    assert (busy.id_tag_info["status"], free.id_tag_info["status"]) == ("ConcurrentTx", "Accepted")
+    stopped = [row.body for row in await edge.store.outbox_batch(100) if row.type == "session.stopped"]
+    assert [(s["transaction_id"], s["energy_wh"]) for s in stopped] == [(started.transaction_id, 900)]

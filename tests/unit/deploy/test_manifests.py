@@ -14,6 +14,7 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 K8S = DEPLOY / "k8s"
 PORTS = {"charging": 8101, "vehicles": 8102, "parking": 8103, "gateway": 8000}
 EDGE_OCPP_PORT = 9000
+EDGE_ADMIN_PORT = 9001
 
 
 def _yaml_files() -> list[Path]:
@@ -110,6 +111,11 @@ def test_migrate_job_and_edge_with_its_volume() -> None:
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec["volumes"] if "persistentVolumeClaim" in v}
     assert claims and claims <= set(_k8s("PersistentVolumeClaim"))
     assert _k8s("Service")["edge"]["spec"]["ports"][0]["port"] == EDGE_OCPP_PORT
+    # the admin API listens on the pod network for Prometheus, so it must have a token
+    assert _container_port(container, "admin") == EDGE_ADMIN_PORT
+    assert {"name": "EVPARK_EDGE_ADMIN_HOST", "value": "0.0.0.0"} in container["env"]
+    template = {d["metadata"]["name"]: d for d in _documents(K8S / "secret.template.yaml")}
+    assert "EVPARK_EDGE_ADMIN_TOKEN" in template["evpark-edge-secrets"]["stringData"]
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_template() -> None:
@@ -186,8 +192,8 @@ def test_dockerfile_runs_evpark_as_a_non_root_user() -> None:
 def test_prometheus_scrapes_metrics_of_every_service_on_its_port() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {f"evpark-{name}" for name in PORTS}
-    for name, port in PORTS.items():
+    assert set(jobs) == {f"evpark-{name}" for name in [*PORTS, "edge"]}
+    for name, port in {**PORTS, "edge": EDGE_ADMIN_PORT}.items():
         job = jobs[f"evpark-{name}"]
         assert job["metrics_path"] == "/metrics"
         keeps = {rule["source_labels"][0]: rule["regex"] for rule in job["relabel_configs"]
@@ -200,6 +206,7 @@ def test_grafana_dashboard_queries_only_metrics_the_services_export() -> None:
     from prometheus_client import REGISTRY
 
     import cloud.platform.metrics  # noqa: F401  (registers the metrics)
+    import edge.metrics  # noqa: F401
 
     exported = set()
     for family in REGISTRY.collect():
@@ -211,4 +218,5 @@ def test_grafana_dashboard_queries_only_metrics_the_services_export() -> None:
     used = {m for expr in expressions for m in re.findall(r"\bevpark_[a-z_]+", expr)}
     assert used <= exported, f"unknown metrics: {used - exported}"
     assert {"evpark_http_requests_total", "evpark_http_request_duration_seconds_bucket",
-            "evpark_outbox_backlog", "evpark_messages_consumed_total"} <= used
+            "evpark_outbox_backlog", "evpark_messages_consumed_total", "evpark_edge_outbox_backlog",
+            "evpark_edge_outbox_oldest_age_seconds", "evpark_edge_outbox_dropped_total"} <= used

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -140,3 +141,20 @@ async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_pat
     assert charger.auth_key_hash is None
     assert transaction is not None and transaction.active and transaction.meter_start == 5
     assert next_id == 2  # ids keep growing across the migration
+
+
+async def test_old_charger_history_is_forgotten_but_sessions_are_kept(store: Store) -> None:
+    old, recent = NOW - timedelta(days=100), NOW - timedelta(days=1)
+    tx_id = await new_transaction(store)
+    async with store.transaction() as tx:
+        for when in (old, recent):
+            await tx.record_charger_event("CP-1", "FirmwareStatusNotification", {"status": "Idle"}, when)
+            await tx.record_charger_call("CP-1", "Reset", {"type": "Soft"}, outcome="result", response={},
+                                         origin="admin", now=when)
+            await tx.mark_command_handled(uuid.uuid4(), "accepted", when)
+    assert await store.prune_history(NOW - timedelta(days=90)) == 3
+    async with store.transaction() as tx:
+        assert [e["received_at"] for e in await tx.charger_events("CP-1")] == [recent.isoformat()]
+        assert [c["sent_at"] for c in await tx.charger_calls("CP-1")] == [recent.isoformat()]
+        assert (await tx.get_transaction(tx_id)) is not None
+    assert await store.prune_history(NOW - timedelta(days=90)) == 0
