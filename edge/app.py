@@ -23,12 +23,13 @@ from typing import TypeVar
 import structlog
 
 from edge.admin import AdminServer, build_admin_app
+from edge.baystates import BayStates
 from edge.bayusage import BayUsageTracker
 from edge.inventory import InventoryReporter
 from edge.loadmgmt import LoadManager
 from edge.logging import configure_logging
 from edge.ocpp_server import OcppServer
-from edge.sensors import BayChange, sensor_readers
+from edge.sensors import BayChange, SensorReader, sensor_readers
 from edge.settings import EdgeConfigError, EdgeSettings
 from edge.site import Site
 from edge.siteconfig import SiteConfig
@@ -54,6 +55,10 @@ class Edge:
         self.bay_usage: BayUsageTracker | None = None
         """Charging, idle and overstay of the charger-served bays; present with a site file."""
         self.inventory: InventoryReporter | None = None
+        self.sensors: list[SensorReader] = []
+        """The bay-sensor readers the site file describes (Modbus pollers, the MQTT listener)."""
+        self.bay_states: BayStates | None = None
+        """Each bay's last reported occupancy (kept across restarts, re-sent after a loss at the cap)."""
         self._stack: AsyncExitStack | None = None
         self._store: Store | None = None
         self._site: Site | None = None
@@ -100,6 +105,8 @@ class Edge:
                     if bay.charger_id is not None and bay.connector_id is not None)
                 await self.bay_usage.restore(store)
                 site.observers.append(self.bay_usage)
+                self.bay_states = BayStates(store, self.bay_usage)
+                await self.bay_states.restore()
                 lm_limit = self.load_manager
                 self.inventory = InventoryReporter(config, store, lambda: lm_limit.limit_a if lm_limit else None)
                 site.observers.append(self.inventory)
@@ -120,11 +127,13 @@ class Edge:
             if self._admin is not None:
                 self.tasks["admin-api"] = tasks.create_task(self._admin.serve(), name="edge.admin-api")
             if config is not None:
-                assert self.inventory is not None and self.bay_usage is not None
+                assert self.inventory is not None and self.bay_usage is not None and self.bay_states is not None
                 await self.inventory.report()
                 self.tasks["inventory"] = tasks.create_task(self.inventory.run(), name="edge.inventory")
                 self.tasks["bay-usage"] = tasks.create_task(self.bay_usage.run(store), name="edge.bay-usage")
-                for reader in sensor_readers(config, self._on_bay_change):
+                self.tasks["bay-resend"] = tasks.create_task(self.bay_states.run(), name="edge.bay-resend")
+                self.sensors = sensor_readers(config, self._on_bay_change)
+                for reader in self.sensors:
                     self.tasks[reader.task_name] = tasks.create_task(reader.run(), name=reader.task_name)
                 if self.load_manager is not None:
                     self.tasks["load-management"] = tasks.create_task(self.load_manager.run(),
@@ -147,13 +156,13 @@ class Edge:
                 await stack.__aexit__(exc_type, exc, tb)
         finally:
             self._store = self._site = self._ocpp = self._uplink = self._admin = None
+            self.bay_states = None
             self._stop = asyncio.Event()
         log.info("edge.stopped", site_id=self.settings.site_id)
 
     async def _on_bay_change(self, change: BayChange) -> None:
         """A sensor's debounced change: queued for the cloud in the store's outbox."""
-        async with self._running(self._store).transaction() as tx:
-            await tx.emit(change.to_payload())
+        change = await self._running(self.bay_states).changed(change)
         if self.bay_usage is not None:
             self.bay_usage.bay_changed(change.bay_id, change.state.value, change.changed_at)
         log.info("edge.bay_changed", bay_id=change.bay_id, state=change.state.value, reason=change.reason,

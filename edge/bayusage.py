@@ -24,8 +24,9 @@ A ``bay.usage`` envelope is queued whenever a bay's usage (or its session) chang
 are :func:`usage_of`; :class:`BayUsageTracker` keeps the state and queues the envelopes, which
 :meth:`BayUsageTracker.run` writes to the outbox in order.
 
-After an edge restart the arrival time of a car already parked is not known: it counts from the
-sensor's first reading, so a car that was overstaying before the restart is reported idle.
+Each reported usage is kept in the store with the bay's occupancy (:mod:`edge.baystates`), so
+after an edge restart a car already parked keeps its arrival time and an overstay stays an
+overstay (unless the bay's sensor says otherwise once it reads again).
 """
 
 from __future__ import annotations
@@ -88,9 +89,21 @@ class BayUsageTracker(SiteObserver):
         self._queue: asyncio.Queue[BayUsage] = asyncio.Queue()
 
     async def restore(self, store: Store) -> None:
-        """Sessions in progress on the bays' connectors (the edge restarted during them)."""
+        """What was known before the edge restarted: each bay's last occupancy and usage (an
+        overstay's session), and the sessions in progress on the bays' connectors."""
         async with store.transaction() as tx:
             active = await tx.transactions(state="active", limit=10_000)
+            records = await tx.bays()
+        for record in records:
+            use = self.bays.get(record.bay_id)
+            if use is None:
+                continue
+            if record.occupancy is not None:
+                use.occupancy, use.occupancy_since = record.occupancy, record.occupancy_since
+            if record.usage == "overstay" and record.usage_tx is not None and use.occupancy == "occupied":
+                use.ended, use.ended_at = record.usage_tx, record.usage_since
+            if record.usage is not None:
+                self._reported[record.bay_id] = (record.usage, record.usage_tx)
         for t in sorted(active, key=lambda t: t.id):
             use = self._by_connector.get((t.charger_id, t.connector_id))
             if use is not None:
@@ -125,9 +138,15 @@ class BayUsageTracker(SiteObserver):
 
     # output
 
-    def _evaluate(self, use: BayUse, now: datetime) -> None:
+    def resend(self) -> None:
+        """Queue every bay's usage again, changed or not (the outbox cap lost some)."""
+        now = datetime.now(UTC)
+        for use in self.bays.values():
+            self._evaluate(use, now, again=True)
+
+    def _evaluate(self, use: BayUse, now: datetime, *, again: bool = False) -> None:
         state, since, transaction_id = usage_of(use, now)
-        if self._reported.get(use.bay_id) == (state, transaction_id):
+        if self._reported.get(use.bay_id) == (state, transaction_id) and not again:
             return
         self._reported[use.bay_id] = (state, transaction_id)
         self._queue.put_nowait(BayUsage(bay_id=use.bay_id, charger_id=use.charger_id,
@@ -154,6 +173,8 @@ class BayUsageTracker(SiteObserver):
                 try:
                     async with store.transaction() as tx:
                         await tx.emit(usage)
+                        await tx.put_bay_usage(usage.bay_id, usage.state, usage.since, usage.transaction_id,
+                                               datetime.now(UTC))
                     break
                 except asyncio.CancelledError:
                     raise

@@ -69,6 +69,28 @@ class StoreError(RuntimeError):
     """The database cannot be used by this edge (e.g. it was written by a newer version)."""
 
 
+@dataclass(frozen=True, slots=True)
+class BayRecord:
+    """A bay's last reported occupancy and (for a charger-served bay) usage."""
+
+    bay_id: str
+    occupancy: str | None
+    occupancy_since: datetime | None
+    usage: str | None
+    usage_since: datetime | None
+    usage_tx: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> BayRecord:
+        return cls(bay_id=row["bay_id"], occupancy=row["occupancy"],
+                   occupancy_since=_parse_ts(row["occupancy_since"]), usage=row["usage"],
+                   usage_since=_parse_ts(row["usage_since"]), usage_tx=row["usage_tx"])
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
 class UplinkBody(Protocol):
     """A typed body of the MQTT contract (mqtt.payloads bodies and CommandResult)."""
 
@@ -210,6 +232,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             handled_at TEXT NOT NULL
         )""",
     ),
+    # version 3: each bay's last reported occupancy and usage (arrival and overstay survive a
+    # restart; the current states are re-sent when the outbox cap lost bay changes)
+    (
+        """CREATE TABLE bays (
+            bay_id          TEXT PRIMARY KEY,
+            occupancy       TEXT,
+            occupancy_since TEXT,
+            usage           TEXT,
+            usage_since     TEXT,
+            usage_tx        INTEGER,
+            updated_at      TEXT NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -325,6 +360,7 @@ DROPPABLE_TYPES: tuple[str, ...] = ("session.meter", "bay.occupancy", "bay.usage
 stopped), charger records and command results never are: billing depends on them."""
 
 _DROPPABLE = frozenset(DROPPABLE_TYPES)
+_BAY_TYPES = frozenset({"bay.occupancy", "bay.usage"})
 _NOTHING: frozenset[str] = frozenset()
 DROP_TO = 0.9
 """drop_oldest_telemetry drops down to this fraction of the cap, so it does not run at every commit."""
@@ -513,6 +549,26 @@ class StoreTransaction:
             await self._run("DELETE FROM meta WHERE key = ?", (key,))
         else:
             await self._set_meta(key, value)
+
+    # bays
+
+    async def put_bay_occupancy(self, bay_id: str, state: str, since: datetime, now: datetime) -> None:
+        await self._run(
+            "INSERT INTO bays (bay_id, occupancy, occupancy_since, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (bay_id) DO UPDATE SET occupancy = excluded.occupancy,"
+            " occupancy_since = excluded.occupancy_since, updated_at = excluded.updated_at",
+            (bay_id, state, _iso(since), _iso(now)))
+
+    async def put_bay_usage(self, bay_id: str, usage: str, since: datetime, transaction_id: int | None,
+                            now: datetime) -> None:
+        await self._run(
+            "INSERT INTO bays (bay_id, usage, usage_since, usage_tx, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (bay_id) DO UPDATE SET usage = excluded.usage, usage_since = excluded.usage_since,"
+            " usage_tx = excluded.usage_tx, updated_at = excluded.updated_at",
+            (bay_id, usage, _iso(since), transaction_id, _iso(now)))
+
+    async def bays(self) -> list[BayRecord]:
+        return [BayRecord.from_row(row) for row in await self._all("SELECT * FROM bays ORDER BY bay_id")]
 
     # meta
 
@@ -826,6 +882,10 @@ class Store:
         self._maintenance = asyncio.Event()
         self.outbox_changed = asyncio.Event()
         """Set after a commit that added outbox rows; the uplink's drainer waits on it."""
+        self.bays_lost = asyncio.Event()
+        """Set when the cap cost bay changes (dropped, or refused and the cap since left): the
+        cloud may hold stale bay states, so the current ones should be queued again."""
+        self._bays_refused = False
         self._queued: list[tuple[StoreWrites, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -977,6 +1037,7 @@ class Store:
                 OUTBOX_DROPPED.labels(type=type_, policy=self.cap.policy).inc()
             self.dropped.update(refused)
             self._unreported.update(refused)
+            self._bays_refused = self._bays_refused or any(t in _BAY_TYPES for t in refused)
             self._maintenance.set()
         self._check_cap()
 
@@ -987,6 +1048,9 @@ class Store:
             refuse = _DROPPABLE if at_cap else _NOTHING
             if refuse is not self._refuse:
                 self._refuse = refuse
+                if not at_cap and self._bays_refused:
+                    self._bays_refused = False
+                    self.bays_lost.set()
                 log.warning("outbox.at_cap" if at_cap else "outbox.below_cap", policy=self.cap.policy,
                             backlog=self._backlog, backlog_bytes=self._bytes)
                 self._maintenance.set()  # report what was refused once the cap is left
@@ -1127,6 +1191,8 @@ class Store:
         for type_, count in dropped.items():
             OUTBOX_DROPPED.labels(type=type_, policy=cap.policy).inc(count)
         self.dropped.update(dropped)
+        if any(t in _BAY_TYPES for t in dropped):
+            self.bays_lost.set()
         log.warning("outbox.dropped_oldest_telemetry", dropped=len(seqs), by_type=dict(dropped),
                     first_seq=min(seqs), last_seq=max(seqs), backlog=self._backlog, backlog_bytes=self._bytes)
         return len(seqs)

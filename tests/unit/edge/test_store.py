@@ -134,9 +134,10 @@ async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_pat
         transaction = await store.get_transaction(1)
         next_id = await new_transaction(store, 7)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands"} <= tables
+    assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands",
+            "bays"} <= tables
     assert charger is not None and charger.accepted and charger.security_profile == 0
     assert charger.auth_key_hash is None
     assert transaction is not None and transaction.active and transaction.meter_start == 5
