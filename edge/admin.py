@@ -278,11 +278,16 @@ def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager 
 
     @app.get("/power")
     async def power(_: Auth) -> dict[str, Any]:
-        """The site limit and what each transaction in progress was given (amps per phase)."""
+        """The site limit and what each transaction in progress was given (amps per phase). A
+        transaction whose charger refused its profile is listed ``managed: false``, with what is
+        set aside for it."""
         lm = manager()
-        return {"limit_a": lm.limit_a, "transactions": [
-            {"charger_id": c, "connector_id": n, "transaction_id": t, "limit_a": a}
-            for (c, n, t), a in sorted(lm.sent.items())]}
+        given = [{"charger_id": c, "connector_id": n, "transaction_id": t, "limit_a": a, "managed": True}
+                 for (c, n, t), a in lm.sent.items()]
+        aside = [{"charger_id": c, "connector_id": n, "transaction_id": t, "limit_a": a, "managed": False}
+                 for (c, n, t), a in lm.set_aside.items() if (c, n, t) not in lm.sent]
+        return {"limit_a": lm.limit_a, "transactions": sorted(
+            given + aside, key=lambda t: (t["charger_id"], t["connector_id"], t["transaction_id"]))}
 
     @app.put("/power/limit")
     async def set_power_limit(body: PowerLimitIn, _: Auth) -> dict[str, Any]:

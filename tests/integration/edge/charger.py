@@ -130,11 +130,11 @@ for _action in CHARGER_ANSWERS:
 
 
 @contextlib.asynccontextmanager
-async def answering_charger(port: int, charger_id: str, *, boot: bool = True,
-                            headers: dict[str, str] | None = None) -> AsyncIterator[AnsweringCharger]:
+async def answering_charger(port: int, charger_id: str, *, boot: bool = True, headers: dict[str, str] | None = None,
+                            kind: type[AnsweringCharger] = AnsweringCharger) -> AsyncIterator[AnsweringCharger]:
     async with connect(url(port, charger_id), subprotocols=[Subprotocol("ocpp1.6")], open_timeout=5,
                        close_timeout=2, additional_headers=headers) as ws:
-        cp = AnsweringCharger(charger_id, ws, response_timeout=5)
+        cp = kind(charger_id, ws, response_timeout=5)
         async with running(cp):
             if boot:
                 result = await boot_notification(cp)

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from ocpp.v16 import call
+from ocpp import exceptions as ocpp_exceptions
+from ocpp.routing import on
+from ocpp.v16 import call, call_result
 
 from edge import Edge, EdgeSettings
 from edge.siteconfig import Bay, Power, SiteConfig
@@ -122,7 +124,7 @@ async def test_an_operator_changes_the_limit_at_run_time_through_the_admin_api(
                 shown = (await admin.get("/power")).json()
                 assert shown["limit_a"] == 10
                 assert shown["transactions"] == [{"charger_id": "CP-1", "connector_id": 1, "transaction_id": tx,
-                                                  "limit_a": 10.0}]
+                                                  "limit_a": 10.0, "managed": True}]
                 refused = await admin.put("/power/limit", json={"limit_a": -1})
                 assert refused.status_code == 422
                 both = await admin.put("/power/limit", json={"limit_a": 10, "limit_w": 6900})
@@ -226,3 +228,71 @@ async def test_a_transaction_whose_connector_went_available_frees_its_share(
         await cp1.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available",
                                                timestamp=later))
         await until(lambda: last_limit(cp2, tx2) == 16.0)
+
+
+class PickyCharger(AnsweringCharger):
+    """A charger that takes charging profiles only in watts (ChargingScheduleAllowedChargingRateUnit
+    = Power), or none at all until ``smart`` is set (no Smart Charging: CALLERROR NotImplemented)."""
+
+    watts_only = False
+    smart = True
+
+    @on("SetChargingProfile")
+    async def on_set_charging_profile(self, **kwargs: Any) -> Any:
+        self.received.append(("SetChargingProfile", kwargs))
+        if not self.smart:
+            raise ocpp_exceptions.NotImplementedError("SmartCharging is not supported")
+        unit = kwargs["cs_charging_profiles"]["charging_schedule"]["charging_rate_unit"]
+        return call_result.SetChargingProfile(status="Rejected" if self.watts_only and unit == "A" else "Accepted")
+
+
+def last_profile(charger: AnsweringCharger, transaction_id: int) -> tuple[str, float] | None:
+    for action, request in reversed(charger.received):
+        profile = request.get("cs_charging_profiles", {})
+        if action == "SetChargingProfile" and profile.get("transaction_id") == transaction_id:
+            schedule = profile["charging_schedule"]
+            return schedule["charging_rate_unit"], float(schedule["charging_schedule_period"][0]["limit"])
+    return None
+
+
+async def test_a_charger_that_refuses_its_profile_is_set_aside_and_the_others_share_the_rest(
+        make_settings: Callable[..., EdgeSettings]) -> None:
+    settings = make_settings()
+    config = SiteConfig(site_id=settings.site_id,
+                        bays=[Bay(id=f"B{n}", type="ev", charger_id=f"CP-{n}", connector_id=1) for n in (1, 2, 3)],
+                        power=Power(limit_a=32, charger_max_a=16.0))
+    async with Edge(settings, config) as edge, contextlib.AsyncExitStack() as stack:
+        lm = edge.load_manager
+        assert lm is not None
+        lm.retry_refused_after = 0.5
+        plain = await stack.enter_async_context(answering_charger(edge.ocpp_port, "CP-1"))
+        watts = await stack.enter_async_context(answering_charger(edge.ocpp_port, "CP-2", kind=PickyCharger))
+        dumb = await stack.enter_async_context(answering_charger(edge.ocpp_port, "CP-3", kind=PickyCharger))
+        assert isinstance(watts, PickyCharger) and isinstance(dumb, PickyCharger)
+        watts.watts_only, dumb.smart = True, False
+        txs: list[Any] = []
+        for n, cp in enumerate((plain, watts, dumb), start=1):
+            await edge.site.put_id_tag(f"TAG{n}", status=IdTagStatus.ACCEPTED)
+            txs.append((await cp.call(call.StartTransaction(connector_id=1, id_tag=f"TAG{n}", meter_start=0,
+                                                            timestamp=now_iso()))).transaction_id)
+        t1, t2, t3 = txs
+
+        async def power() -> dict[tuple[str, bool], float]:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.admin_port}") as admin:
+                shown = (await admin.get("/power")).json()["transactions"]
+            return {(t["charger_id"], t["managed"]): t["limit_a"] for t in shown}
+
+        # CP-3 takes no profile: its 16 A are set aside and CP-1 and CP-2 share the other 16 A;
+        # CP-2 rejects amps, so it gets its 8 A in watts (3 x 230 V x 8 A).
+        await until(lambda: (last_profile(plain, t1), last_profile(watts, t2)) == (("A", 8.0), ("W", 5520.0)))
+        assert await power() == {("CP-1", True): 8.0, ("CP-2", True): 8.0, ("CP-3", False): 16.0}
+        # CP-3's meter says its car takes 5 A: 7 A are set aside now, the others share 25 A.
+        await dumb.call(call.MeterValues(connector_id=1, transaction_id=t3, meter_value=meter_current(5.0)))
+        await until(lambda: (last_profile(plain, t1), last_profile(watts, t2)) == (("A", 12.5), ("W", 8625.0)))
+        # CP-3 learns Smart Charging (a firmware update): offered a profile again, it is shared like the rest.
+        dumb.smart = True
+        await until(lambda: last_profile(dumb, t3) is not None and lm.refused == {})
+        await until(lambda: [last_profile(cp, t)[1] for cp, t in ((plain, t1), (dumb, t3))  # type: ignore[index]
+                             ] == [12.5, 7.0] and last_profile(watts, t2) == ("W", 8625.0))
+        shown = await power()
+        assert all(managed for _, managed in shown) and sum(shown.values()) <= 32
