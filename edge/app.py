@@ -105,7 +105,7 @@ class Edge:
                     if bay.charger_id is not None and bay.connector_id is not None)
                 await self.bay_usage.restore(store)
                 site.observers.append(self.bay_usage)
-                self.bay_states = BayStates(store, self.bay_usage)
+                self.bay_states = BayStates(store, self.bay_usage, bay_ids=[bay.id for bay in config.bays])
                 await self.bay_states.restore()
                 lm_limit = self.load_manager
                 self.inventory = InventoryReporter(config, store, lambda: lm_limit.limit_a if lm_limit else None)

@@ -17,6 +17,7 @@ that reports them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import structlog
@@ -30,9 +31,12 @@ log = structlog.get_logger(__name__)
 
 
 class BayStates:
-    def __init__(self, store: Store, usage: BayUsageTracker | None = None) -> None:
+    def __init__(self, store: Store, usage: BayUsageTracker | None = None,
+                 bay_ids: Iterable[str] | None = None) -> None:
+        """``bay_ids``: the site file's bays (a bay removed from it is not re-sent); None: all stored."""
         self._store = store
         self._usage = usage
+        self._bay_ids = None if bay_ids is None else frozenset(bay_ids)
         self._restored: dict[str, tuple[str, datetime]] = {}
 
     async def restore(self) -> None:
@@ -64,7 +68,8 @@ class BayStates:
     async def resend(self) -> int:
         """Queue every bay's current occupancy (and usage) again. Returns how many bays."""
         async with self._store.transaction() as tx:
-            records = [r for r in await tx.bays() if r.occupancy is not None and r.occupancy_since is not None]
+            records = [r for r in await tx.bays() if r.occupancy is not None and r.occupancy_since is not None
+                       and (self._bay_ids is None or r.bay_id in self._bay_ids)]
             for r in records:
                 assert r.occupancy is not None and r.occupancy_since is not None
                 await tx.emit(BayOccupancy(bay_id=r.bay_id, state=r.occupancy,  # type: ignore[arg-type]

@@ -130,8 +130,10 @@ async def running(store: Store, states: BayStates) -> AsyncIterator[None]:
 
 
 async def test_bay_changes_dropped_at_the_cap_are_followed_by_every_bay_s_current_state(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "edge.db") as store:  # B0 was in the site file once
+        await BayStates(store).changed(change("B0", BayState.OCCUPIED, T0))
     async with await Store.open(tmp_path / "edge.db", cap=OutboxCap(max_events=50)) as store:
-        states = BayStates(store)
+        states = BayStates(store, bay_ids=["B1", "B2"])
         await states.restore()
         # B1 comes and goes many times, B2 gets its car early: offline, the outbox fills with bay
         # changes only (nothing else to drop), and the cap drops the oldest, B2's among them.
@@ -144,6 +146,7 @@ async def test_bay_changes_dropped_at_the_cap_are_followed_by_every_bay_s_curren
             await eventually(lambda: _has(store, "site.outbox_dropped"))
             await eventually(lambda: _latest_is(store, {"B1": ("occupied", T0 + timedelta(minutes=59)),
                                                         "B2": ("occupied", T0)}))
+        # B0 is no longer the site's: its row went with the oldest, and it is not re-sent
         assert store.dropped["bay.occupancy"] > 0
 
 
