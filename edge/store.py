@@ -873,7 +873,9 @@ class Store:
         self._refuse: frozenset[str] = _NOTHING
         """Types new units skip: DROPPABLE_TYPES while at the cap under refuse_new."""
         self._sizes: dict[int, int] = {}
-        """Bytes of the rows handed to the uplink and not yet deleted, by seq."""
+        """Bytes of the rows read from the outbox and not yet deleted, by seq."""
+        self._sending: set[int] = set()
+        """Seqs the uplink took to publish and the broker has not acknowledged yet."""
         self._oldest_ts: datetime | None = None
         self.dropped: collections.Counter[str] = collections.Counter()
         """Envelopes dropped or refused at the cap since start, by type."""
@@ -914,6 +916,11 @@ class Store:
     async def close(self) -> None:
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
+        if self._unreported:  # refusals not reported yet: the next start would not know of them
+            try:
+                await self._report_drops(now=True)
+            except Exception as exc:  # closing must not fail for it; the warning says what is lost
+                log.warning("outbox.refusals_not_reported", refused=dict(self._unreported), error=repr(exc))
         async with self._lock:
             await self._db.close()
 
@@ -1071,7 +1078,9 @@ class Store:
         OUTBOX_BYTES.set(self._bytes)
         self._check_cap()
 
-    async def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
+    async def outbox_batch(self, limit: int = 100, *, sending: bool = False) -> list[OutboxRow]:
+        """The oldest ``limit`` rows. ``sending``: the uplink is about to publish them; the cap
+        leaves them alone until :meth:`delete_outbox` (they may reach the cloud any moment)."""
         # One statement, so no BEGIN/COMMIT: one trip to the database thread. The lock keeps it out
         # of another coroutine's open transaction (same connection: it would see rows that may still
         # roll back) and after a commit in flight.
@@ -1079,6 +1088,8 @@ class Store:
             rows = list(await self._db.execute_fetchall("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,)))
         for r in rows:
             self._sizes[r["seq"]] = row_bytes(r["type"], r["body"])
+        if sending:
+            self._sending.update(r["seq"] for r in rows)
         batch = [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
                            body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
         if batch:
@@ -1095,6 +1106,7 @@ class Store:
             unit.delete_outbox(seqs)
         deleted = unit.changed
         freed = sum(self._sizes.pop(seq, 0) for seq in seqs)
+        self._sending.difference_update(seqs)
         self._forget(deleted, freed)
         return deleted
 
@@ -1160,6 +1172,10 @@ class Store:
         seqs: list[int] = []
         freed = 0
         async with self.transaction() as tx:
+            # Rows handed to the uplink may be on their way to the broker already: dropping (and
+            # reporting) them would count them twice in the cloud, sent and dropped. Drop after them.
+            # Read under the store's lock: the uplink takes its rows under it too.
+            in_flight = max(self._sending, default=0)
             for type_ in DROPPABLE_TYPES:
                 while True:
                     backlog, size = self._backlog - len(seqs), self._bytes - freed
@@ -1168,8 +1184,9 @@ class Store:
                     average = max(1, size // max(1, backlog))
                     want = max(backlog - target_events, -(-(size - target_bytes) // average), 1)
                     rows = await tx._all(
-                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE type = ? ORDER BY seq LIMIT ?)"
-                        " RETURNING seq, length(type) + length(body)", (type_, min(want, 10_000)))
+                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE type = ? AND seq > ?"
+                        " ORDER BY seq LIMIT ?) RETURNING seq, length(type) + length(body)",
+                        (type_, in_flight, min(want, 10_000)))
                     if not rows:
                         break
                     for row in rows:
@@ -1178,8 +1195,11 @@ class Store:
                         self._sizes.pop(row[0], None)
                     dropped[type_] += len(rows)
             if not seqs:
-                log.error("outbox.over_cap_nothing_to_drop", backlog=self._backlog, backlog_bytes=self._bytes,
-                          hint="only session and charger records are waiting; they are never dropped")
+                if in_flight:  # the uplink is sending; its acknowledged rows go by themselves
+                    log.debug("outbox.over_cap_in_flight", backlog=self._backlog, in_flight_until=in_flight)
+                else:
+                    log.error("outbox.over_cap_nothing_to_drop", backlog=self._backlog, backlog_bytes=self._bytes,
+                              hint="only session and charger records are waiting; they are never dropped")
                 return 0
             await tx.emit(OutboxDropped(
                 policy="drop_oldest_telemetry", dropped=len(seqs), by_type=dict(dropped), first_seq=min(seqs),
@@ -1197,19 +1217,24 @@ class Store:
                     first_seq=min(seqs), last_seq=max(seqs), backlog=self._backlog, backlog_bytes=self._bytes)
         return len(seqs)
 
-    async def _report_drops(self) -> None:
-        """Under refuse_new, report what was refused: when the cap is left, and every REPORT_EVERY s."""
+    async def _report_drops(self, *, now: bool = False) -> None:
+        """Under refuse_new, report what was refused: when the cap is left, every REPORT_EVERY s,
+        and at close (``now``)."""
         if not self._unreported:
             return
-        now = time.monotonic()
-        if self._refuse and now - self._last_report < REPORT_EVERY:
+        at = time.monotonic()
+        if self._refuse and at - self._last_report < REPORT_EVERY and not now:
             return
         refused, self._unreported = self._unreported, collections.Counter()
-        self._last_report = now
-        async with self.transaction() as tx:
-            await tx.emit(OutboxDropped(
-                policy="refuse_new", dropped=sum(refused.values()), by_type=dict(refused), backlog=self._backlog,
-                backlog_bytes=self._bytes, at=datetime.now(UTC)))
+        self._last_report = at
+        try:
+            async with self.transaction() as tx:
+                await tx.emit(OutboxDropped(
+                    policy="refuse_new", dropped=sum(refused.values()), by_type=dict(refused),
+                    backlog=self._backlog, backlog_bytes=self._bytes, at=datetime.now(UTC)))
+        except BaseException:
+            self._unreported.update(refused)  # reported at the next try
+            raise
         log.warning("outbox.refused_new_telemetry", refused=sum(refused.values()), by_type=dict(refused),
                     backlog=self._backlog, backlog_bytes=self._bytes)
 

@@ -145,7 +145,7 @@ class Uplink:
         pubacks = _Pubacks(client)
         while True:
             wakeup.clear()  # before reading: a commit after this point sets it again
-            rows = await self._store.outbox_batch(self._window)
+            rows = await self._store.outbox_batch(self._window, sending=True)
             if not rows:
                 await wakeup.wait()
                 continue

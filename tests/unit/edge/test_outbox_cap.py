@@ -11,12 +11,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
 from edge.store import DROP_TO, OutboxCap, Store, row_bytes
 from mqtt.payloads import BayOccupancy, SessionMeter, SessionStarted
+from tests.support.waiting import poll_until
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -147,12 +149,14 @@ async def test_refuse_new_keeps_what_is_stored_refuses_telemetry_and_reports_it(
         await store.delete_outbox([seq for seq, _, _ in kept])
         assert not store.outbox_status().at_cap
         maintenance = asyncio.create_task(store.maintain(interval=0.05))
+
+        async def reported() -> list[dict[str, Any]]:
+            assert not maintenance.done(), maintenance  # a dead upkeep would never report
+            return [body for _, t, body in await rows(store) if t == "site.outbox_dropped"]
+
         try:
-            for _ in range(100):
-                report = [body for _, t, body in await rows(store) if t == "site.outbox_dropped"]
-                if report:
-                    break
-                await asyncio.sleep(0.05)
+            await poll_until(reported, within=20)
+            report = await reported()
         finally:
             maintenance.cancel()
         assert report == [{**report[0], "policy": "refuse_new", "dropped": 2,
@@ -185,3 +189,34 @@ async def test_reopening_counts_the_backlog_its_bytes_and_its_oldest_row(tmp_pat
 def test_a_cap_policy_must_be_known() -> None:
     with pytest.raises(ValueError, match="unknown outbox policy"):
         OutboxCap(policy="drop_everything")
+
+
+async def test_rows_on_their_way_to_the_broker_are_not_dropped_nor_reported(tiny: Store) -> None:
+    async with tiny.writes() as unit:
+        for n in range(120):
+            await unit.emit(meter(n))
+    in_flight = await tiny.outbox_batch(50, sending=True)  # published, waiting for their PUBACKs
+    await tiny.enforce_cap()
+    kept = await rows(tiny)
+    report = next(body for _, t, body in kept if t == "site.outbox_dropped")
+    assert report["first_seq"] > in_flight[-1].seq, "a sample on its way was reported dropped"
+    assert [seq for seq, _, _ in kept][:50] == [row.seq for row in in_flight]
+    assert tiny.outbox_backlog <= DROP_TO * 100 + 1
+    # acknowledged, they go as usual
+    await tiny.delete_outbox([row.seq for row in in_flight])
+    assert tiny.outbox_backlog == len(kept) - 50
+
+
+async def test_refusals_not_reported_yet_are_reported_when_the_edge_stops(tmp_path: Path) -> None:
+    async with await open_store(tmp_path, OutboxCap(max_events=10, policy="refuse_new")) as store:
+        async with store.writes() as unit:
+            for n in range(10):
+                await unit.emit(meter(n))
+        async with store.writes() as unit:  # refused; the edge stops before its next report
+            for n in range(3):
+                await unit.emit(meter(100 + n))
+        assert store.outbox_status().dropped == {"session.meter": 3}
+    async with await open_store(tmp_path, OutboxCap(max_events=10, policy="refuse_new")) as store:
+        reports = [body for _, t, body in await rows(store) if t == "site.outbox_dropped"]
+    assert [(r["policy"], r["dropped"], r["by_type"]) for r in reports] == [
+        ("refuse_new", 3, {"session.meter": 3})]
