@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiomqtt
 import asyncpg
 import pytest
 
@@ -168,9 +169,23 @@ async def production_on_shared_broker(folder: Path, site_file: str | None = None
             yield the_system
         finally:
             await asyncio.to_thread(the_system.stop)
+            await forget_edge_session(services.MOSQUITTO[1])
     finally:
         services.delete_rabbitmq_vhost(vhost)
         await drop_databases(name)
+
+
+async def forget_edge_session(port: int, site_id: str = "e2e-site") -> None:
+    """Drop the stopped edge's persistent session from the shared broker.
+
+    Every production e2e system's edge is site ``e2e-site`` with client id ``evpark-edge-e2e-site``:
+    the next test's edge would resume this session, with its subscription to the old topic root and
+    whatever commands were queued there after the edge stopped.
+    """
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"evpark-edge-{site_id}", username=site_id,
+                                  clean_session=True):
+            pass
 
 
 @pytest.fixture

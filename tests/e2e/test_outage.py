@@ -27,6 +27,7 @@ from tests.e2e.conftest import drop_databases, production
 from tests.e2e.harness import LibCharger, System, connect_charger, now, register_vehicle
 from tests.support import services
 from tests.support.modbus import ModbusDevice
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.e2e
 CHARGERS = 50
@@ -47,7 +48,7 @@ id = "level-1"
 host = "127.0.0.1"
 port = {modbus_port}
 poll_interval = 0.05
-timeout = 1.0
+timeout = 5.0
 debounce = 0.15
 stale_after = 3600
 {registers}'''
@@ -59,6 +60,26 @@ class CloudRecorder:
     def __init__(self, port: int, root: str) -> None:
         self.port, self.topics = port, Topics(root)
         self.envelopes: list[Envelope] = []
+        self.subscribed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run(), name="cloud-recorder")
+        return self.task
+
+    def check_alive(self) -> None:
+        """What a dead recorder collected is stale: fail loudly instead of counting it."""
+        if self.task is not None and self.task.done():
+            error = None if self.task.cancelled() else self.task.exception()
+            raise AssertionError(f"the cloud recorder stopped: {error!r}") from error
+
+    async def wait_subscribed(self, limit_s: float = 30.0) -> None:
+        """Its persistent session must exist before the broker goes down, or the outage is not recorded."""
+        async with asyncio.timeout(limit_s):
+            while not self.subscribed.is_set():
+                self.check_alive()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.subscribed.wait(), 0.2)
 
     async def run(self) -> None:
         while True:
@@ -66,6 +87,7 @@ class CloudRecorder:
                 async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"recorder-{self.topics.root}",
                                           clean_session=False, username="recorder") as client:
                     await client.subscribe(f"{self.topics.root}/sites/+/up/#", qos=1)
+                    self.subscribed.set()
                     async for message in client.messages:
                         self.envelopes.append(decode_envelope(message.payload))  # type: ignore[arg-type]
             await asyncio.sleep(0.2)
@@ -115,7 +137,7 @@ async def outage(tmp_path: Path, outage_s: float) -> None:
             system: System = production(tmp_path, mqtt_port=broker.port, name=name, site_file=site_file(device.port),
                                         amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
             recorder = CloudRecorder(broker.port, system.topic_root)
-            recording = asyncio.create_task(recorder.run())
+            recording = recorder.start()
             try:
                 await asyncio.to_thread(system.wait_healthy, 60)
                 vehicles = [await register_vehicle(system, f"OUT-{n}", [f"TAG-{n}"]) for n in range(1, CHARGERS + 1)]
@@ -125,6 +147,7 @@ async def outage(tmp_path: Path, outage_s: float) -> None:
                                 for n in range(1, CHARGERS + 1)]
                     for charger in chargers:
                         await charger.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+                    await recorder.wait_subscribed()
                     await asyncio.to_thread(broker.stop)  # the site's internet link goes down
                     stop = asyncio.Event()
                     drivers = [asyncio.create_task(drive(c, n, device, stop))
@@ -182,23 +205,36 @@ async def check(system: System, recorder: CloudRecorder, vehicles: list[str], en
             assert [s["energy_wh"] for s in got] == expected, f"sessions of {vehicle} lost, doubled or reordered"
 
     # In order per charger, exactly once: what reached the cloud, deduplicated by envelope id.
-    for _ in range(300):
-        if len(recorder.unique("bay.occupancy")) >= 2 * total:
-            break
-        await asyncio.sleep(0.2)
-    stops = recorder.unique("session.stopped")
-    per_charger: dict[str, list[int]] = defaultdict(list)
-    for envelope in stops:
-        per_charger[envelope.body["charger_id"]].append(envelope.body["energy_wh"])
-    assert [per_charger[f"CP-{n}"] for n in range(1, CHARGERS + 1)] == energies
-    per_bay: dict[str, list[str]] = defaultdict(list)
-    for envelope in recorder.unique("bay.occupancy"):
-        per_bay[envelope.body["bay_id"]].append(envelope.body["state"])
-    for n, sessions in enumerate(energies, start=1):
-        states = [s for s in per_bay[f"B{n}"] if s != "unknown"]
-        # the first report after start may be "free"; then one occupied/free pair per session
-        if states and states[0] == "free":
-            states = states[1:]
+    def per_charger() -> list[list[int]]:
+        energies_of: dict[str, list[int]] = defaultdict(list)
+        for envelope in recorder.unique("session.stopped"):
+            energies_of[envelope.body["charger_id"]].append(envelope.body["energy_wh"])
+        return [energies_of[f"CP-{n}"] for n in range(1, CHARGERS + 1)]
+
+    def per_bay() -> list[list[str]]:
+        states_of: dict[str, list[str]] = defaultdict(list)
+        for envelope in recorder.unique("bay.occupancy"):
+            states_of[envelope.body["bay_id"]].append(envelope.body["state"])
+        bays = []
+        for n in range(1, CHARGERS + 1):
+            states = [s for s in states_of[f"B{n}"] if s != "unknown"]
+            # the first report after start may be "free"; then one occupied/free pair per session
+            if states and states[0] == "free":
+                states = states[1:]
+            bays.append(states)
+        return bays
+
+    def recorded() -> bool:
+        # The recorder is a client of its own: it may still be receiving the replay when the
+        # services are done. Wait for all of it (not a count that initial reports could fill).
+        recorder.check_alive()
+        return per_charger() == energies and all(len(states) >= 2 * len(sessions)
+                                                 for states, sessions in zip(per_bay(), energies, strict=True))
+
+    await poll_until(recorded, within=60, interval=0.2)
+    recorder.check_alive()
+    assert per_charger() == energies
+    for n, (states, sessions) in enumerate(zip(per_bay(), energies, strict=True), start=1):
         assert states == ["occupied", "free"] * len(sessions), f"bay B{n} changes lost, doubled or reordered"
     seqs = [e.seq for e in recorder.unique(*{e.type for e in recorder.envelopes})]
     assert seqs == sorted(seqs), "the site's messages reached the cloud out of order"

@@ -15,6 +15,7 @@ from cloud.vehicles.domain import RegisterVehicle
 from cloud.vehicles.service import VehicleService
 from mqtt import AuthListUpdate, Command, CommandResult, CommandStatus, Envelope, SiteHello, Topics, decode_command
 from tests.integration.cloud.conftest import migrations_of
+from tests.support.waiting import poll_until
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ async def registry(database_url: str, mosquitto: tuple[str, int],
                     topics=Topics(topic_root), categories=["site", "result"], handler=service.on_site_message,
                     username="evpark-cloud")
     tasks = [asyncio.create_task(link.run()), asyncio.create_task(service.run_sync(link, interval=0.2))]
-    await asyncio.wait_for(link.connected.wait(), 10)
+    await asyncio.wait_for(link.connected.wait(), 20)
     try:
         yield service
     finally:
@@ -65,19 +66,19 @@ async def test_a_site_gets_the_full_list_then_only_changes(registry: VehicleServ
         await client.subscribe(topics.down("site-1"), qos=1)
         site = FakeSite(client, topics, "site-1")
         await site.send(SiteHello(edge_version="test", authlist_version=0))
-        command_id, update = await asyncio.wait_for(site.next_update(), 10)
+        command_id, update = await asyncio.wait_for(site.next_update(), 20)
         assert update.full and [e.id_tag for e in update.entries] == ["CARD-A"]
         await site.send(CommandResult(command_id=command_id, command_type=update.TYPE,  # type: ignore[arg-type]
                                       status=CommandStatus.ACCEPTED))
-        for _ in range(100):
-            if (await registry.get(first["vehicle_id"]))["sites"] == [{"site_id": "site-1",
-                                                                       "authorization_synced": True}]:
-                break
-            await asyncio.sleep(0.05)
+        async def synced() -> bool:
+            return bool((await registry.get(first["vehicle_id"]))["sites"] == [
+                {"site_id": "site-1", "authorization_synced": True}])
+
+        await poll_until(synced, within=20)
         assert (await registry.get(first["vehicle_id"]))["sites"][0]["authorization_synced"] is True
 
         second = await registry.register(RegisterVehicle(plate="B2", id_tags=("CARD-B",)))
-        _, delta = await asyncio.wait_for(site.next_update(), 10)
+        _, delta = await asyncio.wait_for(site.next_update(), 20)
         assert not delta.full
         assert delta.since_version == update.version
         assert [e.id_tag for e in delta.entries] == ["CARD-B"]
@@ -94,7 +95,7 @@ async def test_a_site_ahead_of_the_registry_is_sent_the_full_list(registry: Vehi
         site = FakeSite(client, topics, "site-2")
         # e.g. the registry's database was restored from an older backup
         await site.send(SiteHello(edge_version="test", authlist_version=999))
-        _, update = await asyncio.wait_for(site.next_update(), 10)
+        _, update = await asyncio.wait_for(site.next_update(), 20)
         assert update.full
 
 

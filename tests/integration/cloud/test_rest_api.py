@@ -15,6 +15,7 @@ from cloud.platform.events import InProcessBus
 from cloud.platform.settings import CloudSettings
 from cloud.vehicles.app import build_app as build_vehicles
 from tests.support.services import free_port
+from tests.support.waiting import poll_until
 
 
 @pytest.fixture
@@ -62,7 +63,12 @@ async def test_register_then_read_a_vehicle(apps: tuple[httpx.AsyncClient, httpx
     assert found.json() == []
     found = await vehicles.get("/vehicles", params={"plate": "Ev 123"})
     assert [v["vehicle_id"] for v in found.json()] == [body["vehicle_id"]]
-    # The charging service learned the vehicle from the event: empty history, not 404.
+    # The charging service learns the vehicle from the event, which the vehicle service's outbox
+    # relay publishes in the background after the commit: wait for it. Empty history, not 404.
+    async def learned() -> bool:
+        return (await charging.get(f"/charging/history/{body['vehicle_id']}")).status_code == 200
+
+    await poll_until(learned, within=20)
     history = await charging.get(f"/charging/history/{body['vehicle_id']}")
     assert history.status_code == 200
     assert history.json()["sessions"] == []

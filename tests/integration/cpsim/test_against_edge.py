@@ -21,6 +21,7 @@ from edge import Edge, EdgeSettings
 from mqtt.payloads import AuthListEntry
 from mqtt.sensors import BaySensorReading, SensorTopics
 from tests.support import services
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ async def test_repeated_start_and_1970_clock_do_not_double_or_corrupt_the_sessio
 async def test_connector_fault_is_seen_by_the_edge(edge: Edge) -> None:
     async with SimulatedCharger("CP-1", _url(edge)) as charger:
         await charger.report_fault(1, "GroundFailure")
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(20):
             while True:
                 connectors = {c.connector_id: c for c in await _connectors(edge, "CP-1")}
                 if connectors.get(1) is not None and connectors[1].status == "Faulted":
@@ -141,7 +142,14 @@ async def test_small_car_park_plays_end_to_end_against_the_edge(edge: Edge, mosq
         collector = asyncio.create_task(collect())
         try:
             report = await asyncio.wait_for(play_scenario(scenario, url=_url(edge), time_compression=1500), 30)
-            await asyncio.sleep(0.2)
+
+            def all_readings_in() -> bool:  # the last ones may still be on their way through the broker
+                assert not collector.done(), collector  # a dead collector would count stale readings
+                return len(readings) >= 3
+
+            await poll_until(all_readings_in, within=20)
+            await asyncio.sleep(0.2)  # anything more would arrive now
+            assert not collector.done(), collector
         finally:
             collector.cancel()
 
@@ -185,7 +193,14 @@ async def test_edge_central_system_calls_get_real_charger_answers(edge: Edge) ->
             assert answer.kind == "result", (action, answer)
             for key, value in expected.items():
                 assert answer.payload[key] == value, (action, answer.payload)
-        await asyncio.sleep(0.3)
+        # The firmware update runs on after its CALLRESULT: Downloading ... Installed, a reboot (boot
+        # again), then Idle. Wait until the edge has seen Installed and the charger is Idle again.
+        async def updated() -> bool:
+            record = await edge.store.get_charger("CP-1")
+            return record is not None and record.firmware_status == "Installed" and charger.firmware_status == "Idle"
+
+        await poll_until(updated, within=20)
+        assert (await edge.store.get_charger("CP-1")).firmware_status == "Installed"  # type: ignore[union-attr]
         assert charger.registration_status == "Accepted"
         assert charger.firmware_status == "Idle"
 
@@ -198,14 +213,14 @@ async def test_pending_charger_stays_quiet_until_the_edge_accepts_it(tmp_path: P
         charger = SimulatedCharger("CP-NEW", _url(edge))
         connecting = asyncio.create_task(charger.connect())
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(20):
                 # Polling on purpose: the charger's state is not an event the test can wait on.
                 while charger.registration_status != "Pending":  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             await asyncio.sleep(0.2)
             assert not connecting.done(), "a Pending charger sends nothing but BootNotification"
             assert await edge.site.accept_charger("CP-NEW")
-            await asyncio.wait_for(connecting, 5)
+            await asyncio.wait_for(connecting, 20)
             assert charger.registration_status == "Accepted"
             assert charger._config["HeartbeatInterval"][0] == "60"  # the interval the edge gave
         finally:

@@ -84,7 +84,7 @@ async def test_every_cloud_charger_command_is_sent_to_the_charger_and_answered(o
     commands = [Command.new(online.site_id, body) for body, _, _ in COMMANDS]
     async with subscribed(online.mqtt_port, topics.up(online.site_id, "result")) as subscriber, \
             Edge(online) as edge, answering_charger(edge.ocpp_port, "CP-1") as cp:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             await edge.uplink.connected.wait()
         await send(online, *commands)
         await subscriber.wait_for(lambda envelopes: len(envelopes) >= len(commands))
@@ -119,7 +119,7 @@ async def test_a_rejecting_a_missing_or_a_pending_charger_gives_rejected_or_fail
     try:
         async with subscribed(settings.mqtt_port, topics.up(settings.site_id, "result")) as subscriber, \
                 Edge(settings) as edge, answering_charger(edge.ocpp_port, "CP-1", boot=False) as cp:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(20):
                 await edge.uplink.connected.wait()
             from tests.integration.edge.charger import boot_notification
             assert (await boot_notification(cp)).status == "Pending"

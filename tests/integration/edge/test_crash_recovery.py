@@ -18,6 +18,7 @@ from ocpp.v16 import call
 from tests.integration.edge.charger import charger, now_iso
 from tests.integration.edge.test_uplink import subscribed
 from tests.support import services
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +42,12 @@ class EdgeProcess:
         self.process = None
 
     async def wait_listening(self, port: int) -> None:
-        for _ in range(300):
+        def up() -> bool:  # a process start is slow on a loaded machine: a generous deadline
             assert self.process is not None and self.process.poll() is None, self.log.read_text()[-3000:]
-            if services.reachable("127.0.0.1", port, 0.1):
-                return
-            await asyncio.sleep(0.05)
-        pytest.fail(f"the edge did not listen on {port}: {self.log.read_text()[-3000:]}")
+            return services.reachable("127.0.0.1", port, 0.1)
+
+        if not await poll_until(up, within=60):
+            pytest.fail(f"the edge did not listen on {port}: {self.log.read_text()[-3000:]}")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from edge import Edge, EdgeSettings, app, run_edge
 from tests.integration.edge.charger import charger
 from tests.support import services
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +29,15 @@ async def listening(port: int) -> bool:
     return True
 
 
-async def wait_until_listening(port: int) -> None:
-    for _ in range(200):
-        if await listening(port):
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"nothing listens on port {port}")
+async def wait_until_listening(port: int, task: asyncio.Task[None]) -> None:
+    async def up() -> bool:
+        if task.done():  # run_edge failed: show why instead of waiting for a port
+            task.result()
+            pytest.fail("run_edge returned before it listened")
+        return await listening(port)
+
+    if not await poll_until(up, within=30):
+        pytest.fail(f"nothing listens on port {port}")
 
 
 async def test_edge_binds_a_free_port_runs_its_loops_as_named_tasks_and_closes_them(
@@ -63,14 +67,14 @@ async def test_run_edge_serves_until_sigterm(make_settings: Callable[..., EdgeSe
     monkeypatch.setattr(app, "configure_logging", lambda *args, **kwargs: None)  # keep test logging as it is
     port = services.free_port()
     task = asyncio.create_task(run_edge(make_settings(ocpp_port=port)))
-    await wait_until_listening(port)
+    await wait_until_listening(port, task)
     async with charger(port, "CP-1") as cp:
         await cp.call(call.Heartbeat(), suppress=False)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):  # never kill the test run itself
         task.cancel()
         pytest.fail("run_edge installed no SIGTERM handler")
     signal.raise_signal(signal.SIGTERM)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         await task  # returns normally: a SIGTERM is a clean stop
     assert not await listening(port)
 

@@ -12,6 +12,7 @@ from ocpp.v16 import call
 
 from edge import Edge, EdgeSettings
 from tests.integration.edge.charger import charger, open_socket
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +51,10 @@ async def test_rule_status_a_charger_that_stops_answering_pings_is_closed_and_ma
         make_settings: Callable[..., EdgeSettings]) -> None:
     async with Edge(make_settings(ocpp_ping_interval=0.2, ocpp_ping_timeout=0.3, heartbeat_deadline=60)) as edge:
         async with open_socket(edge.ocpp_port, "CP-1") as ws:
-            for _ in range(250):
-                if edge.ocpp.connected_chargers:
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: edge.ocpp.connected_chargers, within=20, interval=0.02,
+                             what="the charger connected")
             ws.transport.pause_reading()  # a dead link: nothing comes back, not even pongs
-            offline = await wait_offline(edge, "CP-1", within=5)
+            offline = await wait_offline(edge, "CP-1", within=20)
             ws.transport.resume_reading()
         assert edge.ocpp.connected_chargers == []
     assert offline["online"] is False

@@ -26,6 +26,7 @@ from tests.integration.edge.charger import (
     open_socket,
     running,
 )
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -192,11 +193,11 @@ async def test_the_core_charger_messages_are_answered(edge: Edge) -> None:
             {"timestamp": now_iso(), "sampledValue": [{"value": "10"}]}]), suppress=False)
         await cp.call(call.StopTransaction(meter_stop=20, timestamp=now_iso(),
                                            transaction_id=started.transaction_id), suppress=False)
-    for _ in range(100):  # the offline event follows the close handshake
-        types = [row.type for row in await edge.store.outbox_batch(100)]
-        if types[-1] == "charger.connection":
-            break
-        await asyncio.sleep(0.02)
+    async def offline_recorded() -> bool:  # the offline event follows the close handshake
+        return [row.type for row in await edge.store.outbox_batch(100)][-1] == "charger.connection"
+
+    await poll_until(offline_recorded, within=20, interval=0.02)
+    types = [row.type for row in await edge.store.outbox_batch(100)]
     assert types == ["charger.connection", "charger.boot", "charger.status", "session.started", "session.meter",
                      "session.stopped", "charger.connection"]
 

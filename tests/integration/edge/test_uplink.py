@@ -16,6 +16,7 @@ from mqtt.envelope import Command, CommandResult, Envelope, decode_envelope
 from mqtt.payloads import AuthListEntry, AuthListUpdate, CommandStatus, IdTagStatus
 from mqtt.topics import QOS, Topics
 from tests.support import services
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,28 +32,40 @@ class Subscriber:
         self.envelopes: list[Envelope] = []
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id,
-                                          clean_session=not self.persistent) as client:
-                    await client.subscribe(self.topic, qos=QOS)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        assert isinstance(message.payload, bytes)
-                        self.envelopes.append(decode_envelope(message.payload))
-                        self._changed.set()
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
+        try:
+            while True:
+                try:
+                    async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id,
+                                              clean_session=not self.persistent) as client:
+                        await client.subscribe(self.topic, qos=QOS)
+                        self.subscribed.set()
+                        async for message in client.messages:
+                            assert isinstance(message.payload, bytes)
+                            self.envelopes.append(decode_envelope(message.payload))
+                            self._changed.set()
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.1)
+        finally:
+            self._changed.set()  # a waiter sees at once that this task ended
+
+    def check_alive(self) -> None:
+        """Fail loudly if the collecting task died: what it collected would be stale."""
+        if self.task is not None and self.task.done() and not self.task.cancelled():
+            error = self.task.exception()
+            raise AssertionError(f"the test subscriber died: {error!r}") from error
 
     async def wait_for(self, predicate: Callable[[list[Envelope]], bool], within: float = 15) -> None:
         try:
             async with asyncio.timeout(within):
                 while not predicate(self.envelopes):
+                    self.check_alive()
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
+            self.check_alive()
             got = [(e.seq, e.type, e.body.get("info")) for e in self.envelopes]
             raise AssertionError(f"condition not met within {within} s; received {len(got)}: {got}") from None
 
@@ -70,11 +83,18 @@ class Subscriber:
 @contextlib.asynccontextmanager
 async def subscribed(port: int, topic: str, *, persistent: bool = False) -> AsyncIterator[Subscriber]:
     subscriber = Subscriber(port, topic, persistent=persistent)
-    task = asyncio.create_task(subscriber.run(), name="test-subscriber")
+    task = subscriber.task = asyncio.create_task(subscriber.run(), name="test-subscriber")
     try:
-        async with asyncio.timeout(10):
-            await subscriber.subscribed.wait()
+        ready = asyncio.ensure_future(subscriber.subscribed.wait())
+        try:
+            async with asyncio.timeout(20):
+                await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        subscriber.check_alive()
+        assert subscriber.subscribed.is_set()
         yield subscriber
+        subscriber.check_alive()  # what the test looked at was collected by a live task
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -109,11 +129,12 @@ async def produce_status_events(edge: Edge, charger_id: str, first: int, count: 
             await asyncio.sleep(pause)
 
 
-async def outbox_drained(edge: Edge) -> None:
-    for _ in range(100):
-        if not await edge.store.outbox_batch():
-            break
-        await asyncio.sleep(0.05)
+async def outbox_drained(edge: Edge, within: float = 20) -> None:
+    """Wait until every outbox row was acknowledged by the broker (and so deleted)."""
+    async def drained() -> bool:
+        return not await edge.store.outbox_batch()
+
+    await poll_until(drained, within=within)
     assert await edge.store.outbox_batch() == []
     assert edge.store.outbox_backlog == 0
 
@@ -134,7 +155,9 @@ async def test_outbox_is_kept_while_offline_then_drained_in_seq_order_and_delete
         assert len(await edge.store.outbox_batch(1000)) == 40  # nothing is dropped without a PUBACK
     topic = f"{online.mqtt_topic_root}/sites/{online.site_id}/up/#"
     async with subscribed(online.mqtt_port, topic) as subscriber, Edge(online) as edge:
-        await subscriber.wait_for(lambda envelopes: len(infos(envelopes)) == 40)
+        # The hello's PUBACK (its row deleted) does not mean the subscriber has it yet: wait for it too.
+        await subscriber.wait_for(lambda envelopes: len(infos(envelopes)) == 40
+                                  and any(e.type == "site.hello" for e in envelopes))
         await outbox_drained(edge)  # the hello's row goes once its PUBACK is in
 
     received = subscriber.unique()
@@ -154,7 +177,7 @@ async def test_authlist_update_command_is_applied_and_answered(site_on_shared_br
     command = Command.new(settings.site_id, update)
     async with subscribed(settings.mqtt_port, topics.up(settings.site_id, "result")) as subscriber, \
             Edge(settings) as edge:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             await edge.uplink.connected.wait()
         async with aiomqtt.Client("127.0.0.1", settings.mqtt_port) as cloud:
             await cloud.publish(topics.down(settings.site_id), command.to_bytes(), qos=QOS)
@@ -179,7 +202,7 @@ async def test_expired_and_malformed_commands_are_answered_and_not_applied(
     malformed = b'{"id": "0b7f3c1e-4a59-4f0e-9d2a-0b6f6a1c9e11", "type": "authlist.update", "body": {}}'
     async with subscribed(settings.mqtt_port, topics.up(settings.site_id, "result")) as subscriber, \
             Edge(settings) as edge:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             await edge.uplink.connected.wait()
         async with aiomqtt.Client("127.0.0.1", settings.mqtt_port) as cloud:
             await cloud.publish(topics.down(settings.site_id), stale.to_bytes(), qos=QOS)
@@ -207,7 +230,7 @@ async def test_no_event_is_lost_or_reordered_when_the_broker_restarts(
     async with subscribed(private_mosquitto.port, topic, persistent=True) as subscriber, \
             Edge(settings) as edge:
         await edge.store.register_charger("CP-1")
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             await edge.uplink.connected.wait()
         await produce_status_events(edge, "CP-1", 0, 30, pause=0.01)
         await asyncio.to_thread(private_mosquitto.stop)
@@ -232,7 +255,7 @@ async def test_a_command_is_acknowledged_once_applied_so_a_restarted_edge_does_n
     async with subscribed(settings.mqtt_port, f"{settings.mqtt_topic_root}/sites/{settings.site_id}/up/#") \
             as subscriber:
         async with Edge(settings) as edge:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(20):
                 await edge.uplink.connected.wait()
             async with aiomqtt.Client("127.0.0.1", settings.mqtt_port) as cloud:
                 await cloud.publish(topics.down(settings.site_id), command.to_bytes(), qos=QOS)
@@ -253,7 +276,7 @@ async def test_outbox_rows_stay_until_the_broker_acknowledges_them(
     async with subscribed(private_mosquitto.port, f"{topic_root}/sites/{settings.site_id}/up/charger") \
             as subscriber, Edge(settings) as edge:
         await edge.store.register_charger("CP-1")
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             await edge.uplink.connected.wait()
         await outbox_drained(edge)  # the hello
         process.send_signal(signal.SIGSTOP)  # the connection stays up, but no PUBACK comes

@@ -37,7 +37,7 @@ class Changes:
     def of(self, bay_id: str) -> list[str]:
         return [change.state.value for change in self.seen if change.bay_id == bay_id]
 
-    async def wait_until(self, condition: Callable[[], bool], within: float = 5.0) -> None:
+    async def wait_until(self, condition: Callable[[], bool], within: float = 15.0) -> None:
         """Wait (at most ``within`` seconds) until the changes seen so far satisfy ``condition``."""
         async with asyncio.timeout(within):
             while not condition():

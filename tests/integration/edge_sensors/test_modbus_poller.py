@@ -23,8 +23,10 @@ OCCUPIED, FREE, UNKNOWN = BayState.OCCUPIED, BayState.FREE, BayState.UNKNOWN
 
 def sensor(device: ModbusDevice, registers: list[dict[str, Any]], **overrides: Any) -> ModbusSensor:
     values: dict[str, Any] = {
+        # A generous timeout: the device answers from this test's own event loop, and a poll that
+        # times out on a loaded machine would make every bay unknown for a moment.
         "id": "gw-1", "host": "127.0.0.1", "port": device.port, "unit_id": 1, "poll_interval": 0.02,
-        "timeout": 0.2, "debounce": 0.1, "stale_after": 2.0, "registers": registers,
+        "timeout": 2.0, "debounce": 0.1, "stale_after": 30.0, "registers": registers,
     }
     values.update(overrides)
     return ModbusSensor.model_validate(values)
@@ -58,14 +60,15 @@ async def test_occupancy_is_read_from_coils_discrete_inputs_and_holding_and_inpu
 
 
 async def test_a_blip_shorter_than_the_debounce_is_held_back(modbus_device: ModbusDevice, changes: Changes) -> None:
-    config = sensor(modbus_device, [{"bay_id": "B1", "address": 0, "kind": "coil"}], debounce=0.4)
+    # 1 s of debounce against a 0.15 s blip: the margin survives a loaded machine.
+    config = sensor(modbus_device, [{"bay_id": "B1", "address": 0, "kind": "coil"}], debounce=1.0)
     await modbus_device.set(COIL, 0, 1)
     async with poller(config, changes):
         await changes.wait_until(lambda: changes.latest().get("B1") is OCCUPIED)
         await modbus_device.set(COIL, 0, 0)       # a pedestrian crosses the bay
         await asyncio.sleep(0.15)
         await modbus_device.set(COIL, 0, 1)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.5)  # past the debounce: a held-back "free" would show by now
         assert changes.of("B1") == ["occupied"]
 
         await modbus_device.set(COIL, 0, 0)       # the car really leaves
@@ -75,16 +78,19 @@ async def test_a_blip_shorter_than_the_debounce_is_held_back(modbus_device: Modb
 
 async def test_a_stopped_server_makes_the_bays_unknown_within_the_timeout_and_they_recover(
         modbus_device: ModbusDevice, changes: Changes) -> None:
+    # The timeout under test stays well below staleness (30 s, which would also make the bays unknown),
+    # yet long enough that a loaded machine does not time out a poll before the device stops.
     config = sensor(modbus_device, [{"bay_id": "B1", "address": 0, "kind": "coil"},
-                                    {"bay_id": "B2", "address": 1, "kind": "coil"}])
+                                    {"bay_id": "B2", "address": 1, "kind": "coil"}], timeout=1.0)
     await modbus_device.set(COIL, 0, 1)
     async with poller(config, changes) as reader:
         await changes.wait_until(lambda: changes.latest() == {"B1": OCCUPIED, "B2": FREE})
         await modbus_device.stop()
         stopped = time.monotonic()
         await changes.wait_until(lambda: changes.latest() == {"B1": UNKNOWN, "B2": UNKNOWN})
-        # one timeout (0.2 s) plus one poll interval, with slack for a loaded machine
-        assert time.monotonic() - stopped < 0.2 + 0.02 + 0.5
+        # one timeout (1 s) plus one poll interval, with slack for a loaded machine; far below
+        # stale_after (30 s), so it is the failed poll that made them unknown
+        assert time.monotonic() - stopped < 1.0 + 0.02 + 1.5
         assert reader.tracker.faults.keys() == {"B1", "B2"}
         unknown = [c for c in changes.seen if c.state is UNKNOWN]
         assert all(c.faulty for c in unknown) and len(unknown) == 2

@@ -57,7 +57,7 @@ async def test_occupancy_arrives_over_mqtt_after_the_debounce(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes) -> None:
     async with listener(mosquitto, topic_root, changes) as reader:
         assert "edge.sensors.mqtt" in {task.get_name() for task in asyncio.all_tasks()}
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-1", "B1", True)
         await sensors.send("s-2", "B2", False)
         await changes.wait_until(lambda: changes.latest() == {"B1": OCCUPIED, "B2": FREE})
@@ -67,14 +67,16 @@ async def test_occupancy_arrives_over_mqtt_after_the_debounce(
 
 async def test_a_blip_shorter_than_the_debounce_is_held_back(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes) -> None:
-    async with listener(mosquitto, topic_root, changes, debounce=0.4) as reader:
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+    # The debounce is counted from each reading's arrival: a 1 s debounce keeps a 0.1 s blip a blip
+    # even when a loaded machine delays the second reading by most of a second.
+    async with listener(mosquitto, topic_root, changes, debounce=1.0) as reader:
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-1", "B1", True)
         await changes.wait_until(lambda: changes.latest().get("B1") is OCCUPIED)
         await sensors.send("s-1", "B1", False)
         await asyncio.sleep(0.1)
         await sensors.send("s-1", "B1", True)
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(1.5)  # past the debounce: a held-back "free" would show by now
         assert changes.of("B1") == ["occupied"]
 
         await sensors.send("s-1", "B1", False)  # held: counts without another message
@@ -85,12 +87,12 @@ async def test_a_blip_shorter_than_the_debounce_is_held_back(
 async def test_a_silent_sensor_makes_its_bay_unknown_after_stale_after(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes) -> None:
     async with listener(mosquitto, topic_root, changes, debounce=0.0, stale_after=0.6) as reader:
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-1", "B1", True)
         for _ in range(8):  # B2 keeps reporting, B1 falls silent
             await sensors.send("s-2", "B2", False)
             await asyncio.sleep(0.1)
-        await changes.wait_until(lambda: changes.latest().get("B1") is UNKNOWN, within=3)
+        await changes.wait_until(lambda: changes.latest().get("B1") is UNKNOWN)
         assert changes.latest()["B2"] is FREE
         assert reader.tracker.faults["B1"].startswith("stale")
     assert changes.of("B1") == ["occupied", "unknown"]
@@ -107,7 +109,7 @@ async def test_a_silent_sensor_makes_its_bay_unknown_after_stale_after(
 async def test_garbage_makes_the_bay_unknown_and_faulty_never_free(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes, payload: bytes) -> None:
     async with listener(mosquitto, topic_root, changes, debounce=0.0) as reader:
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-1", "B1", True)
         await changes.wait_until(lambda: changes.latest().get("B1") is OCCUPIED)
         await sensors.raw("s-1", payload)
@@ -124,7 +126,7 @@ async def test_garbage_makes_the_bay_unknown_and_faulty_never_free(
 async def test_occupied_null_means_the_sensor_cannot_tell_so_the_bay_is_unknown(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes) -> None:
     async with listener(mosquitto, topic_root, changes, debounce=0.0) as reader:
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-2", "B2", False)
         await changes.wait_until(lambda: changes.latest().get("B2") is FREE)
         await sensors.send("s-2", "B2", None)
@@ -136,7 +138,7 @@ async def test_occupied_null_means_the_sensor_cannot_tell_so_the_bay_is_unknown(
 async def test_a_sensor_missing_from_the_site_file_is_ignored(
         mosquitto: tuple[str, int], topic_root: str, sensors: Sensors, changes: Changes) -> None:
     async with listener(mosquitto, topic_root, changes, debounce=0.0) as reader:
-        await asyncio.wait_for(reader.subscribed.wait(), 5)
+        await asyncio.wait_for(reader.subscribed.wait(), 15)
         await sensors.send("s-99", "B1", False)
         await sensors.send("s-1", "B1", True)
         await changes.wait_until(lambda: changes.latest().get("B1") is OCCUPIED)

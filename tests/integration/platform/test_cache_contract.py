@@ -10,8 +10,8 @@ from cloud.platform.cache import RedisCache
 from cloud.platform.ports import Cache
 from tests.support import services
 
-TTL = 0.2
-PAST_TTL = 0.35
+TTL = 0.5  # long enough that a loaded machine reads the value back before it expires
+PAST_TTL = 0.65
 
 
 async def test_a_value_set_is_read_back_until_deleted(cache: Cache) -> None:
@@ -46,14 +46,21 @@ async def test_setting_a_value_without_ttl_clears_the_earlier_ttl(cache: Cache) 
 
 
 async def test_incr_counts_within_a_fixed_window_that_later_increments_do_not_extend(cache: Cache) -> None:
-    assert [await cache.incr("ratelimit:1.2.3.4", 0.4) for _ in range(3)] == [1, 2, 3]
+    window = 1.0
+    loop = asyncio.get_running_loop()
+    before_first = loop.time()  # the window starts after this ...
+    assert await cache.incr("ratelimit:1.2.3.4", window) == 1
+    after_first = loop.time()  # ... and before this
+    assert [await cache.incr("ratelimit:1.2.3.4", window) for _ in range(2)] == [2, 3]
     assert await cache.get("ratelimit:1.2.3.4") == b"3"
 
-    await asyncio.sleep(0.25)
-    assert await cache.incr("ratelimit:1.2.3.4", 0.4) == 4  # does not move the window's end
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(max(0.0, before_first + 0.3 - loop.time()))  # 0.7 s before the window ends
+    assert await cache.incr("ratelimit:1.2.3.4", window) == 4  # does not move the window's end
+    # Past the window's end for sure, and before the end a moved window would have (the fourth
+    # increment + window, ~0.25 s later): a late wake-up on a loaded machine can only hide a bug, never fail.
+    await asyncio.sleep(max(0.0, after_first + window + 0.05 - loop.time()))
 
-    assert await cache.incr("ratelimit:1.2.3.4", 0.4) == 1  # a new window
+    assert await cache.incr("ratelimit:1.2.3.4", window) == 1  # a new window
 
 
 async def test_concurrent_increments_are_all_counted(cache: Cache) -> None:

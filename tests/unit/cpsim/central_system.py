@@ -76,7 +76,7 @@ class CentralSystem:
         return [r.payload for r in list(self.received)
                 if r.action == action and (charger_id is None or r.charger_id == charger_id)]
 
-    async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
         # Polling on purpose: predicates also look at the charger's and the test's own state.
         async with asyncio.timeout(within):
             while not predicate():  # noqa: ASYNC110

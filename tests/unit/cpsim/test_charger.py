@@ -150,7 +150,7 @@ async def test_change_configuration_rejects_read_only_and_unknown_keys(central: 
 
 async def test_heartbeats_follow_the_interval_from_boot() -> None:
     async with CentralSystem(heartbeat_interval=1) as central, SimulatedCharger("CP-1", central.url):
-        await central.wait_until(lambda: len(central.of("Heartbeat")) >= 1, within=3)
+        await central.wait_until(lambda: len(central.of("Heartbeat")) >= 1, within=10)
 
 
 async def test_pending_boot_is_retried_and_a_triggered_boot_comes_at_once() -> None:
@@ -163,7 +163,7 @@ async def test_pending_boot_is_retried_and_a_triggered_boot_comes_at_once() -> N
             call.TriggerMessage(requested_message=MessageTrigger.boot_notification))
         assert trigger.status == "Accepted"
         # second boot is Rejected with interval 1 s; the third is Accepted
-        await asyncio.wait_for(entering, timeout=5)
+        await asyncio.wait_for(entering, timeout=15)
         try:
             assert len(central.of("BootNotification")) == 3
             assert charger.registration_status == "Accepted"
@@ -255,12 +255,12 @@ async def test_a_dropped_connection_fails_the_session_at_once(central: CentralSy
         await central.wait_until(lambda: bool(central.of("MeterValues")))
         await central.drop("CP-1")
         with pytest.raises(ConnectionLost, match="closed the connection"):
-            await asyncio.wait_for(session, timeout=3)
+            await asyncio.wait_for(session, timeout=10)  # at once: well below response_timeout
         assert not charger.connected
 
 
 async def test_tls_to_a_plain_port_is_explained(central: CentralSystem) -> None:
     tls_url = central.url.replace("ws://", "wss://")
     with pytest.raises(CentralSystemUnreachable, match=r"TLS handshake .* failed .*ws:// or wss://"):
-        async with SimulatedCharger("CP-1", tls_url, open_timeout=3):
+        async with SimulatedCharger("CP-1", tls_url, open_timeout=10):
             pass

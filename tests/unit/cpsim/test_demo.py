@@ -24,7 +24,7 @@ async def test_demo_plays_sessions_on_every_charger_and_stops_them_cleanly() -> 
         await central.wait_until(lambda: len({c for c, _ in reports}) == 3 and len(reports) >= 6)
         finished = list(reports)
         stop.set()
-        await asyncio.wait_for(demo, timeout=10)
+        await asyncio.wait_for(demo, timeout=20)
 
         starts, stops = central.of("StartTransaction"), central.of("StopTransaction")
     assert {c for c, _ in reports} == {"CP-1", "CP-2", "CP-3"}
@@ -41,7 +41,7 @@ async def test_demo_stops_a_running_session_with_a_stop_transaction() -> None:
                                             meter_interval=0.01, speedup=1.0))
         await central.wait_until(lambda: len(central.of("MeterValues")) >= 2)
         stop.set()
-        await asyncio.wait_for(demo, timeout=10)
+        await asyncio.wait_for(demo, timeout=20)
         stop_transaction, = central.of("StopTransaction")
     assert stop_transaction["reason"] == "Local"
     assert stop_transaction["meter_stop"] < 10**9
@@ -56,7 +56,7 @@ async def test_refused_tag_waits_and_the_demo_goes_on() -> None:
             on_session=lambda _, report: reports.append(report), **FAST))
         await central.wait_until(lambda: len(reports) >= 2)
         stop.set()
-        await asyncio.wait_for(demo, timeout=10)
+        await asyncio.wait_for(demo, timeout=20)
         refused = [a for a in central.of("Authorize") if a["id_tag"] == "BLOCKED"]
     assert len(refused) >= 2, "the refused tag was tried again later"
     assert {report.id_tag for report in reports} == {"GOOD"}
@@ -70,4 +70,4 @@ async def test_demo_waits_for_a_central_system_that_is_not_up_yet() -> None:
     await asyncio.sleep(0.3)
     assert not demo.done(), "a refused connection does not end the demo"
     stop.set()
-    await asyncio.wait_for(demo, timeout=5)
+    await asyncio.wait_for(demo, timeout=20)

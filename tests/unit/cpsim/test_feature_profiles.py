@@ -74,7 +74,7 @@ async def test_reservation_cancelled_or_expired_frees_the_connector(central: Cen
         assert (await point.call(call.CancelReservation(reservation_id=1))).status == "Accepted"
         assert (await point.call(call.CancelReservation(reservation_id=99))).status == "Rejected"
         await central.wait_until(lambda: charger.connector_status(1) == "Available"
-                                 and charger.connector_status(2) == "Available", within=3)
+                                 and charger.connector_status(2) == "Available", within=10)
         await charger.run_session(2, "ANYONE", 50, **FAST)
 
 

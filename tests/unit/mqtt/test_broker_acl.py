@@ -126,12 +126,12 @@ class Client:
 
     def subscribe(self, topic: str) -> list[int]:
         self.client.subscribe(topic, qos=1)
-        return self.subacks.get(timeout=5)
+        return self.subacks.get(timeout=15)
 
     def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+        self.client.publish(topic, payload, qos=1).wait_for_publish(15)
 
-    def next_message(self, timeout: float = 5) -> tuple[str, bytes]:
+    def next_message(self, timeout: float = 15) -> tuple[str, bytes]:
         return self.received.get(timeout=timeout)
 
     def messages_until(self, marker: bytes) -> list[tuple[str, bytes]]:
