@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -19,41 +20,35 @@ app = typer.Typer(help="evpark: edge-to-cloud control for parking garages with E
 err = Console(stderr=True)
 
 
-class ServiceName(StrEnum):
-    charging = "charging"
-    vehicles = "vehicles"
-    parking = "parking"
-    gateway = "gateway"
+def _service_names() -> list[str]:
+    from cloud.registry import SERVICES
+
+    return list(SERVICES)
 
 
-MIGRATED = (ServiceName.charging, ServiceName.vehicles, ServiceName.parking)
+ServiceName = StrEnum("ServiceName", {name: name for name in _service_names()})  # type: ignore[misc]
+"""Every registered cloud service and the gateway (``cloud/registry.py``)."""
 
 
-@app.command()
 def up(
     demo: Annotated[int, typer.Option("--demo", help="also run N simulated chargers that keep charging",
                                       min=0, max=200)] = 0,
     data_dir: Annotated[Path, typer.Option(help="where databases and the edge's store live")] = Path(".evpark"),
     host: Annotated[str, typer.Option(help="address every part listens on")] = "127.0.0.1",
-    gateway_port: Annotated[int, typer.Option(help="REST API gateway")] = 8000,
-    charging_port: Annotated[int, typer.Option(help="charging service")] = 8101,
-    vehicles_port: Annotated[int, typer.Option(help="vehicle service")] = 8102,
-    parking_port: Annotated[int, typer.Option(help="parking service")] = 8103,
     ocpp_port: Annotated[int, typer.Option(help="edge OCPP 1.6J endpoint")] = 9000,
     admin_port: Annotated[int, typer.Option(help="edge admin API")] = 9001,
     mqtt_port: Annotated[int, typer.Option(help="embedded MQTT broker (1883 is left to Mosquitto)")] = 1884,
     site_id: Annotated[str, typer.Option(help="id of the embedded site")] = "demo-site",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    **service_ports: int,
 ) -> None:
     """Run broker, services, gateway and one edge on this machine, on embedded defaults."""
     from evpark.up import ComponentFailed, PortInUse, UpOptions, run_up
 
     configure_logging(log_level)
-    options = UpOptions(data_dir=data_dir, host=host, gateway_port=gateway_port, charging_port=charging_port,
-                        vehicles_port=vehicles_port, parking_port=parking_port, ocpp_port=ocpp_port,
-                        admin_port=admin_port,
-                        mqtt_port=mqtt_port, site_id=site_id,
-                        demo_chargers=demo)
+    ports = {name.removesuffix("_port"): port for name, port in service_ports.items()}
+    options = UpOptions(data_dir=data_dir, host=host, service_ports=ports, ocpp_port=ocpp_port,
+                        admin_port=admin_port, mqtt_port=mqtt_port, site_id=site_id, demo_chargers=demo)
     try:
         asyncio.run(run_up(options))
     except PortInUse as exc:
@@ -66,34 +61,44 @@ def up(
         pass
 
 
+def _with_service_port_options(command: Any) -> Any:
+    """``--<service>-port`` for every registered service, before the fixed options of ``up``."""
+    from cloud.registry import specs
+
+    signature = inspect.signature(command)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    per_service = [
+        inspect.Parameter(f"{spec.name}_port", inspect.Parameter.KEYWORD_ONLY, default=spec.port,
+                          annotation=Annotated[int, typer.Option(help=f"{spec.name} service" if spec.kind == "service"
+                                                                 else "REST API gateway")])
+        for spec in specs()
+    ]
+    gateway_first = sorted(per_service, key=lambda p: p.name != "gateway_port")
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed[:3]] + gateway_first + \
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed[3:]]
+    command.__signature__ = signature.replace(parameters=params)
+    return command
+
+
+app.command(name="up")(_with_service_port_options(up))
+
+
 @app.command()
 def serve(
-    service: Annotated[ServiceName, typer.Argument(help="which service to run")],
+    service: Annotated[ServiceName, typer.Argument(help="which service to run")],  # type: ignore[valid-type]
     host: Annotated[str | None, typer.Option(help="listen address (default EVPARK_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default: the service's EVPARK_<NAME>_PORT)")] = None,
 ) -> None:
     """Run one cloud service (production: settings from EVPARK_* environment variables)."""
     import uvicorn
 
+    from cloud.registry import spec as spec_of
+
     settings = _cloud_settings()
     configure_logging(settings.log_level)
-    if service == ServiceName.charging:
-        from cloud.charging.app import build_app as build_charging
-
-        the_app, default_port = build_charging(settings), settings.charging_port
-    elif service == ServiceName.vehicles:
-        from cloud.vehicles.app import build_app as build_vehicles
-
-        the_app, default_port = build_vehicles(settings), settings.vehicles_port
-    elif service == ServiceName.parking:
-        from cloud.parking.app import build_app as build_parking
-
-        the_app, default_port = build_parking(settings), settings.parking_port
-    else:
-        from cloud.gateway.app import build_app as build_gateway
-
-        the_app, default_port = build_gateway(settings), settings.gateway_port
-    uvicorn.run(the_app, host=host or settings.host, port=port or default_port, log_config=None,
+    spec = spec_of(str(service.value))
+    the_app = spec.build_app(settings)
+    uvicorn.run(the_app, host=host or settings.host, port=port or settings.port_of(spec.name), log_config=None,
                 access_log=False, proxy_headers=True)
 
 
@@ -131,31 +136,40 @@ def _has_bays(path: Path) -> bool:
 
 @app.command()
 def migrate(
-    services: Annotated[list[ServiceName] | None, typer.Argument(help="services to migrate (default: all)")] = None,
+    services: Annotated[list[ServiceName] | None, typer.Argument(  # type: ignore[valid-type]
+        help="services to migrate (default: all)")] = None,
 ) -> None:
     """Create each service's database if missing and bring its schema up to date."""
     from cloud.platform.db import Database
+    from cloud.registry import domain_services
 
     settings = _cloud_settings()
     configure_logging(settings.log_level, json=False)
-    chosen = [s for s in (services or list(MIGRATED)) if s in MIGRATED]
+    wanted = {str(s.value) for s in services} if services else None
+    chosen = [spec for spec in domain_services()
+              if spec.migrations is not None and (wanted is None or spec.name in wanted)]
 
     async def run() -> None:
-        for name in chosen:
-            module = __import__(f"cloud.{name.value}.app", fromlist=["MIGRATIONS"])
-            db = Database(settings.database_url_for(name.value))
+        for spec in chosen:
+            assert spec.migrations is not None
+            db = Database(settings.database_url_for(spec.name))
             try:
                 await db.connect()
-                await db.migrate(module.MIGRATIONS)
+                await db.migrate(spec.migrations)
             finally:
                 await db.close()
-            err.print(f"[green]{name.value}: schema up to date[/green]")
+            err.print(f"[green]{spec.name}: schema up to date[/green]")
 
     try:
         asyncio.run(run())
     except OSError as exc:
         err.print(f"[red]evpark migrate: cannot reach the database ({exc}); check EVPARK_DATABASE_URL[/red]")
         raise typer.Exit(1) from None
+
+
+from evpark.events_cli import events_app  # noqa: E402  (the sub-command group needs `err` and settings)
+
+app.add_typer(events_app, name="events")
 
 
 def _cloud_settings():  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """``evpark up``: the whole system in one process on embedded defaults.
 
-Broker (amqtt), vehicle and charging services, gateway and one site's edge, sharing an
-in-process event bus and cache; with ``demo`` also simulated chargers that keep charging.
+Broker (amqtt), every registered cloud service (:mod:`cloud.registry`), the gateway and one
+site's edge, sharing an in-process event bus and cache; with ``demo`` also simulated chargers
+that keep charging.
 Production runs each part as its own process instead (``evpark serve …``, ``evpark edge``).
 """
 
@@ -11,20 +12,17 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import structlog
 
-from cloud.charging.app import build_app as build_charging
-from cloud.gateway.app import build_app as build_gateway
-from cloud.parking.app import build_app as build_parking
 from cloud.platform.cache import MemoryCache
 from cloud.platform.events import InProcessBus
 from cloud.platform.settings import CloudSettings
-from cloud.vehicles.app import build_app as build_vehicles
+from cloud.registry import specs
 from edge.app import Edge
 from edge.settings import EdgeSettings
 from evpark.broker import EMBEDDED_USER, EmbeddedBroker
@@ -37,24 +35,29 @@ class PortInUse(RuntimeError):
     pass
 
 
+def default_service_ports() -> dict[str, int]:
+    return {spec.name: spec.port for spec in specs()}
+
+
 @dataclass
 class UpOptions:
     data_dir: Path = Path(".evpark")
     host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    charging_port: int = 8101
-    vehicles_port: int = 8102
-    parking_port: int = 8103
+    service_ports: dict[str, int] = field(default_factory=default_service_ports)
+    """Listen port of each registered service and the gateway (``--<name>-port``)."""
     ocpp_port: int = 9000
     admin_port: int = 9001
     mqtt_port: int = 1884
     site_id: str = "demo-site"
     demo_chargers: int = 0
 
+    @property
+    def gateway_port(self) -> int:
+        return self.service_ports["gateway"]
+
     def ports(self) -> dict[str, int]:
-        return {"--gateway-port": self.gateway_port, "--charging-port": self.charging_port,
-                "--vehicles-port": self.vehicles_port, "--parking-port": self.parking_port,
-                "--ocpp-port": self.ocpp_port, "--admin-port": self.admin_port,
+        named = {f"--{name}-port": port for name, port in self.service_ports.items()}
+        return {**named, "--ocpp-port": self.ocpp_port, "--admin-port": self.admin_port,
                 "--mqtt-port": self.mqtt_port}
 
 
@@ -87,13 +90,11 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
             await stack.enter_async_context(EmbeddedBroker(options.host, options.mqtt_port,
                                                            options.data_dir / "broker"))
             watched: list[asyncio.Task[Any]] = []
-            for name, app, port in (
-                ("vehicles", build_vehicles(cloud, bus=bus, cache=cache), options.vehicles_port),
-                ("charging", build_charging(cloud, bus=bus, cache=cache), options.charging_port),
-                ("parking", build_parking(cloud, bus=bus, cache=cache), options.parking_port),
-                ("gateway", build_gateway(cloud, cache=cache), options.gateway_port),
-            ):
-                watched.append(await stack.enter_async_context(serving(app, options.host, port, name)))
+            for spec in specs():  # registry order: the gateway comes last
+                adapters: dict[str, Any] = {"cache": cache} if spec.kind == "gateway" else {"bus": bus, "cache": cache}
+                app = spec.build_app(cloud, **adapters)
+                port = cloud.port_of(spec.name)
+                watched.append(await stack.enter_async_context(serving(app, options.host, port, spec.name)))
             edge = await stack.enter_async_context(Edge(edge_settings))
             watched.append(asyncio.create_task(edge.run_forever(), name="edge"))
             if options.demo_chargers:
@@ -138,9 +139,8 @@ def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
     cloud = CloudSettings(
         data_dir=options.data_dir / "cloud", database_url="", amqp_url="", redis_url="",
         mqtt_host=options.host, mqtt_port=options.mqtt_port, mqtt_username=EMBEDDED_USER,
-        mqtt_topic_root=topic_root, host=options.host, gateway_port=options.gateway_port,
-        charging_port=options.charging_port, vehicles_port=options.vehicles_port,
-        parking_port=options.parking_port, charging_url="", vehicles_url="", parking_url="",
+        mqtt_topic_root=topic_root, host=options.host,
+        ports={**default_service_ports(), **options.service_ports}, urls={spec.name: "" for spec in specs()},
     )
     edge = EdgeSettings(
         site_id=options.site_id, data_dir=options.data_dir / "edge", ocpp_host=options.host,

@@ -1,0 +1,19 @@
+"""The charging service: sessions reported by the sites' edge agents."""
+
+from pathlib import Path
+
+from cloud.contracts.charging import ChargingCompleted, ChargingStarted
+from cloud.contracts.vehicles import VehicleRegistered
+from cloud.platform.spec import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="charging",
+    port=8101,
+    app="cloud.charging.app:build_app",
+    description="Charging sessions reported by the sites' edge agents.",
+    prefixes=("/charging",),
+    migrations=Path(__file__).parent / "migrations",
+    publishes=(ChargingStarted, ChargingCompleted),
+    consumes=(VehicleRegistered,),
+    mqtt_categories=("session",),
+)

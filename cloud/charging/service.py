@@ -12,9 +12,11 @@ from sqlmodel import col, select
 
 from cloud.charging import domain, events
 from cloud.charging.models import ChargingSession, VehicleIdTag
+from cloud.contracts import Received
+from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.errors import NotFound
 from cloud.platform.outbox import Outbox, Transaction
-from cloud.platform.ports import Cache, Event, PoisonEvent
+from cloud.platform.ports import Cache
 from mqtt import Envelope, SessionMeter, SessionStarted, SessionStopped, parse_body
 
 log = structlog.get_logger(__name__)
@@ -38,7 +40,7 @@ class ChargingService:
             was_new = session.started_at is None
             domain.apply_started(session, body, now)
             if was_new and session.status == domain.ACTIVE:
-                tx.emit(events.session_event(events.SESSION_STARTED, session, await self._vehicle_of(tx, session)))
+                tx.emit(events.session_event(events.ChargingStarted, session, await self._vehicle_of(tx, session)))
         elif isinstance(body, SessionMeter):
             if body.transaction_id is None:
                 return
@@ -48,7 +50,7 @@ class ChargingService:
         elif isinstance(body, SessionStopped):
             session = await self._get_or_create(tx, envelope.site_id, body.transaction_id, body.charger_id, now)
             if domain.apply_stopped(session, body, now):
-                tx.emit(events.session_event(events.SESSION_COMPLETED, session,
+                tx.emit(events.session_event(events.ChargingCompleted, session,
                                              await self._vehicle_of(tx, session)))
         else:
             return
@@ -57,14 +59,9 @@ class ChargingService:
         if vehicle_id:
             await self._cache.delete(_status_key(vehicle_id))
 
-    async def on_vehicle_event(self, event: Event) -> None:
-        if event.name != "vehicle.registered":
-            return
-        try:
-            vehicle_id = str(event.payload["vehicle_id"])
-            id_tags = [str(tag) for tag in event.payload["id_tags"]]
-        except (KeyError, TypeError) as exc:
-            raise PoisonEvent(f"vehicle.registered without vehicle_id/id_tags: {exc!r}") from exc
+    async def on_vehicle_registered(self, event: Received[VehicleRegistered]) -> None:
+        vehicle_id = event.body.vehicle_id
+        id_tags = event.body.id_tags
         async with self._outbox.transaction() as tx:
             if not await tx.claim(str(event.id), events.QUEUE):
                 return

@@ -15,16 +15,26 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
 
+from cloud.gateway import SPEC
 from cloud.platform.app import create_app, problem
 from cloud.platform.ports import Cache
 from cloud.platform.runtime import build_cache
 from cloud.platform.settings import CloudSettings
+from cloud.registry import domain_services
 
 log = structlog.get_logger(__name__)
 
-SERVICE = "gateway"
-ROUTES = {"charging": "charging", "vehicles": "vehicles", "parking": "parking"}
-"""First path segment → upstream service."""
+
+def routes() -> dict[str, str]:
+    """First path segment → upstream service, from every registered service's prefixes."""
+    found: dict[str, str] = {}
+    for spec in domain_services():
+        for prefix in spec.prefixes:
+            segment = prefix.strip("/")
+            if segment in found:
+                raise RuntimeError(f"prefix /{segment} is claimed by {found[segment]} and {spec.name}")
+            found[segment] = spec.name
+    return found
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}
@@ -33,7 +43,8 @@ OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/
 
 def build_app(settings: CloudSettings, *, cache: Cache | None = None,
               transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    upstreams = {prefix: settings.upstream_url(service) for prefix, service in ROUTES.items()}
+    table = routes()
+    upstreams = {prefix: settings.upstream_url(service) for prefix, service in table.items()}
     api_keys = {key.strip() for key in settings.api_keys.get_secret_value().split(",") if key.strip()}
 
     @asynccontextmanager
@@ -50,18 +61,18 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
 
     async def readiness(app: FastAPI) -> dict[str, bool]:
         checks: dict[str, bool] = {}
-        for prefix, base in upstreams.items():
+        for spec in domain_services():
             try:
-                response = await app.state.client.get(f"{base}/health", timeout=2.0)
-                checks[prefix] = response.status_code == 200
+                response = await app.state.client.get(f"{settings.upstream_url(spec.name)}/health", timeout=2.0)
+                checks[spec.name] = response.status_code == 200
             except httpx.HTTPError:
-                checks[prefix] = False
+                checks[spec.name] = False
         checks["cache"] = await app.state.cache.healthy()
         return checks
 
-    app = create_app(SERVICE, routers=[], lifespan=lifespan, readiness=readiness,
-                     description="Routes /charging/*, /vehicles/* and /parking/* to the evpark services. "
-                                 "See each service's /docs for its endpoints.")
+    routed = ", ".join(f"/{prefix}/*" for prefix in table)
+    app = create_app(SPEC.name, routers=[], lifespan=lifespan, readiness=readiness,
+                     description=f"Routes {routed} to the evpark services. See each service's /docs for its endpoints.")
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -105,10 +116,10 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
         try:
             upstream = await client.send(upstream_request, stream=True)
         except httpx.TimeoutException:
-            return problem(504, "Gateway Timeout", f"the {ROUTES[prefix]} service did not answer in time",
+            return problem(504, "Gateway Timeout", f"the {table[prefix]} service did not answer in time",
                            instance=request.url.path)
         except httpx.HTTPError:
-            return problem(502, "Bad Gateway", f"the {ROUTES[prefix]} service is unreachable",
+            return problem(502, "Bad Gateway", f"the {table[prefix]} service is unreachable",
                            instance=request.url.path)
         response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         return Response(content=await upstream.aread(), status_code=upstream.status_code,

@@ -20,42 +20,40 @@ Sends over MQTT: ``site.set_power_limit`` commands.
 
 from __future__ import annotations
 
+from cloud.contracts.parking import (
+    BayChanged,
+    BayIdleEnded,
+    BayIdleStarted,
+    BayOverstayEnded,
+    BayOverstayStarted,
+    BayUsagePeriod,
+    BayUsagePeriodEnded,
+    InventoryChanged,
+)
 from cloud.parking.domain import IDLE, OVERSTAY, EndedPeriod, UsagePeriod
 from cloud.parking.models import Bay
-from cloud.platform.ports import Event
 
-BAY_CHANGED = "parking.bay_changed"
-INVENTORY_CHANGED = "parking.inventory_changed"
-BAY_IDLE_STARTED = "parking.bay_idle_started"
-BAY_IDLE_ENDED = "parking.bay_idle_ended"
-BAY_OVERSTAY_STARTED = "parking.bay_overstay_started"
-BAY_OVERSTAY_ENDED = "parking.bay_overstay_ended"
-_STARTED = {IDLE: BAY_IDLE_STARTED, OVERSTAY: BAY_OVERSTAY_STARTED}
-_ENDED = {IDLE: BAY_IDLE_ENDED, OVERSTAY: BAY_OVERSTAY_ENDED}
+_STARTED: dict[str, type[BayUsagePeriod]] = {IDLE: BayIdleStarted, OVERSTAY: BayOverstayStarted}
+_ENDED: dict[str, type[BayUsagePeriodEnded]] = {IDLE: BayIdleEnded, OVERSTAY: BayOverstayEnded}
 
 
-def bay_changed(bay: Bay) -> Event:
-    return Event(name=BAY_CHANGED, source="parking", payload={
-        "site_id": bay.site_id, "bay_id": bay.bay_id, "state": bay.state,
-        "changed_at": bay.changed_at.isoformat()})
+def bay_changed(bay: Bay) -> BayChanged:
+    return BayChanged(site_id=bay.site_id, bay_id=bay.bay_id, state=bay.state,  # type: ignore[arg-type]
+                      changed_at=bay.changed_at)
 
 
-def inventory_changed(site_id: str, bays: int, chargers: int) -> Event:
-    return Event(name=INVENTORY_CHANGED, source="parking",
-                 payload={"site_id": site_id, "bays": bays, "chargers": chargers})
+def inventory_changed(site_id: str, bays: int, chargers: int) -> InventoryChanged:
+    return InventoryChanged(site_id=site_id, bays=bays, chargers=chargers)
 
 
-def _usage_payload(bay: Bay, period: UsagePeriod) -> dict[str, object]:
-    return {"site_id": bay.site_id, "bay_id": bay.bay_id, "charger_id": bay.charger_id,
-            "connector_id": bay.connector_id, "transaction_id": period.transaction_id,
-            "started_at": period.since.isoformat()}
+def usage_started(bay: Bay, period: UsagePeriod) -> BayUsagePeriod:
+    return _STARTED[period.state](site_id=bay.site_id, bay_id=bay.bay_id, charger_id=bay.charger_id,
+                                  connector_id=bay.connector_id, transaction_id=period.transaction_id,
+                                  started_at=period.since)
 
 
-def usage_started(bay: Bay, period: UsagePeriod) -> Event:
-    return Event(name=_STARTED[period.state], source="parking", payload=_usage_payload(bay, period))
-
-
-def usage_ended(bay: Bay, ended: EndedPeriod) -> Event:
-    return Event(name=_ENDED[ended.period.state], source="parking", payload={
-        **_usage_payload(bay, ended.period), "ended_at": ended.ended_at.isoformat(),
-        "duration_s": ended.duration_s, "next_state": ended.next_state})
+def usage_ended(bay: Bay, ended: EndedPeriod) -> BayUsagePeriodEnded:
+    return _ENDED[ended.period.state](
+        site_id=bay.site_id, bay_id=bay.bay_id, charger_id=bay.charger_id, connector_id=bay.connector_id,
+        transaction_id=ended.period.transaction_id, started_at=ended.period.since, ended_at=ended.ended_at,
+        duration_s=ended.duration_s, next_state=ended.next_state)

@@ -81,13 +81,15 @@ def create_app(
 
 
 async def service_readiness(app: FastAPI) -> dict[str, bool]:
-    """Readiness of a service built on the platform: database, bus, cache and MQTT link."""
+    """Readiness of a service built on the platform: database, bus, cache, MQTT link, and each
+    supervised background loop (``loop:<name>``, false while it is being restarted)."""
     platform = app.state.platform
     checks = {"database": await platform.db.ping(), "event_bus": await platform.bus.healthy(),
               "cache": await platform.cache.healthy()}
     link = getattr(app.state, "mqtt_link", None)
     if link is not None:
         checks["mqtt"] = link.connected.is_set()
+    checks.update(platform.readiness())
     return checks
 
 

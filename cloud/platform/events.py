@@ -7,9 +7,11 @@ event once, even when several of its patterns match.
 
 There is no broker to hold an event durably, so :meth:`InProcessBus.publish` hands the event
 to each bound queue's handler itself and returns only when every handler has finished. A
-handler that raises is retried with a short back-off; after ``max_attempts`` (or at once on
-:class:`~cloud.platform.ports.PoisonEvent`) the event is parked in ``bus.parked[queue]`` and
-logged at error: it is never dropped silently. Like RabbitMQ, the bus delivers at least
+handler that raises is retried with the platform's back-off; after ``max_attempts`` (or at
+once on :class:`~cloud.platform.ports.PoisonEvent`) the event is parked: handed to the queue's
+park sink (the consuming service's parked-message table, from which ``evpark events replay``
+re-delivers it), or, without a sink or when the sink fails, kept in ``bus.parked[queue]`` and
+logged at error with the whole event: it is never dropped silently. Like RabbitMQ, the bus delivers at least
 once and may deliver an event id again (a retried publish); consumers dedupe by event id in
 their inbox, not here.
 
@@ -35,8 +37,9 @@ from functools import lru_cache
 
 import structlog
 
+from cloud.platform.backoff import delay
 from cloud.platform.metrics import MESSAGES_CONSUMED
-from cloud.platform.ports import Event, EventHandler, PoisonEvent, exchange_for
+from cloud.platform.ports import Event, EventHandler, ParkedMessage, ParkSink, PoisonEvent, exchange_for
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +102,7 @@ class _Queue:
     name: str
     patterns: list[str] = field(default_factory=list)
     handlers: list[EventHandler] = field(default_factory=list)
+    park: ParkSink | None = None
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
     def routes(self, routing_key: str) -> bool:
@@ -133,7 +137,8 @@ class InProcessBus:
     async def healthy(self) -> bool:
         return not self._closed
 
-    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
+    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler, *,
+                        park: ParkSink | None = None) -> None:
         if isinstance(routing_keys, str):
             raise TypeError("routing_keys must be a sequence of patterns, not one string")
         if not routing_keys:
@@ -143,6 +148,8 @@ class InProcessBus:
         bound = self._queues.setdefault(queue, _Queue(queue))
         bound.patterns.extend(p for p in routing_keys if p not in bound.patterns)
         bound.handlers.append(handler)
+        if park is not None:
+            bound.park = park
 
     async def publish(self, event: Event) -> None:
         """Deliver ``event`` to every bound queue; return when each handled or parked it."""
@@ -161,21 +168,29 @@ class InProcessBus:
             try:
                 await queue.next_handler()(event)
             except PoisonEvent as exc:
-                self._park(queue.name, event, repr(exc), attempt)
+                await self._park(queue, event, str(exc), attempt)
                 return
             except Exception as exc:
                 if attempt == self._max_attempts:
-                    self._park(queue.name, event, f"handler failed {attempt} times: {exc!r}", attempt)
+                    await self._park(queue, event, f"handler failed {attempt} times: {exc!r}", attempt)
                     return
                 log.warning("event handler failed; retrying", queue=queue.name, name=event.name,
                             id=str(event.id), attempt=attempt, error=repr(exc))
-                await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
+                await asyncio.sleep(delay(attempt, initial=self._retry_delay, maximum=30.0))
             else:
                 MESSAGES_CONSUMED.labels(self._service, queue.name, "handled").inc()
                 return
 
-    def _park(self, queue: str, event: Event, error: str, attempts: int) -> None:
-        self.parked[queue].append(ParkedEvent(event, error, attempts))
-        MESSAGES_CONSUMED.labels(self._service, queue, "parked").inc()
-        log.error("event parked", queue=queue, name=event.name, id=str(event.id), attempts=attempts,
+    async def _park(self, queue: _Queue, event: Event, error: str, attempts: int) -> None:
+        if queue.park is not None:
+            try:
+                await queue.park(ParkedMessage(source=queue.name, payload=event.model_dump_json(), error=error,
+                                               attempts=attempts))
+                MESSAGES_CONSUMED.labels(self._service, queue.name, "parked").inc()
+                return
+            except Exception as exc:  # the service's database is away: keep it here, in the log too
+                error = f"{error} (and the park sink failed: {exc!r})"
+        self.parked[queue.name].append(ParkedEvent(event, error, attempts))
+        MESSAGES_CONSUMED.labels(self._service, queue.name, "parked").inc()
+        log.error("event parked", queue=queue.name, name=event.name, id=str(event.id), attempts=attempts,
                   error=error, event_json=event.model_dump_json())

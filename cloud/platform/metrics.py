@@ -17,3 +17,7 @@ MESSAGES_CONSUMED = Counter(
     "evpark_messages_consumed_total", "events and MQTT messages handled",
     ["service", "consumer", "outcome"],  # outcome: handled | duplicate | parked
 )
+LOOP_UP = Gauge("evpark_background_loop_up", "1 while a supervised background loop runs", ["service", "loop"])
+LOOP_RESTARTS = Counter(
+    "evpark_background_restarts_total", "supervised background loops restarted after dying", ["service", "loop"]
+)

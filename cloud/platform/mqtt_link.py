@@ -17,15 +17,17 @@ worst, parking), so one bad envelope never holds the others back.
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 import structlog
 
+from cloud.platform.backoff import Backoff, delay
 from cloud.platform.metrics import MESSAGES_CONSUMED
-from cloud.platform.outbox import Outbox, Transaction, park
+from cloud.platform.outbox import Outbox, Transaction
+from cloud.platform.parked import ParkedMessages
+from cloud.platform.ports import ParkedMessage
 from cloud.platform.settings import CloudSettings
 from mqtt import QOS, Command, Envelope, MalformedMessage, Topics, decode_envelope
 from mqtt.client import ack, enable_manual_ack
@@ -46,7 +48,8 @@ class MqttLink:
     def __init__(self, *, service: str, outbox: Outbox, host: str, port: int, topics: Topics,
                  categories: Sequence[str], handler: EnvelopeHandler | None,
                  username: str | None = None, password: str | None = None, tls: bool = False,
-                 on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_connect: Callable[[], Awaitable[None]] | None = None,
+                 parked: ParkedMessages | None = None) -> None:
         self._service = service
         self._outbox = outbox
         self._host = host
@@ -60,36 +63,35 @@ class MqttLink:
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
-        self._consumer = f"mqtt:{service}"
+        self.consumer = f"mqtt:{service}"
+        """The inbox consumer and the parked messages' consumer of this link."""
+        self._parked = parked or ParkedMessages(outbox.db, service=service)
+        self._backoff = Backoff(initial=0.2, maximum=5.0)
         # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so run
         # one consuming replica per service (see the README, "Scaling").
         self.client_id = f"evpark-{service}-{topics.root}"[:128]
 
     @classmethod
     def from_settings(cls, settings: CloudSettings, *, service: str, outbox: Outbox, categories: Sequence[str],
-                      handler: EnvelopeHandler | None) -> MqttLink:
+                      handler: EnvelopeHandler | None, parked: ParkedMessages | None = None) -> MqttLink:
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         return cls(service=service, outbox=outbox, host=settings.mqtt_host, port=settings.mqtt_port,
                    topics=Topics(settings.mqtt_topic_root), categories=categories, handler=handler,
-                   username=settings.mqtt_username, password=password, tls=settings.mqtt_tls)
+                   username=settings.mqtt_username, password=password, tls=settings.mqtt_tls, parked=parked)
 
     async def run(self) -> None:
-        """Connect, consume and reconnect forever, with jittered exponential back-off."""
-        delay = 0.2
+        """Connect, consume and reconnect forever, with the platform's jittered back-off."""
         while True:
             try:
                 await self._session()
-                delay = 0.2
             except asyncio.CancelledError:
                 raise
             except aiomqtt.MqttError as exc:
-                log.warning("mqtt link down; reconnecting", service=self._service, error=str(exc),
-                            retry_in=round(delay, 2))
+                log.warning("mqtt link down; reconnecting", service=self._service, error=str(exc))
             finally:
                 self._client = None
                 self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 5.0)
+            await self._backoff.wait()
 
     async def _session(self) -> None:
         tls_context = ssl.create_default_context() if self._tls else None
@@ -102,6 +104,7 @@ class MqttLink:
                     await client.subscribe(self.topics.up_all_sites(category), qos=QOS)
             self._client = client
             self.connected.set()
+            self._backoff.reset()
             log.info("mqtt link up", service=self._service, broker=f"{self._host}:{self._port}")
             if self._on_connect is not None:
                 await self._on_connect()
@@ -140,45 +143,58 @@ class MqttLink:
             if self.topics.site_of(topic) != envelope.site_id:
                 raise MalformedMessage(f"envelope of site {envelope.site_id!r} published on {topic!r}")
         except MalformedMessage as exc:
-            await park(self._outbox.db, topic, payload, str(exc))
-            MESSAGES_CONSUMED.labels(self._service, self._consumer, "parked").inc()
+            await self._park(topic, payload, str(exc), 1)
             return None
         return topic, payload, envelope
+
+    async def _park(self, topic: str, payload: bytes, error: str, attempts: int) -> None:
+        await self._parked.park(ParkedMessage(source=topic, payload=payload.decode("utf-8", "replace"), error=error,
+                                              attempts=attempts), consumer=self.consumer)
+        MESSAGES_CONSUMED.labels(self._service, self.consumer, "parked").inc()
+
+    async def replay(self, topic: str, payload: str) -> None:
+        """Re-deliver a parked envelope once (``evpark events replay``); raises if it still fails."""
+        assert self._handler is not None
+        envelope = decode_envelope(payload.encode())
+        if self.topics.site_of(topic) != envelope.site_id:
+            raise MalformedMessage(f"envelope of site {envelope.site_id!r} published on {topic!r}")
+        async with self._outbox.transaction() as tx:
+            if await tx.claim(str(envelope.id), self.consumer):
+                await self._handler(tx, envelope)
 
     async def _handle_together(self, envelopes: list[tuple[str, bytes, Envelope]]) -> None:
         assert self._handler is not None
         outcomes: list[str] = []
         async with self._outbox.transaction() as tx:
             for _topic, _payload, envelope in envelopes:
-                if not await tx.claim(str(envelope.id), self._consumer):
+                if not await tx.claim(str(envelope.id), self.consumer):
                     outcomes.append("duplicate")
                     continue
                 await self._handler(tx, envelope)
                 outcomes.append("handled")
         for outcome in outcomes:
-            MESSAGES_CONSUMED.labels(self._service, self._consumer, outcome).inc()
+            MESSAGES_CONSUMED.labels(self._service, self.consumer, outcome).inc()
 
     async def _handle_one(self, topic: str, payload: bytes, envelope: Envelope) -> None:
         assert self._handler is not None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self._outbox.transaction() as tx:
-                    if not await tx.claim(str(envelope.id), self._consumer):
-                        MESSAGES_CONSUMED.labels(self._service, self._consumer, "duplicate").inc()
+                    if not await tx.claim(str(envelope.id), self.consumer):
+                        MESSAGES_CONSUMED.labels(self._service, self.consumer, "duplicate").inc()
                         return
                     await self._handler(tx, envelope)
-                MESSAGES_CONSUMED.labels(self._service, self._consumer, "handled").inc()
+                MESSAGES_CONSUMED.labels(self._service, self.consumer, "handled").inc()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if attempt == MAX_ATTEMPTS:
-                    await park(self._outbox.db, topic, payload, f"handler failed {attempt} times: {exc!r}")
-                    MESSAGES_CONSUMED.labels(self._service, self._consumer, "parked").inc()
+                    await self._park(topic, payload, f"handler failed {attempt} times: {exc!r}", attempt)
                     return
                 log.warning("envelope handling failed; retrying", type=envelope.type, id=str(envelope.id),
                             attempt=attempt, error=repr(exc))
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(delay(attempt, initial=0.4, maximum=10.0))
 
     async def send_command(self, command: Command) -> None:
         """Publish a command to its site (QoS 1); returns after the broker's PUBACK."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
@@ -20,10 +20,12 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.contracts.base import Event, EventBody, UnknownEvent
+from cloud.platform.backoff import Backoff
 from cloud.platform.db import Database
 from cloud.platform.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
-from cloud.platform.ports import Event, EventBus
-from cloud.platform.tables import inbox, outbox, parked
+from cloud.platform.ports import EventBus
+from cloud.platform.tables import inbox, outbox
 
 log = structlog.get_logger(__name__)
 
@@ -31,14 +33,24 @@ log = structlog.get_logger(__name__)
 class Transaction:
     """One database transaction of a use case, with its outbox and inbox."""
 
-    def __init__(self, session: AsyncSession, db: Database) -> None:
+    def __init__(self, session: AsyncSession, db: Database, *, source: str = "",
+                 publishes: Collection[type[EventBody]] | None = None) -> None:
         self.session = session
         self._db = db
+        self._source = source
+        self._publishes = publishes
         self.events: list[Event] = []
 
-    def emit(self, event: Event) -> None:
-        """Record an event; it is published only if the transaction commits."""
-        self.events.append(event)
+    def emit(self, body: EventBody) -> None:
+        """Record a typed event; it is published only if the transaction commits.
+
+        Refused (:class:`~cloud.contracts.UnknownEvent`) when the service's spec does not declare
+        that it publishes this event: the catalogue of who publishes what must stay true.
+        """
+        if self._publishes is not None and type(body) not in self._publishes:
+            raise UnknownEvent(f"{self._source or 'this service'} does not declare {body.NAME} "
+                               f"(v{body.VERSION}) in its SPEC.publishes")
+        self.events.append(Event.of(body, source=self._source))
 
     async def flush_outbox(self) -> None:
         if not self.events:
@@ -62,27 +74,21 @@ class Transaction:
 class Outbox:
     """Per-database helpers: open transactions, wake the relay after commits."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, source: str = "",
+                 publishes: Collection[type[EventBody]] | None = None) -> None:
         self.db = db
+        self.source = source
+        self.publishes = publishes
         self.committed = asyncio.Event()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.db.session() as session, session.begin():
-            tx = Transaction(session, self.db)
+            tx = Transaction(session, self.db, source=self.source, publishes=self.publishes)
             yield tx
             await tx.flush_outbox()
         if tx.events:
             self.committed.set()
-
-
-async def park(db: Database, source: str, payload: bytes | str, error: str) -> None:
-    """Keep a message that can never be handled, for an operator to inspect. Never lose it."""
-    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    async with db.session() as session, session.begin():
-        await session.execute(insert(parked).values(source=source, payload=text, error=error[:2000],
-                                                    received_at=datetime.now(UTC)))
-    log.error("message parked", source=source, error=error)
 
 
 class OutboxRelay:
@@ -98,17 +104,17 @@ class OutboxRelay:
         self._poll = poll_seconds
 
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
                 sent = await self.relay_once()
-                backoff = 0.5
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: keep rows, retry with back-off
-                log.warning("outbox relay failed; will retry", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                retry_in = backoff.next_delay()
+                log.warning("outbox relay failed; will retry", error=str(exc), retry_in=round(retry_in, 2))
+                await asyncio.sleep(retry_in)
                 continue
             if sent < self._batch:
                 self._outbox.committed.clear()

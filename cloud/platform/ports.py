@@ -11,40 +11,13 @@ Database    SQLite file (db.py)            PostgreSQL per service (db.py)
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from cloud.contracts.base import Event, exchange_for
 
-
-class Event(BaseModel):
-    """A domain event travelling between services.
-
-    ``name`` is the routing key (``charging.session_completed``); its first segment names
-    the topic exchange it is published on (``charging.events``).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    name: str
-    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    source: str = ""
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def exchange(self) -> str:
-        return exchange_for(self.name)
-
-
-def exchange_for(routing_key: str) -> str:
-    """``vehicle.registered`` → ``vehicle.events``."""
-    domain = routing_key.split(".", 1)[0]
-    if not domain or domain == routing_key:
-        raise ValueError(f"event name {routing_key!r} must look like '<domain>.<what_happened>'")
-    return f"{domain}.events"
+__all__ = ["Cache", "Event", "EventBus", "EventHandler", "ParkSink", "ParkedMessage", "PoisonEvent", "exchange_for"]
 
 
 EventHandler = Callable[[Event], Awaitable[None]]
@@ -53,6 +26,23 @@ EventHandler = Callable[[Event], Awaitable[None]]
 
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never be handled: park it, don't retry."""
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """A message a consumer gave up on, as the bus hands it to a :data:`ParkSink`."""
+
+    source: str
+    """The queue (or, for MQTT, the topic) it came from."""
+    payload: str
+    """The whole message as it arrived (an event's JSON envelope)."""
+    error: str
+    attempts: int
+
+
+ParkSink = Callable[[ParkedMessage], Awaitable[None]]
+"""Stores a parked message durably (the consuming service's parked-message table). Raising
+means it could not: the bus keeps the message (RabbitMQ requeues it) rather than lose it."""
 
 
 class EventBus(Protocol):
@@ -64,13 +54,16 @@ class EventBus(Protocol):
     async def publish(self, event: Event) -> None:
         """Return only once the broker has confirmed the event (durably queued)."""
 
-    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
+    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler, *,
+                        park: ParkSink | None = None) -> None:
         """Consume ``routing_keys`` (topic patterns, e.g. ``vehicle.*``) into a durable ``queue``.
 
         The exchange of each pattern is derived from its first segment. A message is
         acknowledged after ``handler`` returns; a handler exception redelivers it, up to a
-        few attempts, then the message is parked in ``<queue>.parked``; PoisonEvent parks it
-        at once. Events with a malformed body are parked as well.
+        few attempts, then the message is parked; PoisonEvent parks it at once. Events with a
+        malformed body are parked as well. Parked means: handed to ``park`` (the service's
+        parked-message table, from which ``evpark events replay`` re-delivers it), or without
+        one kept by the adapter (``<queue>.parked`` on RabbitMQ, ``bus.parked`` in process).
         """
 
     async def healthy(self) -> bool: ...

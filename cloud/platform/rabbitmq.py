@@ -13,7 +13,9 @@ raises, the message is held for a back-off, re-published to the *tail of its own
 ``x-evpark-attempts`` counting the failed deliveries, and only then acked; so a failing
 event never hot-loops and never blocks the events behind it. After ``max_attempts``
 deliveries, on :class:`~cloud.platform.ports.PoisonEvent`, or when the body is not an
-event, the message is copied into ``<queue>.parked`` with ``x-evpark-error`` and then acked.
+event, the message is parked and then acked: handed to the subscription's park sink (the
+consuming service's parked-message table) when it has one, else copied into ``<queue>.parked``
+with ``x-evpark-error``. If the sink fails, the message is handed back to the broker.
 Each re-publish waits for its confirm before the ack, so a crash in between duplicates a
 message but never loses one. Delivery is at least once: the same event id may arrive again,
 and consumers dedupe by event id in their inbox.
@@ -53,9 +55,10 @@ from aio_pika.abc import (
 from pydantic import ValidationError
 from yarl import URL
 
+from cloud.platform.backoff import delay
 from cloud.platform.events import MAX_ATTEMPTS, exchange_for_pattern
 from cloud.platform.metrics import MESSAGES_CONSUMED
-from cloud.platform.ports import Event, EventHandler, PoisonEvent, exchange_for
+from cloud.platform.ports import Event, EventHandler, ParkedMessage, ParkSink, PoisonEvent, exchange_for
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +82,7 @@ class _Subscription:
     queue: str
     handler: EventHandler
     turn: asyncio.Semaphore
+    park: ParkSink | None = None
 
 
 @dataclass
@@ -188,14 +192,15 @@ class RabbitMQBus:
 
     # --- consuming -------------------------------------------------------------------
 
-    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
+    async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler, *,
+                        park: ParkSink | None = None) -> None:
         connection = self._started()[0]
         if isinstance(routing_keys, str):
             raise TypeError("routing_keys must be a sequence of patterns, not one string")
         if not routing_keys:
             raise ValueError(f"queue {queue!r} needs at least one routing key")
         bindings = {pattern: exchange_for_pattern(pattern) for pattern in routing_keys}
-        subscription = _Subscription(queue, handler, asyncio.Semaphore(self._concurrency))
+        subscription = _Subscription(queue, handler, asyncio.Semaphore(self._concurrency), park)
         channel = await connection.channel()
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
@@ -236,19 +241,19 @@ class RabbitMQBus:
         try:
             event = Event.model_validate_json(message.body)
         except ValidationError as exc:
-            await self._settle(message, self._park(queue, message, f"undecodable event: {exc}", attempt))
+            await self._settle(message, self._park(subscription, message, f"undecodable event: {exc}", attempt))
             return None
         try:
             await subscription.handler(event)
         except PoisonEvent as exc:
-            await self._settle(message, self._park(queue, message, repr(exc), attempt))
+            await self._settle(message, self._park(subscription, message, str(exc), attempt))
         except Exception as exc:
             if attempt < self._max_attempts:
                 log.warning("event handler failed; retrying", queue=queue, name=event.name, id=str(event.id),
                             attempt=attempt, error=repr(exc))
                 return attempt
             error = f"handler failed {attempt} times: {exc!r}"
-            await self._settle(message, self._park(queue, message, error, attempt))
+            await self._settle(message, self._park(subscription, message, error, attempt))
         else:
             await self._settle(message, message.ack())
             MESSAGES_CONSUMED.labels(self._service, queue, "handled").inc()
@@ -268,14 +273,20 @@ class RabbitMQBus:
                 await message.nack(requeue=True)
 
     async def _retry(self, queue: str, message: AbstractIncomingMessage, attempt: int) -> None:
-        await asyncio.sleep(min(self._retry_delay * 2 ** (attempt - 1), _MAX_BACKOFF_SECONDS))
+        await asyncio.sleep(delay(attempt, initial=self._retry_delay, maximum=_MAX_BACKOFF_SECONDS))
         await self._republish(message, queue, {ATTEMPTS_HEADER: attempt})
         await message.ack()
 
-    async def _park(self, queue: str, message: AbstractIncomingMessage, error: str, attempt: int) -> None:
-        headers = {ATTEMPTS_HEADER: attempt, ERROR_HEADER: error[:2000], QUEUE_HEADER: queue,
-                   PARKED_AT_HEADER: datetime.now(UTC).isoformat()}
-        await self._republish(message, parked_queue(queue), headers)
+    async def _park(self, subscription: _Subscription, message: AbstractIncomingMessage, error: str,
+                    attempt: int) -> None:
+        queue = subscription.queue
+        if subscription.park is not None:
+            await subscription.park(ParkedMessage(source=queue, payload=message.body.decode("utf-8", "replace"),
+                                                  error=error, attempts=attempt))
+        else:
+            headers = {ATTEMPTS_HEADER: attempt, ERROR_HEADER: error[:2000], QUEUE_HEADER: queue,
+                       PARKED_AT_HEADER: datetime.now(UTC).isoformat()}
+            await self._republish(message, parked_queue(queue), headers)
         await message.ack()
         MESSAGES_CONSUMED.labels(self._service, queue, "parked").inc()
         log.error("event parked", queue=queue, name=message.type, id=message.message_id, attempts=attempt,

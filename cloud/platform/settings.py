@@ -1,12 +1,17 @@
 """Settings of a cloud process (pydantic-settings, prefix ``EVPARK_``).
 
 Empty URLs select the embedded adapters: SQLite files, the in-process bus and cache.
+
+Each registered service (:mod:`cloud.registry`) has a listen port and an upstream URL:
+``EVPARK_<NAME>_PORT`` (default: its spec's port) and ``EVPARK_<NAME>_URL`` (default
+``http://127.0.0.1:<port>``), read into :attr:`CloudSettings.ports` and :attr:`CloudSettings.urls`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,18 +42,35 @@ class CloudSettings(BaseSettings):
     mqtt_topic_root: str = "evpark"
 
     host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    charging_port: int = 8101
-    vehicles_port: int = 8102
-    parking_port: int = 8103
-    charging_url: str = ""
-    vehicles_url: str = ""
-    parking_url: str = ""
+    ports: dict[str, int] = Field(default_factory=dict, description="listen port per service "
+                                  "(EVPARK_<NAME>_PORT; default: the service's spec)")
+    urls: dict[str, str] = Field(default_factory=dict, description="where the gateway finds each service "
+                                 "(EVPARK_<NAME>_URL; default http://127.0.0.1:<port>)")
 
     rate_limit_per_minute: int = Field(default=600, ge=1, description="per client address, at the gateway")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated gateway API keys; "
                                 "empty: no authentication (embedded default only)")
     log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_service_ports_and_urls(cls, data: Any) -> Any:
+        """``<name>_port``/``<name>_url`` keywords, else ``EVPARK_<NAME>_PORT``/``_URL``, per registered service."""
+        if not isinstance(data, dict):
+            return data
+        from cloud.registry import specs  # the registry imports the services' specs, not settings
+
+        ports = dict(data.get("ports") or {})
+        urls = dict(data.get("urls") or {})
+        for spec in specs():
+            for key, target, default in ((f"{spec.name}_port", ports, spec.port), (f"{spec.name}_url", urls, "")):
+                value = data.pop(key, None)  # precedence: keyword, ports/urls mapping, environment, spec
+                if value is None and spec.name not in target:
+                    value = os.environ.get(f"EVPARK_{key.upper()}") or default
+                if value is not None:
+                    target[spec.name] = value
+        data["ports"], data["urls"] = ports, urls
+        return data
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> CloudSettings:
@@ -69,9 +91,14 @@ class CloudSettings(BaseSettings):
             return self.database_url.replace("{service}", service)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
 
+    def port_of(self, service: str) -> int:
+        try:
+            return self.ports[service]
+        except KeyError:
+            raise KeyError(f"no service {service!r} in the registry (cloud/registry.py)") from None
+
     def upstream_url(self, service: str) -> str:
-        explicit = {"charging": self.charging_url, "vehicles": self.vehicles_url, "parking": self.parking_url}[service]
+        explicit = self.urls.get(service, "")
         if explicit:
             return explicit.rstrip("/")
-        port = {"charging": self.charging_port, "vehicles": self.vehicles_port, "parking": self.parking_port}[service]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{self.port_of(service)}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, inspect, text
+from sqlalchemy.engine import Connection
 
 from cloud.platform.types import UtcDateTime
 
@@ -35,12 +36,35 @@ parked = Table(
     Column("payload", Text, nullable=False),
     Column("error", Text, nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
+    Column("consumer", String(128), nullable=True,
+           doc="who parked it and replays it: the queue name, or mqtt:<service> for envelopes"),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("replay_requested_at", UtcDateTime(), nullable=True,
+           doc="set by `evpark events replay`; the service re-delivers the message and deletes the row"),
 )
 
 
 def create_platform_tables(op_bind: object) -> None:
     """Called from each service's first migration: ``create_platform_tables(op.get_bind())``."""
     metadata.create_all(op_bind)  # type: ignore[arg-type]
+
+
+def upgrade_platform_tables(op_bind: Connection, service: str) -> None:
+    """Bring the platform tables of an existing database to their current shape.
+
+    Called from a service's migration whenever these tables change; idempotent, because a
+    database created after the change got the current shape from its first migration. Rows
+    parked before consumers were recorded are MQTT envelopes of this service.
+    """
+    metadata.create_all(op_bind)
+    present = {column["name"] for column in inspect(op_bind).get_columns("parked_messages")}
+    for column in parked.columns:
+        if column.name not in present:
+            ddl = column.type.compile(op_bind.dialect)
+            default = f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""  # type: ignore[attr-defined]
+            null = "" if column.nullable else " NOT NULL"
+            op_bind.execute(text(f"ALTER TABLE parked_messages ADD COLUMN {column.name} {ddl}{default}{null}"))
+    op_bind.execute(parked.update().where(parked.c.consumer.is_(None)).values(consumer=f"mqtt:{service}"))
 
 
 def drop_platform_tables(op_bind: object) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from cloud.platform.mqtt_link import MqttLink
@@ -11,20 +9,18 @@ from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
 from cloud.platform.service_app import service_app
 from cloud.platform.settings import CloudSettings
+from cloud.vehicles import SPEC
 from cloud.vehicles.api import router
 from cloud.vehicles.service import VehicleService
-
-SERVICE = "vehicles"
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
         service = VehicleService(platform.outbox)
-        link = MqttLink.from_settings(settings, service=SERVICE, outbox=platform.outbox,
-                                      categories=["site", "result"], handler=service.on_site_message)
-        platform.start_task(service.run_sync(link), "authlist-sync")
+        link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
+                                      categories=SPEC.mqtt_categories, handler=service.on_site_message,
+                                      parked=platform.parked)
+        platform.start_task("authlist-sync", lambda: service.run_sync(link))
         return service, link
 
-    return service_app(SERVICE, settings, migrations=MIGRATIONS, wire=wire, router=router, bus=bus, cache=cache,
-                       description="Vehicles and the RFID idTags that may charge them.")
+    return service_app(SPEC, settings, wire=wire, router=router, bus=bus, cache=cache)

@@ -9,11 +9,18 @@ from sqlmodel import select
 from cloud.charging import events
 from cloud.charging.models import VehicleIdTag
 from cloud.charging.service import ChargingService
+from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.cache import MemoryCache
+from cloud.platform.consumers import TypedConsumer
 from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
 from cloud.platform.ports import Event
 from cloud.platform.rabbitmq import RabbitMQBus
+
+
+def registered(vehicle_id: str, *id_tags: str) -> Event:
+    return Event.of(VehicleRegistered(vehicle_id=vehicle_id, plate=vehicle_id.upper(), id_tags=list(id_tags)),
+                    source="vehicles")
 
 
 async def owner_of(db: Database, id_tag: str) -> str | None:
@@ -27,13 +34,14 @@ async def test_an_old_event_redelivered_does_not_undo_a_newer_one(charging_db: D
     bus = RabbitMQBus(rabbitmq_url, service="charging")
     await bus.start()
     try:
-        await bus.subscribe(events.QUEUE, events.CONSUMES, service.on_vehicle_event)
-        first = Event(name="vehicle.registered", payload={"vehicle_id": "veh-old", "id_tags": ["CARD1"]})
-        second = Event(name="vehicle.registered", payload={"vehicle_id": "veh-new", "id_tags": ["CARD1"]})
+        consumer = TypedConsumer(events.QUEUE, {VehicleRegistered: service.on_vehicle_registered})
+        await bus.subscribe(events.QUEUE, consumer.routing_keys, consumer)
+        first = registered("veh-old", "CARD1")
+        second = registered("veh-new", "CARD1")
         await bus.publish(first)
         await bus.publish(second)
         await bus.publish(first)  # redelivery of the first, e.g. after a lost ack
-        marker = Event(name="vehicle.registered", payload={"vehicle_id": "veh-marker", "id_tags": ["MARK"]})
+        marker = registered("veh-marker", "MARK")
         await bus.publish(marker)
         for _ in range(200):
             if await owner_of(charging_db, "MARK"):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select
 
+from cloud.contracts import UnknownEvent
+from cloud.contracts.parking import BayChanged, InventoryChanged
 from cloud.platform.db import Database
-from cloud.platform.outbox import Outbox, OutboxRelay, park
-from cloud.platform.ports import Event
+from cloud.platform.outbox import Outbox, OutboxRelay
+from cloud.platform.parked import ParkedMessages
+from cloud.platform.ports import Event, ParkedMessage
 from cloud.platform.tables import outbox, parked
 from tests.integration.cloud.conftest import migrations_of
 
@@ -33,10 +38,10 @@ async def backlog(db: Database) -> int:
 async def test_events_leave_only_with_a_committed_transaction(charging_db: Database) -> None:
     box = Outbox(charging_db)
     async with box.transaction() as tx:
-        tx.emit(Event(name="charging.session_completed", payload={"n": 1}))
+        tx.emit(InventoryChanged(site_id="s1", bays=1, chargers=0))
     with pytest.raises(RuntimeError):
         async with box.transaction() as tx:
-            tx.emit(Event(name="charging.session_completed", payload={"n": 2}))
+            tx.emit(InventoryChanged(site_id="s1", bays=2, chargers=0))
             raise RuntimeError("use case failed after recording its event")
     assert await backlog(charging_db) == 1
 
@@ -47,14 +52,15 @@ async def test_the_relay_deletes_an_event_only_after_the_bus_took_it(charging_db
     relay = OutboxRelay(box, bus, service="test")  # type: ignore[arg-type]
     async with box.transaction() as tx:
         for n in range(3):
-            tx.emit(Event(name="charging.session_completed", payload={"n": n}))
+            tx.emit(InventoryChanged(site_id="s1", bays=n, chargers=0))
     bus.fail = True
     with pytest.raises(ConnectionError):
         await relay.relay_once()
     assert await backlog(charging_db) == 3
     bus.fail = False
     assert await relay.relay_once() == 3
-    assert [e.payload["n"] for e in bus.published] == [0, 1, 2]
+    assert [e.payload["bays"] for e in bus.published] == [0, 1, 2]
+    assert {(e.name, e.version) for e in bus.published} == {("parking.inventory_changed", "1.0")}
     assert await backlog(charging_db) == 0
 
 
@@ -77,11 +83,21 @@ async def test_a_claim_rolled_back_with_its_failed_handler_can_be_retried(chargi
         assert await tx.claim("msg-2", "consumer")
 
 
+async def test_a_service_refuses_to_emit_an_event_its_spec_does_not_declare(charging_db: Database) -> None:
+    box = Outbox(charging_db, source="parking", publishes=(InventoryChanged,))
+    with pytest.raises(UnknownEvent, match=r"parking\.bay_changed"):
+        async with box.transaction() as tx:
+            tx.emit(BayChanged(site_id="s1", bay_id="B1", state="free", changed_at=datetime.now(UTC)))
+    assert await backlog(charging_db) == 0
+
+
 async def test_parked_messages_are_kept_for_an_operator(charging_db: Database) -> None:
-    await park(charging_db, "evpark/sites/x/up/session", b"\xff not json", "not JSON")
+    store = ParkedMessages(charging_db, service="charging")
+    await store.park(ParkedMessage(source="evpark/sites/x/up/session", payload="\ufffd not json", error="not JSON",
+                                   attempts=1), consumer="mqtt:charging")
     async with charging_db.session() as session:
-        rows = (await session.execute(select(parked.c.source, parked.c.error))).all()
-    assert rows == [("evpark/sites/x/up/session", "not JSON")]
+        rows = (await session.execute(select(parked.c.source, parked.c.error, parked.c.consumer))).all()
+    assert rows == [("evpark/sites/x/up/session", "not JSON", "mqtt:charging")]
 
 
 async def test_migrations_are_repeatable(database_url: str) -> None:

@@ -14,9 +14,9 @@ from cloud.charging.service import ChargingService
 from cloud.platform.db import Database
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.outbox import Outbox
-from cloud.platform.ports import Event
 from cloud.platform.tables import outbox, parked
 from mqtt import Envelope, IdTagStatus, SessionStarted, SessionStopped, Topics
+from tests.support.events import registered
 
 
 class NoCache:
@@ -38,8 +38,7 @@ async def ingest(charging_db: Database, mosquitto: tuple[str, int], topic_root: 
                     categories=["session"], handler=service.record_session_message, username="evpark-cloud")
     task = asyncio.create_task(link.run())
     await asyncio.wait_for(link.connected.wait(), 10)
-    await service.on_vehicle_event(Event(name="vehicle.registered",
-                                         payload={"vehicle_id": "veh-1", "id_tags": ["TAG1"]}))
+    await service.on_vehicle_registered(registered("veh-1", "TAG1"))
     try:
         yield service
     finally:
@@ -90,7 +89,7 @@ async def test_a_redelivered_session_message_changes_nothing(
     assert [(s["energy_wh"], s["status"]) for s in history] == [(7_500, "completed")]
     async with charging_db.session() as session:
         events = (await session.execute(select(outbox.c.name).order_by(outbox.c.id))).scalars().all()
-    assert events == ["charging.session_started", "charging.session_completed"]
+    assert events == ["charging.started", "charging.completed"]
 
 
 async def test_a_malformed_message_is_parked_and_the_next_one_still_handled(
@@ -128,8 +127,7 @@ async def test_a_backlog_is_taken_in_batches_and_one_poison_envelope_holds_nothi
 
     link = MqttLink(service="charging", outbox=box, host=mosquitto[0], port=mosquitto[1], topics=Topics(topic_root),
                     categories=["session"], handler=handler, username="evpark-cloud")
-    await service.on_vehicle_event(Event(name="vehicle.registered", payload={"vehicle_id": "veh-9",
-                                                                             "id_tags": ["TAG9"]}))
+    await service.on_vehicle_registered(registered("veh-9", "TAG9"))
     t0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
     items: list[tuple[str, bytes]] = []
     topic = Topics(topic_root).up("site-z", "session")
