@@ -15,8 +15,9 @@ demo: $(STAMP)          ## the same, plus 3 simulated chargers that keep chargin
 test: $(STAMP) services lint typecheck   ## the full suite: lint, types, unit, integration, end-to-end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)          ## ruff, and the import rules of ARCHITECTURE.md (import-linter, pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

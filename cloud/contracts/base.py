@@ -141,7 +141,7 @@ class Event(BaseModel):
     def of(cls, body: EventBody, *, source: str, occurred_at: datetime | None = None) -> Event:
         """The envelope of a typed body; refuses a body whose model is not declared."""
         model = type(body)
-        if CATALOGUE.get(model.NAME, {}).get(model.major()) is not model:
+        if not model.VERSION or CATALOGUE.get(model.NAME, {}).get(model.major()) is not model:
             raise UnknownEvent(f"{model.__name__} is not a declared event; declare it with @event(...)")
         return cls(name=model.NAME, version=model.VERSION, source=source,
                    occurred_at=occurred_at or datetime.now(UTC), payload=body.model_dump(mode="json"))

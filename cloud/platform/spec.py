@@ -2,7 +2,7 @@
 
 The registry (:mod:`cloud.registry`) lists the services; settings (ports, upstream URLs), the
 gateway's routes and readiness, ``evpark serve|up|migrate``, the events catalogue and the
-deploy files (``python -m deploy.generate``) are all derived from the specs, so adding a
+deploy files (``python -m evpark.manifests``) are all derived from the specs, so adding a
 service is a new folder and one registry line (``cloud/README.md``).
 """
 

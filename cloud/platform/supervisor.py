@@ -48,7 +48,7 @@ class Supervisor:
         """Run ``factory()`` under supervision until :meth:`stop`; keeps the task's reference."""
         if name in self.loops:
             raise ValueError(f"a loop named {name!r} already runs in {self.service}")
-        state = LoopState(name)
+        state = LoopState(name, up=True)  # starting counts as up; it is down only after dying
         state.task = asyncio.create_task(self._supervise(state, factory), name=f"{self.service}:{name}")
         self.loops[name] = state
         return state.task

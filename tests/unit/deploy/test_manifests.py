@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
+from cloud.registry import domain_services, specs
+
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 K8S = DEPLOY / "k8s"
-PORTS = {"charging": 8101, "vehicles": 8102, "parking": 8103, "gateway": 8000}
+PORTS = {spec.name: spec.port for spec in specs()}
+"""Every registered service and the gateway, with its port (cloud/registry.py)."""
+SERVICES = [spec.name for spec in domain_services()]
+"""The services the gateway routes to."""
+GATEWAY, = (spec for spec in specs() if spec.kind == "gateway")
 EDGE_OCPP_PORT = 9000
 EDGE_ADMIN_PORT = 9001
 
@@ -90,9 +96,9 @@ def test_cloud_service_ports_and_probe_paths(service: str) -> None:
 
 def test_gateway_is_pointed_at_the_services() -> None:
     config = _k8s("ConfigMap")["evpark-config"]["data"]
-    assert config["EVPARK_CHARGING_URL"] == "http://charging:8101"
-    assert config["EVPARK_VEHICLES_URL"] == "http://vehicles:8102"
-    assert config["EVPARK_PARKING_URL"] == "http://parking:8103"
+    assert {"charging", "vehicles", "parking"} <= set(SERVICES)
+    for name in SERVICES:
+        assert config[f"EVPARK_{name.upper()}_URL"] == f"http://{name}:{PORTS[name]}"
     assert config["EVPARK_HOST"] == "0.0.0.0"
 
 
@@ -137,8 +143,7 @@ def test_secret_template_holds_no_secret() -> None:
 def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "rabbitmq", "mosquitto", "migrate", "charging", "vehicles", "gateway",
-            "edge"} <= set(services)
+    assert {"postgres", "redis", "rabbitmq", "mosquitto", "migrate", *PORTS, "edge"} <= set(services)
     assert services["migrate"]["command"] == ["migrate"]
     for name in PORTS:
         assert services[name]["command"] == ["serve", name]
@@ -150,13 +155,12 @@ def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() ->
         assert (env["EVPARK_MQTT_HOST"], env["EVPARK_MQTT_PORT"]) == ("mosquitto", "8883")
         assert env[f"EVPARK_{name.upper()}_PORT"] == str(PORTS[name])
         assert str(PORTS[name]) in " ".join(services[name]["healthcheck"]["test"])
-    for name in ("charging", "vehicles", "parking"):
+    for name in SERVICES:
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    gateway = services["gateway"]
-    assert gateway["ports"] == ["8000:8000"]
-    assert gateway["environment"]["EVPARK_CHARGING_URL"] == "http://charging:8101"
-    assert gateway["environment"]["EVPARK_VEHICLES_URL"] == "http://vehicles:8102"
-    assert gateway["environment"]["EVPARK_PARKING_URL"] == "http://parking:8103"
+    gateway = services[GATEWAY.name]
+    assert gateway["ports"] == [f"{GATEWAY.port}:{GATEWAY.port}"]
+    for name in SERVICES:
+        assert gateway["environment"][f"EVPARK_{name.upper()}_URL"] == f"http://{name}:{PORTS[name]}"
     edge = services["edge"]
     assert edge["command"] == ["edge", "--config", "/etc/evpark/site.toml"]
     assert edge["ports"] == [f"{EDGE_OCPP_PORT}:{EDGE_OCPP_PORT}"]
