@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import typing
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,7 +67,9 @@ def _with_service_port_options(command: Any) -> Any:
     from cloud.registry import specs
 
     signature = inspect.signature(command)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    hints = typing.get_type_hints(command, include_extras=True)  # this module's annotations are strings
+    fixed = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]
     per_service = [
         inspect.Parameter(f"{spec.name}_port", inspect.Parameter.KEYWORD_ONLY, default=spec.port,
                           annotation=Annotated[int, typer.Option(help=f"{spec.name} service" if spec.kind == "service"

@@ -11,25 +11,27 @@ import aiomqtt
 import asyncpg
 import pytest
 
+from cloud.registry import SERVICES
 from tests.e2e.harness import EVPARK, System
 from tests.support import services
 
+REGISTERED = tuple(SERVICES)
+"""Every registered cloud service and the gateway (cloud/registry.py)."""
+
 
 def embedded(folder: Path) -> System:
-    names = ("gateway", "charging", "vehicles", "parking", "ocpp", "admin", "mqtt")
+    names = (*REGISTERED, "ocpp", "admin", "mqtt")
     ports = {name: services.free_port() for name in names}
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
                     mqtt_port=ports["mqtt"])
-    system.start("up", ["up", "--data-dir", str(folder / "data"), "--gateway-port", str(ports["gateway"]),
-                        "--charging-port", str(ports["charging"]), "--vehicles-port", str(ports["vehicles"]),
-                        "--parking-port", str(ports["parking"]), "--admin-port", str(ports["admin"]),
-                        "--ocpp-port", str(ports["ocpp"]), "--mqtt-port", str(ports["mqtt"])], {}, folder)
+    options = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    system.start("up", ["up", "--data-dir", str(folder / "data"), *options], {}, folder)
     return system
 
 
 def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_file: str | None = None) -> System:
     """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names."""
-    ports = {n: services.free_port() for n in ("gateway", "charging", "vehicles", "parking", "ocpp")}
+    ports = {n: services.free_port() for n in (*REGISTERED, "ocpp")}
     root = f"evpark-e2e-{name}"
     env = {
         "EVPARK_ENV": "production",
@@ -42,10 +44,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         "EVPARK_MQTT_PORT": str(mqtt_port),
         "EVPARK_MQTT_USERNAME": "evpark-cloud",
         "EVPARK_MQTT_TOPIC_ROOT": root,
-        "EVPARK_CHARGING_PORT": str(ports["charging"]),
-        "EVPARK_VEHICLES_PORT": str(ports["vehicles"]),
-        "EVPARK_PARKING_PORT": str(ports["parking"]),
-        "EVPARK_GATEWAY_PORT": str(ports["gateway"]),
+        **{f"EVPARK_{name.upper()}_PORT": str(ports[name]) for name in REGISTERED},
         "EVPARK_EDGE_SITE_ID": "e2e-site",
         "EVPARK_EDGE_DATA_DIR": str(folder / "edge"),
         "EVPARK_EDGE_OCPP_PORT": str(ports["ocpp"]),
@@ -61,7 +60,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
     migrate = subprocess.run([EVPARK, "migrate"], env={**os.environ, **env}, capture_output=True,
                              timeout=120, cwd=folder)
     assert migrate.returncode == 0, migrate.stderr.decode()
-    for service in ("vehicles", "charging", "parking", "gateway"):
+    for service in REGISTERED:  # registry order: the gateway last
         system.start(service, ["serve", service], env, folder)
     if site_file is not None:
         (folder / "site.toml").write_text(site_file.format(root=root, mqtt_port=mqtt_port))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.registry import SERVICES
 from tests.e2e.conftest import embedded
 from tests.e2e.harness import EVPARK
 from tests.support.services import free_port
@@ -21,10 +22,9 @@ def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([EVPARK, "up", "--data-dir", str(tmp_path), "--gateway-port", str(port),
-                                 "--ocpp-port", str(free_port()), "--mqtt-port", str(free_port()),
-                                 "--charging-port", str(free_port()), "--vehicles-port", str(free_port()),
-                                 "--parking-port", str(free_port()), "--admin-port", str(free_port())],
+        others = [arg for name in (*SERVICES, "ocpp", "admin", "mqtt") if name != "gateway"
+                  for arg in (f"--{name}-port", str(free_port()))]
+        result = subprocess.run([EVPARK, "up", "--data-dir", str(tmp_path), "--gateway-port", str(port), *others],
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "--gateway-port" in result.stderr
