@@ -34,7 +34,6 @@ raises; its caller (the outbox relay) keeps the event and retries.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -132,7 +131,9 @@ class RabbitMQBus:
                 return
             connection = await aio_pika.connect_robust(
                 self._url, client_properties={"connection_name": f"evpark:{self._service}"},
-                reconnect_interval=self._reconnect_interval * random.uniform(0.8, 1.2),
+                # aio-pika retries at a fixed interval; jittered once per bus by the platform's back-off
+                reconnect_interval=delay(1, initial=self._reconnect_interval, maximum=self._reconnect_interval * 1.2,
+                                         jitter=0.2),
             )
             try:
                 # on_return_raises: a retry or park copy that reaches no queue must fail, not vanish.
