@@ -19,6 +19,7 @@ from cloud.platform.cache import MemoryCache, RedisCache
 from cloud.platform.consumers import Handler, TypedConsumer
 from cloud.platform.db import Database
 from cloud.platform.events import InProcessBus
+from cloud.platform.identity import TokenVerifier
 from cloud.platform.outbox import Outbox, OutboxRelay
 from cloud.platform.parked import ParkedMessages, Replayer, ReplayHandler
 from cloud.platform.ports import Cache, EventBus
@@ -41,6 +42,8 @@ class Platform:
     parked: ParkedMessages
     supervisor: Supervisor
     replayer: Replayer
+    verifier: TokenVerifier
+    """Checks the access token of every request (``CurrentUser``)."""
     consumers: list[TypedConsumer] = field(default_factory=list)
 
     @property
@@ -80,6 +83,13 @@ def build_bus(settings: CloudSettings, service: str) -> EventBus:
     return InProcessBus()
 
 
+def build_verifier(settings: CloudSettings) -> TokenVerifier:
+    url = settings.jwks_endpoint()
+    return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks_url=url or None,
+                         jwks=None if url else {"keys": []},  # no issuer configured: no token is valid
+                         roles_claim=settings.jwt_roles_claim, sites_claim=settings.jwt_sites_claim)
+
+
 def build_cache(settings: CloudSettings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=settings.cache_prefix)
@@ -106,7 +116,8 @@ async def open_platform(spec: ServiceSpec, settings: CloudSettings, *, bus: Even
         outbox = Outbox(db, source=service, publishes=spec.publishes)
         parked = ParkedMessages(db, service=service)
         replayer = Replayer(parked)
-        platform = Platform(spec, settings, db, outbox, the_bus, the_cache, parked, supervisor, replayer)
+        platform = Platform(spec, settings, db, outbox, the_bus, the_cache, parked, supervisor, replayer,
+                            build_verifier(settings))
         relay = OutboxRelay(outbox, the_bus, service=service)
         platform.start_task("outbox-relay", relay.run)
         platform.start_task("parked-replay", replayer.run)

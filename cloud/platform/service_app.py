@@ -36,6 +36,7 @@ def service_app(spec: ServiceSpec, settings: CloudSettings, *, wire: Wiring, rou
                 platform.start_task("mqtt-link", link.run)
             setattr(app.state, spec.name, use_cases)
             app.state.platform = platform
+            app.state.verifier = platform.verifier
             app.state.mqtt_link = link
             yield
 

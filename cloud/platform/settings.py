@@ -47,6 +47,26 @@ class CloudSettings(BaseSettings):
     urls: dict[str, str] = Field(default_factory=dict, description="where the gateway finds each service "
                                  "(EVPARK_<NAME>_URL; default http://127.0.0.1:<port>)")
 
+    # identity: tokens issued by the accounts service (or any OIDC issuer), verified by every service
+    jwt_issuer: str = Field(default="evpark", description="the `iss` every access token must carry")
+    jwt_audience: str = Field(default="evpark", description="the `aud` every access token must carry")
+    jwks_url: str = Field(default="", description="the issuer's public keys; empty: the accounts service's "
+                          "/.well-known/jwks.json")
+    jwt_roles_claim: str = Field(default="roles", description="claim holding the roles (dots for nesting, e.g. "
+                                 "realm_access.roles)")
+    jwt_sites_claim: str = Field(default="sites", description="claim holding an operator's or technician's site ids")
+    jwt_keys_dir: Path | None = Field(default=None, description="the accounts service's signing keys, one "
+                                      "<kid>.pem (Ed25519, PKCS#8) each; empty: <data_dir>/jwt-keys, created on "
+                                      "first start (development only)")
+    jwt_active_kid: str = Field(default="", description="the key that signs new tokens; empty: the newest file")
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    login_failures: int = Field(default=5, ge=1, description="failed logins per account per window before it is "
+                                "throttled")
+    login_window_minutes: int = Field(default=15, ge=1)
+    public_url: str = Field(default="http://127.0.0.1:8000", description="the gateway as users reach it (links in "
+                            "e-mails)")
+
     rate_limit_per_minute: int = Field(default=600, ge=1, description="per client address, at the gateway")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated gateway API keys; "
                                 "empty: no authentication (embedded default only)")
@@ -90,6 +110,15 @@ class CloudSettings(BaseSettings):
         if self.database_url:
             return self.database_url.replace("{service}", service)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
+
+    def jwks_endpoint(self) -> str:
+        """The issuer's JWKS: ``EVPARK_JWKS_URL``, else the accounts service's (empty without one)."""
+        if self.jwks_url:
+            return self.jwks_url
+        return f"{self.upstream_url('accounts')}/.well-known/jwks.json" if "accounts" in self.ports else ""
+
+    def signing_keys_dir(self) -> Path:
+        return self.jwt_keys_dir or self.data_dir / "jwt-keys"
 
     def port_of(self, service: str) -> int:
         try:
