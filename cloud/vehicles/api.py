@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.vehicles.domain import RegisterVehicle
 from cloud.vehicles.service import VehicleService
+from cloud.vehicles.views import VehicleView
 
 
 def _service(request: Request) -> VehicleService:
@@ -29,45 +29,25 @@ class RegisterVehicleIn(BaseModel):
     model: str | None = Field(default=None, max_length=64)
 
 
-class IdTagOut(BaseModel):
-    id_tag: str
-    status: str
-
-
-class SiteSyncOut(BaseModel):
-    site_id: str
-    authorization_synced: bool = Field(description="the site's edge can authorize this vehicle's idTags offline")
-
-
-class VehicleOut(BaseModel):
-    vehicle_id: str
-    plate: str
-    make: str | None
-    model: str | None
-    created_at: datetime
-    id_tags: list[IdTagOut]
-    sites: list[SiteSyncOut]
-
-
 router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 
 
-@router.post("/register", response_model=VehicleOut, status_code=201)
-async def register_vehicle(body: RegisterVehicleIn, service: ServiceDep) -> dict[str, object]:
+@router.post("/register", response_model=VehicleView, status_code=201)
+async def register_vehicle(body: RegisterVehicleIn, service: ServiceDep) -> VehicleView:
     """Register a vehicle and the idTags that may charge it; every site learns the idTags."""
     return await service.register(RegisterVehicle(plate=body.plate, id_tags=tuple(body.id_tags),
                                                   make=body.make, model=body.model))
 
 
-@router.get("", response_model=list[VehicleOut])
+@router.get("", response_model=list[VehicleView])
 async def find_vehicles(plate: Annotated[str, Query(min_length=1, max_length=16, description="licence plate")],
-                        service: ServiceDep) -> list[dict[str, object]]:
+                        service: ServiceDep) -> list[VehicleView]:
     """Find a vehicle by its plate (an empty list when none is registered)."""
     return await service.find_by_plate(plate)
 
 
-@router.get("/{vehicle_id}", response_model=VehicleOut)
+@router.get("/{vehicle_id}", response_model=VehicleView)
 async def get_vehicle(vehicle_id: Annotated[str, Path(min_length=1, max_length=64)],
-                      service: ServiceDep) -> dict[str, object]:
+                      service: ServiceDep) -> VehicleView:
     """A registered vehicle, its idTags, and whether each site can authorize them."""
     return await service.get(vehicle_id)

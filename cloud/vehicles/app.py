@@ -9,17 +9,20 @@ from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
 from cloud.platform.service_app import service_app
 from cloud.platform.settings import CloudSettings
+from cloud.platform.unit_of_work import sql_units_of_work
 from cloud.vehicles import SPEC
 from cloud.vehicles.api import router
+from cloud.vehicles.repository import SqlVehicleRepository, unit_of_work
 from cloud.vehicles.service import VehicleService
 
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
-        service = VehicleService(platform.outbox)
-        link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
-                                      categories=SPEC.mqtt_categories, handler=service.on_site_message,
-                                      parked=platform.parked)
+        service = VehicleService(sql_units_of_work(platform.outbox, SqlVehicleRepository))
+        link = MqttLink.from_settings(
+            settings, service=SPEC.name, outbox=platform.outbox, categories=SPEC.mqtt_categories,
+            handler=lambda tx, envelope: service.on_site_message(unit_of_work(tx), envelope),
+            parked=platform.parked)
         platform.start_task("authlist-sync", lambda: service.run_sync(link))
         return service, link
 

@@ -8,7 +8,9 @@ Sends over MQTT: ``authlist.update`` commands to each site.
 from __future__ import annotations
 
 from cloud.contracts.vehicles import VehicleRegistered
+from cloud.vehicles.domain import Vehicle
 
 
-def vehicle_registered(vehicle_id: str, plate: str, id_tags: list[str]) -> VehicleRegistered:
-    return VehicleRegistered(vehicle_id=vehicle_id, plate=plate, id_tags=id_tags)
+def vehicle_registered(vehicle: Vehicle) -> VehicleRegistered:
+    return VehicleRegistered(vehicle_id=vehicle.vehicle_id, plate=vehicle.plate,
+                             id_tags=[tag.id_tag for tag in vehicle.id_tags])

@@ -24,7 +24,8 @@ def test_the_make_up_table_names_each_service_with_its_port_and_option(spec: obj
 @pytest.mark.parametrize("spec", specs(), ids=lambda s: s.name)
 def test_the_production_commands_serve_each_service_on_its_port(spec: object) -> None:
     name, port = spec.name, spec.port  # type: ignore[attr-defined]
-    assert re.search(rf"^evpark serve {name} +# :{port}\b", README, re.MULTILINE), f"no `evpark serve {name}  # :{port}`"
+    assert re.search(rf"^evpark serve {name} +# :{port}\b", README, re.MULTILINE), \
+        f"no `evpark serve {name}  # :{port}`"
 
 
 @pytest.mark.parametrize("spec", specs(), ids=lambda s: s.name)

@@ -11,7 +11,9 @@ import pytest
 from cloud.platform.db import Database
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.outbox import Outbox
+from cloud.platform.unit_of_work import sql_units_of_work
 from cloud.vehicles.domain import RegisterVehicle
+from cloud.vehicles.repository import SqlVehicleRepository, unit_of_work
 from cloud.vehicles.service import VehicleService
 from mqtt import AuthListUpdate, Command, CommandResult, CommandStatus, Envelope, SiteHello, Topics, decode_command
 from tests.integration.cloud.conftest import migrations_of
@@ -25,9 +27,10 @@ async def registry(database_url: str, mosquitto: tuple[str, int],
     await db.connect()
     await db.migrate(migrations_of("vehicles"))
     box = Outbox(db)
-    service = VehicleService(box)
+    service = VehicleService(sql_units_of_work(box, SqlVehicleRepository))
     link = MqttLink(service="vehicles", outbox=box, host=mosquitto[0], port=mosquitto[1],
-                    topics=Topics(topic_root), categories=["site", "result"], handler=service.on_site_message,
+                    topics=Topics(topic_root), categories=["site", "result"],
+                    handler=lambda tx, envelope: service.on_site_message(unit_of_work(tx), envelope),
                     username="evpark-cloud")
     tasks = [asyncio.create_task(link.run()), asyncio.create_task(service.run_sync(link, interval=0.2))]
     await asyncio.wait_for(link.connected.wait(), 20)
@@ -71,18 +74,18 @@ async def test_a_site_gets_the_full_list_then_only_changes(registry: VehicleServ
         await site.send(CommandResult(command_id=command_id, command_type=update.TYPE,  # type: ignore[arg-type]
                                       status=CommandStatus.ACCEPTED))
         async def synced() -> bool:
-            return bool((await registry.get(first["vehicle_id"]))["sites"] == [
+            return bool((await registry.get(first.vehicle_id)).model_dump()["sites"] == [
                 {"site_id": "site-1", "authorization_synced": True}])
 
         await poll_until(synced, within=20)
-        assert (await registry.get(first["vehicle_id"]))["sites"][0]["authorization_synced"] is True
+        assert (await registry.get(first.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is True
 
         second = await registry.register(RegisterVehicle(plate="B2", id_tags=("CARD-B",)))
         _, delta = await asyncio.wait_for(site.next_update(), 20)
         assert not delta.full
         assert delta.since_version == update.version
         assert [e.id_tag for e in delta.entries] == ["CARD-B"]
-        assert (await registry.get(second["vehicle_id"]))["sites"][0]["authorization_synced"] is False
+        assert (await registry.get(second.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is False
 
 
 async def test_a_site_ahead_of_the_registry_is_sent_the_full_list(registry: VehicleService,
@@ -105,7 +108,7 @@ async def test_a_site_that_answers_before_the_send_returns_is_still_synced(datab
     await db.connect()
     await db.migrate(migrations_of("vehicles"))
     box = Outbox(db)
-    service = VehicleService(box)
+    service = VehicleService(sql_units_of_work(box, SqlVehicleRepository))
 
     class InstantSite:
         sent = 0
@@ -115,17 +118,17 @@ async def test_a_site_that_answers_before_the_send_returns_is_still_synced(datab
             result = Envelope.wrap(command.site_id, self.sent, CommandResult(
                 command_id=command.id, command_type=command.type, status=CommandStatus.ACCEPTED))
             async with box.transaction() as tx:  # handled before send_command returns
-                await service.on_site_message(tx, result)
+                await service.on_site_message(unit_of_work(tx), result)
 
     try:
         async with box.transaction() as tx:
-            await service.on_site_message(tx, Envelope.wrap("site-fast", 1, SiteHello(edge_version="t",
-                                                                                      authlist_version=0)))
+            await service.on_site_message(unit_of_work(tx), Envelope.wrap(
+                "site-fast", 1, SiteHello(edge_version="t", authlist_version=0)))
         vehicle = await service.register(RegisterVehicle(plate="F1", id_tags=("CARD-F",)))
         site = InstantSite()
         assert await service.sync_sites_once(site) == 1
-        assert (await service.get(vehicle["vehicle_id"]))["sites"] == [{"site_id": "site-fast",
-                                                                        "authorization_synced": True}]
+        assert (await service.get(vehicle.vehicle_id)).model_dump()["sites"] == [{"site_id": "site-fast",
+                                                                                  "authorization_synced": True}]
         assert await service.sync_sites_once(site) == 0, "nothing more to send"
     finally:
         await db.close()
