@@ -6,20 +6,24 @@ from fastapi import FastAPI
 
 from cloud.parking import SPEC
 from cloud.parking.api import router
+from cloud.parking.repository import SqlParkingRepository
 from cloud.parking.service import ParkingService
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
 from cloud.platform.service_app import service_app
 from cloud.platform.settings import CloudSettings
+from cloud.platform.unit_of_work import SqlUnitOfWork, sql_units_of_work
 
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
-        service = ParkingService(platform.outbox, platform.cache)
-        link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
-                                      categories=SPEC.mqtt_categories, handler=service.record_site_message,
-                                      parked=platform.parked)
+        service = ParkingService(sql_units_of_work(platform.outbox, SqlParkingRepository), platform.cache)
+        link = MqttLink.from_settings(
+            settings, service=SPEC.name, outbox=platform.outbox, categories=SPEC.mqtt_categories,
+            handler=lambda tx, envelope: service.record_site_message(SqlUnitOfWork(tx, SqlParkingRepository(tx)),
+                                                                     envelope),
+            parked=platform.parked)
         platform.start_task("power-limit-sync", lambda: service.run_power_limit_sync(link))
         return service, link
 

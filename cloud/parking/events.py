@@ -30,20 +30,18 @@ from cloud.contracts.parking import (
     BayUsagePeriodEnded,
     InventoryChanged,
 )
-from cloud.parking.domain import IDLE, OVERSTAY, EndedPeriod, UsagePeriod
-from cloud.parking.models import Bay
+from cloud.parking.domain import IDLE, OVERSTAY, Bay, EndedPeriod, MirroredInventory, Site, UsagePeriod
 
 _STARTED: dict[str, type[BayUsagePeriod]] = {IDLE: BayIdleStarted, OVERSTAY: BayOverstayStarted}
 _ENDED: dict[str, type[BayUsagePeriodEnded]] = {IDLE: BayIdleEnded, OVERSTAY: BayOverstayEnded}
 
 
 def bay_changed(bay: Bay) -> BayChanged:
-    return BayChanged(site_id=bay.site_id, bay_id=bay.bay_id, state=bay.state,  # type: ignore[arg-type]
-                      changed_at=bay.changed_at)
+    return BayChanged(site_id=bay.site_id, bay_id=bay.bay_id, state=bay.state, changed_at=bay.changed_at)
 
 
-def inventory_changed(site_id: str, bays: int, chargers: int) -> InventoryChanged:
-    return InventoryChanged(site_id=site_id, bays=bays, chargers=chargers)
+def inventory_changed(site: Site, mirrored: MirroredInventory) -> InventoryChanged:
+    return InventoryChanged(site_id=site.site_id, bays=mirrored.listed_bays, chargers=mirrored.listed_chargers)
 
 
 def usage_started(bay: Bay, period: UsagePeriod) -> BayUsagePeriod:

@@ -10,10 +10,12 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from cloud.parking.models import Site
+from cloud.parking.repository import SqlParkingRepository
 from cloud.parking.service import ParkingService
 from cloud.platform.cache import MemoryCache
 from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
+from cloud.platform.unit_of_work import sql_units_of_work
 from tests.integration.cloud.conftest import migrations_of
 
 
@@ -55,10 +57,11 @@ async def test_existing_sites_get_their_row_and_the_migration_can_be_undone(data
         async with db.session() as session:
             sites = set((await session.execute(text("SELECT site_id FROM parking_sites"))).scalars())
         assert sites == {"old-site", "chargers-only"}
-        view = await ParkingService(Outbox(db), MemoryCache()).site("old-site")
+        service = ParkingService(sql_units_of_work(Outbox(db), SqlParkingRepository), MemoryCache())
+        view = (await service.site("old-site")).model_dump()
         assert view["uplink_drops"] == {"total": 0, "last": None}
         assert view["inventory"] == {"received_at": None, "bays": 2, "chargers": 0}
-        bays = await ParkingService(Outbox(db), MemoryCache()).bays("old-site")
+        bays = (await service.bays("old-site")).model_dump()["bays"]
         assert [(b["bay_id"], b["usage"]) for b in bays] == [("B1", None), ("B2", None)]
 
         await downgrade(db, "0002")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cloud.parking import domain
-from cloud.parking.models import Bay
+from cloud.parking.domain import Bay
 from mqtt import BayUsage, CommandStatus
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)

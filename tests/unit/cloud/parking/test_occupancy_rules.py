@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloud.parking import domain
-from cloud.parking.models import Bay
+from cloud.parking.domain import Bay
 from mqtt import BayOccupancy
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
