@@ -6,21 +6,34 @@ from fastapi import FastAPI
 
 from cloud.charging import SPEC, events
 from cloud.charging.api import router
+from cloud.charging.repository import SqlChargingRepository
 from cloud.charging.service import ChargingService
 from cloud.contracts.vehicles import VehicleRegistered
-from cloud.platform.mqtt_link import MqttLink
+from cloud.platform.mqtt_link import EnvelopeHandler, MqttLink
+from cloud.platform.outbox import Transaction
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
 from cloud.platform.service_app import service_app
 from cloud.platform.settings import CloudSettings
+from cloud.platform.unit_of_work import SqlUnitOfWork, sql_units_of_work
+from mqtt import Envelope
+
+
+def session_messages(service: ChargingService) -> EnvelopeHandler:
+    """The MQTT link's handler: a session envelope recorded in the link's own transaction."""
+
+    async def handle(tx: Transaction, envelope: Envelope) -> None:
+        await service.record_session_message(SqlUnitOfWork(tx, SqlChargingRepository(tx)), envelope)
+
+    return handle
 
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
-        service = ChargingService(platform.outbox, platform.cache)
+        service = ChargingService(sql_units_of_work(platform.outbox, SqlChargingRepository), platform.cache)
         await platform.consume(events.QUEUE, {VehicleRegistered: service.on_vehicle_registered})
         link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
-                                      categories=SPEC.mqtt_categories, handler=service.record_session_message,
+                                      categories=SPEC.mqtt_categories, handler=session_messages(service),
                                       parked=platform.parked)
         return service, link
 

@@ -7,13 +7,17 @@ Consumes from MQTT: the ``session`` category of every site.
 
 from __future__ import annotations
 
-from cloud.charging.models import ChargingSession
+from typing import TypeVar
+
+from cloud.charging.domain import Session
 from cloud.contracts.charging import ChargingCompleted, ChargingStarted, SessionFacts
 
 QUEUE = "charging.vehicle-events"
 
+F = TypeVar("F", bound=SessionFacts)
 
-def session_event(kind: type[SessionFacts], session: ChargingSession, vehicle_id: str | None) -> SessionFacts:
+
+def session_event(kind: type[F], session: Session, vehicle_id: str | None) -> F:
     return kind(
         session_id=session.id, site_id=session.site_id, transaction_id=session.transaction_id,
         charger_id=session.charger_id, connector_id=session.connector_id, id_tag=session.id_tag,
@@ -21,4 +25,12 @@ def session_event(kind: type[SessionFacts], session: ChargingSession, vehicle_id
         energy_wh=session.energy_wh, clock_suspect=session.clock_suspect)
 
 
-__all__ = ["QUEUE", "ChargingCompleted", "ChargingStarted", "session_event"]
+def started(session: Session, vehicle_id: str | None) -> ChargingStarted:
+    return session_event(ChargingStarted, session, vehicle_id)
+
+
+def completed(session: Session, vehicle_id: str | None) -> ChargingCompleted:
+    return session_event(ChargingCompleted, session, vehicle_id)
+
+
+__all__ = ["QUEUE", "ChargingCompleted", "ChargingStarted", "completed", "session_event", "started"]

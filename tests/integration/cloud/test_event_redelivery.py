@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from cloud.charging import events
 from cloud.charging.models import VehicleIdTag
+from cloud.charging.repository import SqlChargingRepository
 from cloud.charging.service import ChargingService
 from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.cache import MemoryCache
@@ -16,6 +17,7 @@ from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
 from cloud.platform.ports import Event
 from cloud.platform.rabbitmq import RabbitMQBus
+from cloud.platform.unit_of_work import sql_units_of_work
 
 
 def registered(vehicle_id: str, *id_tags: str) -> Event:
@@ -30,7 +32,7 @@ async def owner_of(db: Database, id_tag: str) -> str | None:
 
 
 async def test_an_old_event_redelivered_does_not_undo_a_newer_one(charging_db: Database, rabbitmq_url: str) -> None:
-    service = ChargingService(Outbox(charging_db), MemoryCache())
+    service = ChargingService(sql_units_of_work(Outbox(charging_db), SqlChargingRepository), MemoryCache())
     bus = RabbitMQBus(rabbitmq_url, service="charging")
     await bus.start()
     try:

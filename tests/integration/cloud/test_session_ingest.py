@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 import pytest
 from sqlalchemy import func, select
 
+from cloud.charging.app import session_messages
+from cloud.charging.repository import SqlChargingRepository
 from cloud.charging.service import ChargingService
 from cloud.platform.db import Database
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.outbox import Outbox
 from cloud.platform.tables import outbox, parked
+from cloud.platform.unit_of_work import sql_units_of_work
 from mqtt import Envelope, IdTagStatus, SessionStarted, SessionStopped, Topics
 from tests.support.events import registered
 
@@ -33,9 +37,9 @@ class NoCache:
 @pytest.fixture
 async def ingest(charging_db: Database, mosquitto: tuple[str, int], topic_root: str) -> AsyncIterator[ChargingService]:
     box = Outbox(charging_db)
-    service = ChargingService(box, NoCache())  # type: ignore[arg-type]
+    service = ChargingService(sql_units_of_work(box, SqlChargingRepository), NoCache())  # type: ignore[arg-type]
     link = MqttLink(service="charging", outbox=box, host=mosquitto[0], port=mosquitto[1], topics=Topics(topic_root),
-                    categories=["session"], handler=service.record_session_message, username="evpark-cloud")
+                    categories=["session"], handler=session_messages(service), username="evpark-cloud")
     task = asyncio.create_task(link.run())
     await asyncio.wait_for(link.connected.wait(), 10)
     await service.on_vehicle_registered(registered("veh-1", "TAG1"))
@@ -63,6 +67,12 @@ async def publish(mosquitto: tuple[str, int], topics: Topics, items: list[tuple[
             await client.publish(topic, payload, qos=1)
 
 
+async def history_of(service: ChargingService, vehicle_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """The vehicle's completed sessions as the REST API shows them."""
+    page = await service.history(vehicle_id, limit=limit, offset=0)
+    return [s.model_dump(mode="json") for s in page.sessions]
+
+
 async def wait_for(predicate, limit_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + limit_s
     while not await predicate():
@@ -81,11 +91,11 @@ async def test_a_redelivered_session_message_changes_nothing(
                                       (topic, stopped.to_bytes())])
 
     async def completed() -> bool:
-        return bool(await ingest.history("veh-1", limit=10, offset=0))
+        return bool(await history_of(ingest, "veh-1", limit=10))
 
     await wait_for(completed)
     await asyncio.sleep(0.5)
-    history = await ingest.history("veh-1", limit=10, offset=0)
+    history = await history_of(ingest, "veh-1", limit=10)
     assert [(s["energy_wh"], s["status"]) for s in history] == [(7_500, "completed")]
     async with charging_db.session() as session:
         events = (await session.execute(select(outbox.c.name).order_by(outbox.c.id))).scalars().all()
@@ -103,7 +113,7 @@ async def test_a_malformed_message_is_parked_and_the_next_one_still_handled(
                                       (topic, started.to_bytes()), (topic, stopped.to_bytes())])
 
     async def completed() -> bool:
-        return bool(await ingest.history("veh-1", limit=10, offset=0))
+        return bool(await history_of(ingest, "veh-1", limit=10))
 
     await wait_for(completed)
     async with charging_db.session() as session:
@@ -116,14 +126,15 @@ async def test_a_backlog_is_taken_in_batches_and_one_poison_envelope_holds_nothi
     """A site's backlog after an outage arrives back to back: every session lands once; an envelope
     whose handling always fails is parked and the rest of its batch is still handled."""
     box = Outbox(charging_db)
-    service = ChargingService(box, NoCache())  # type: ignore[arg-type]
+    service = ChargingService(sql_units_of_work(box, SqlChargingRepository), NoCache())  # type: ignore[arg-type]
+    record = session_messages(service)
     calls: list[str] = []
 
     async def handler(tx, envelope: Envelope) -> None:  # type: ignore[no-untyped-def]
         calls.append(envelope.type)
         if envelope.body.get("charger_id") == "POISON":
             raise RuntimeError("this envelope can never be handled")
-        await service.record_session_message(tx, envelope)
+        await record(tx, envelope)
 
     link = MqttLink(service="charging", outbox=box, host=mosquitto[0], port=mosquitto[1], topics=Topics(topic_root),
                     categories=["session"], handler=handler, username="evpark-cloud")
@@ -147,13 +158,13 @@ async def test_a_backlog_is_taken_in_batches_and_one_poison_envelope_holds_nothi
         await asyncio.wait_for(link.connected.wait(), 10)
         await publish(mosquitto, Topics(topic_root), items)  # back to back, as a replayed backlog
         async def all_in() -> bool:
-            return len(await service.history("veh-9", limit=500, offset=0)) == 300
+            return len(await history_of(service, "veh-9", limit=500)) == 300
 
         await wait_for(all_in, limit_s=60)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    history = await service.history("veh-9", limit=500, offset=0)
+    history = await history_of(service, "veh-9", limit=500)
     assert sorted(s["energy_wh"] for s in history) == list(range(1, 301))
     async with charging_db.session() as session:
         parked_rows = (await session.execute(select(parked.c.payload))).scalars().all()

@@ -1,0 +1,122 @@
+"""Where charging sessions and the idTag → vehicle projection are kept.
+
+:class:`ChargingRepository` is what the use cases need, in domain terms;
+:class:`SqlChargingRepository` keeps it in the service's own database, over one platform
+transaction, mapping :mod:`cloud.charging.models` rows to :class:`~cloud.charging.domain.Session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+
+from cloud.charging.domain import ACTIVE, COMPLETED, Session, session_key
+from cloud.charging.models import ChargingSession, VehicleIdTag
+from cloud.platform.outbox import Transaction
+
+
+class ChargingRepository(Protocol):
+    async def get(self, site_id: str, transaction_id: int) -> Session | None:
+        """The session of this site's transaction, if any message of it came already."""
+
+    async def save(self, session: Session) -> None:
+        """Insert or update the session."""
+
+    async def active_sessions(self, id_tags: Sequence[str]) -> list[Session]:
+        """The running sessions started with any of ``id_tags``, the latest start first."""
+
+    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int) -> list[Session]:
+        """A page of the completed sessions of ``id_tags``, the latest stop first (then by id)."""
+
+    async def vehicle_of(self, id_tag: str) -> str | None:
+        """The vehicle ``id_tag`` belongs to, if the vehicle service told us."""
+
+    async def id_tags_of(self, vehicle_id: str) -> list[str]:
+        """The idTags known to belong to ``vehicle_id`` (none for a vehicle we never heard of)."""
+
+    async def assign_id_tags(self, vehicle_id: str, id_tags: Sequence[str]) -> None:
+        """Record that ``id_tags`` belong to ``vehicle_id`` now, whoever had them before."""
+
+
+class SqlChargingRepository:
+    """:class:`ChargingRepository` on the service's database, in the transaction ``tx``."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def get(self, site_id: str, transaction_id: int) -> Session | None:
+        row = await self._tx.session.get(ChargingSession, session_key(site_id, transaction_id))
+        return None if row is None else _session(row)
+
+    async def save(self, session: Session) -> None:
+        row = await self._tx.session.get(ChargingSession, session.id)
+        if row is None:
+            row = ChargingSession(id=session.id, site_id=session.site_id, transaction_id=session.transaction_id,
+                                  charger_id=session.charger_id, status=session.status,
+                                  updated_at=session.updated_at)
+            self._tx.session.add(row)
+        _copy(session, row)
+        await self._tx.session.flush()
+
+    async def active_sessions(self, id_tags: Sequence[str]) -> list[Session]:
+        rows = (await self._tx.session.execute(
+            select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
+                                          col(ChargingSession.status) == ACTIVE)
+            .order_by(col(ChargingSession.started_at).desc())
+        )).scalars().all()
+        return [_session(row) for row in rows]
+
+    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int) -> list[Session]:
+        rows = (await self._tx.session.execute(
+            select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
+                                          col(ChargingSession.status) == COMPLETED)
+            .order_by(col(ChargingSession.stopped_at).desc(), col(ChargingSession.id))
+            .limit(limit).offset(offset)
+        )).scalars().all()
+        return [_session(row) for row in rows]
+
+    async def vehicle_of(self, id_tag: str) -> str | None:
+        row = await self._tx.session.get(VehicleIdTag, id_tag)
+        return row.vehicle_id if row else None
+
+    async def id_tags_of(self, vehicle_id: str) -> list[str]:
+        return list((await self._tx.session.execute(
+            select(VehicleIdTag.id_tag).where(col(VehicleIdTag.vehicle_id) == vehicle_id))).scalars())
+
+    async def assign_id_tags(self, vehicle_id: str, id_tags: Sequence[str]) -> None:
+        # An upsert, not read-then-write: two deliveries racing on one idTag must not both insert.
+        dialect = sqlite if self._tx.session.get_bind().dialect.name == "sqlite" else postgresql
+        table = VehicleIdTag.__table__  # type: ignore[attr-defined]
+        for tag in id_tags:
+            statement = dialect.insert(table).values(id_tag=tag, vehicle_id=vehicle_id)
+            await self._tx.session.execute(statement.on_conflict_do_update(
+                index_elements=["id_tag"], set_={"vehicle_id": vehicle_id}))
+
+
+def _session(row: ChargingSession) -> Session:
+    return Session(
+        site_id=row.site_id, transaction_id=row.transaction_id, charger_id=row.charger_id,
+        updated_at=row.updated_at, status=row.status, connector_id=row.connector_id, id_tag=row.id_tag,
+        started_at=row.started_at, stopped_at=row.stopped_at, meter_start_wh=row.meter_start_wh,
+        meter_stop_wh=row.meter_stop_wh, meter_last_wh=row.meter_last_wh, energy_wh=row.energy_wh,
+        stop_reason=row.stop_reason, clock_suspect=row.clock_suspect, reconciled=row.reconciled)
+
+
+def _copy(session: Session, row: ChargingSession) -> None:
+    row.charger_id = session.charger_id
+    row.status = session.status
+    row.connector_id = session.connector_id
+    row.id_tag = session.id_tag
+    row.started_at = session.started_at
+    row.stopped_at = session.stopped_at
+    row.meter_start_wh = session.meter_start_wh
+    row.meter_stop_wh = session.meter_stop_wh
+    row.meter_last_wh = session.meter_last_wh
+    row.energy_wh = session.energy_wh
+    row.stop_reason = session.stop_reason
+    row.clock_suspect = session.clock_suspect
+    row.reconciled = session.reconciled
+    row.updated_at = session.updated_at

@@ -1,0 +1,51 @@
+"""What the charging use cases answer: the read models the REST API returns as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from cloud.charging.domain import Session
+
+
+class SessionView(BaseModel):
+    session_id: str
+    site_id: str
+    charger_id: str
+    connector_id: int | None
+    transaction_id: int
+    id_tag: str | None
+    status: str
+    started_at: datetime | None
+    stopped_at: datetime | None
+    duration_s: int | None
+    energy_wh: int
+    stop_reason: str | None
+    clock_suspect: bool
+
+    @classmethod
+    def of(cls, session: Session) -> SessionView:
+        return cls(session_id=session.id, site_id=session.site_id, charger_id=session.charger_id,
+                   connector_id=session.connector_id, transaction_id=session.transaction_id,
+                   id_tag=session.id_tag, status=session.status, started_at=session.started_at,
+                   stopped_at=session.stopped_at, duration_s=session.duration_seconds(),
+                   energy_wh=session.energy_wh, stop_reason=session.stop_reason,
+                   clock_suspect=session.clock_suspect)
+
+
+class StatusView(BaseModel):
+    """Whether a vehicle charges now: its running sessions, newest start first."""
+
+    vehicle_id: str
+    charging: bool
+    sessions: list[SessionView]
+
+
+class HistoryView(BaseModel):
+    """One page of a vehicle's completed sessions, newest stop first."""
+
+    vehicle_id: str
+    sessions: list[SessionView]
+    limit: int
+    offset: int

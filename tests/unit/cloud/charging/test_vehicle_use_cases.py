@@ -1,0 +1,43 @@
+"""Learning which vehicle an idTag belongs to from the vehicle service's events, once per event."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.charging import events
+from cloud.contracts.errors import NotFound
+from tests.support.events import registered
+from tests.unit.cloud.charging.conftest import Charging, started
+
+
+async def test_a_registered_vehicle_becomes_known_with_an_empty_history(charging: Charging) -> None:
+    with pytest.raises(NotFound):
+        await charging.service.history("veh-1", limit=10, offset=0)
+    await charging.service.on_vehicle_registered(registered("veh-1", "TAG1", "TAG2"))
+    assert (await charging.service.history("veh-1", limit=10, offset=0)).sessions == []
+    assert charging.repo.owners == {"TAG1": "veh-1", "TAG2": "veh-1"}
+
+
+async def test_an_event_delivered_twice_is_handled_once(charging: Charging) -> None:
+    first = registered("veh-old", "CARD1")
+    await charging.service.on_vehicle_registered(first)
+    await charging.service.on_vehicle_registered(registered("veh-new", "CARD1"))
+    await charging.service.on_vehicle_registered(first)  # redelivered, e.g. after a lost ack
+    assert charging.repo.owners == {"CARD1": "veh-new"}
+    assert (str(first.id), events.QUEUE) in charging.units.claimed
+
+
+async def test_an_idtag_moves_to_the_vehicle_registered_last(charging: Charging) -> None:
+    await charging.service.on_vehicle_registered(registered("veh-old", "CARD1"))
+    await charging.service.on_vehicle_registered(registered("veh-new", "CARD1"))
+    with pytest.raises(NotFound):
+        await charging.service.history("veh-old", limit=10, offset=0)
+    assert (await charging.service.history("veh-new", limit=10, offset=0)).vehicle_id == "veh-new"
+
+
+async def test_registering_drops_the_vehicles_cached_status(charging: Charging) -> None:
+    await charging.service.on_vehicle_registered(registered("veh-1", "TAG1"))
+    await charging.receive(started(id_tag="TAG2"))
+    assert not (await charging.service.status("veh-1")).charging  # cached now
+    await charging.service.on_vehicle_registered(registered("veh-1", "TAG2"))
+    assert (await charging.service.status("veh-1")).charging
