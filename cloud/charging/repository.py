@@ -88,7 +88,7 @@ class SqlChargingRepository:
 
     async def assign_id_tags(self, vehicle_id: str, id_tags: Sequence[str]) -> None:
         # An upsert, not read-then-write: two deliveries racing on one idTag must not both insert.
-        dialect = sqlite if self._tx.session.get_bind().dialect.name == "sqlite" else postgresql
+        dialect = sqlite if self._tx.is_sqlite else postgresql
         table = VehicleIdTag.__table__  # type: ignore[attr-defined]
         for tag in id_tags:
             statement = dialect.insert(table).values(id_tag=tag, vehicle_id=vehicle_id)

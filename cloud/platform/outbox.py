@@ -41,6 +41,11 @@ class Transaction:
         self._publishes = publishes
         self.events: list[Event] = []
 
+    @property
+    def is_sqlite(self) -> bool:
+        """For a repository's dialect-specific statements (upserts)."""
+        return self._db.is_sqlite
+
     def emit(self, body: EventBody) -> None:
         """Record a typed event; it is published only if the transaction commits.
 
