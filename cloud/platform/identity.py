@@ -34,59 +34,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
 from jwt.algorithms import OKPAlgorithm
 
+from cloud.contracts.identity import (
+    ADMIN,
+    DRIVER,
+    OPERATOR,
+    ROLES,
+    SITE_SCOPED,
+    TECHNICIAN,
+    Forbidden,
+    Principal,
+    Unauthorized,
+)
+
 log = structlog.get_logger(__name__)
 
-DRIVER = "driver"
-OPERATOR = "operator"
-TECHNICIAN = "technician"
-ADMIN = "admin"
-ROLES = (DRIVER, OPERATOR, TECHNICIAN, ADMIN)
-SITE_SCOPED = (OPERATOR, TECHNICIAN)
-
-
-class Unauthorized(Exception):
-    """No valid token: answered 401 with ``WWW-Authenticate: Bearer``."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class Forbidden(Exception):
-    """A valid token whose roles never allow this action: answered 403."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The verified caller."""
-
-    subject: str
-    """The account id (``sub``)."""
-    roles: frozenset[str]
-    sites: frozenset[str] = frozenset()
-    """Site ids an operator or technician acts on."""
-    email_verified: bool = False
-    name: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return ADMIN in self.roles
-
-    @property
-    def is_driver(self) -> bool:
-        return DRIVER in self.roles
-
-    def operates(self, site_id: str) -> bool:
-        """An admin, or an operator or technician scoped to ``site_id``."""
-        return self.is_admin or (bool(self.roles & {OPERATOR, TECHNICIAN}) and site_id in self.sites)
-
-    def manages(self, site_id: str) -> bool:
-        """An admin, or an operator (not a technician) scoped to ``site_id``."""
-        return self.is_admin or (OPERATOR in self.roles and site_id in self.sites)
+__all__ = ["ADMIN", "DRIVER", "OPERATOR", "ROLES", "SITE_SCOPED", "TECHNICIAN", "CurrentUser", "Forbidden",
+           "KeyRing", "Principal", "TokenVerifier", "Unauthorized", "access_claims", "current_user",
+           "principal_from_claims"]
 
 
 # --- signing (the accounts service) --------------------------------------------------------------
