@@ -1,6 +1,7 @@
 """Parking rules, free of I/O: how a sensor report changes a bay, how a bay's usage turns into
 idle and overstay periods, how a site's inventory is mirrored, and how a site's power-limit
-request is sent and settled.
+request is sent and settled; and who may see and change a site (:func:`check_may_see_site`,
+:func:`check_may_change_power_limit`).
 
 The objects here are the parking domain's own (dataclasses, not table rows): a :class:`Bay`, a
 :class:`ChargerStation`, a :class:`Site` with its :class:`PowerLimitRequest`. Rules change them
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from cloud.contracts.errors import DomainError
+from cloud.contracts.errors import DomainError, NotFound
+from cloud.contracts.identity import SITE_SCOPED, Forbidden, Principal
 from mqtt import (
     BayOccupancy,
     BayUsage,
@@ -589,3 +591,56 @@ class Site:
     @property
     def applied_at(self) -> datetime | None:
         return None if self.applied is None else self.applied.at
+
+
+# --- who may see and change a site ---------------------------------------------------------------
+#
+# Sites are the resources. A site's availability is for everybody signed in (drivers choose where
+# to park); its bays, chargers, site view and power limit are for an admin and the site's own
+# operators and technicians; only an admin or the site's operators change its power limit. A
+# site-scoped caller asking about another site is answered exactly as if that site did not exist.
+
+SITE_DETAILS_FORBIDDEN = ("a site's bays, chargers and power settings are for its operators and technicians "
+                          "and for admins; GET /parking/sites/{site_id}/availability is open to every account")
+POWER_LIMIT_FORBIDDEN = "only an admin or an operator of the site may change its power limit"
+
+
+def unknown_site(site_id: str) -> NotFound:
+    """The answer for a site nobody knows, or one that is not the caller's (the same, on purpose)."""
+    return NotFound(f"no site {site_id!r} is known", code="unknown_site")
+
+
+def no_bays(site_id: str) -> NotFound:
+    return NotFound(f"no bays are known for site {site_id!r}", code="unknown_site")
+
+
+def no_chargers(site_id: str) -> NotFound:
+    return NotFound(f"no charger stations are known for site {site_id!r}", code="unknown_site")
+
+
+def check_may_see_availability(user: Principal) -> None:
+    """Every signed-in caller sees how many bays of a site are free: nothing to refuse."""
+
+
+def check_may_see_site(user: Principal, site_id: str, *, hidden: NotFound) -> None:
+    """An admin, or an operator or technician of ``site_id``, sees the site's details. An operator
+    or technician of other sites gets ``hidden`` (the answer for an unknown site, so nothing tells
+    that the site exists); anybody else (a driver) is :class:`Forbidden`."""
+    if user.operates(site_id):
+        return
+    if user.roles & set(SITE_SCOPED):
+        raise hidden
+    raise Forbidden(SITE_DETAILS_FORBIDDEN)
+
+
+def check_may_change_power_limit(user: Principal, site_id: str) -> None:
+    """An admin, or an operator of ``site_id``, changes its power limit. A technician of the site
+    sees it but may not change it (:class:`Forbidden`); an operator or technician of other sites
+    is answered as for an unknown site; a driver is :class:`Forbidden`."""
+    if user.manages(site_id):
+        return
+    if user.operates(site_id):
+        raise Forbidden(POWER_LIMIT_FORBIDDEN + "; a technician sees it but does not change it")
+    if user.roles & set(SITE_SCOPED):
+        raise unknown_site(site_id)
+    raise Forbidden(POWER_LIMIT_FORBIDDEN)

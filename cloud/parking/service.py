@@ -1,5 +1,10 @@
 """Parking use cases: keep each site's bays as their sensors and chargers report them, answer
-availability, and carry an operator's power limit to the site."""
+availability, and carry an operator's power limit to the site.
+
+Every read and request of the REST API takes the caller (:class:`Principal`) and asks the domain
+whether they may (``domain.check_may_*``) before it reads anything: a driver sees availability
+only; a site's details are for its operators and technicians and for admins; its power limit is
+changed by its operators and admins. The sites' own messages (MQTT) need no caller."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Protocol
 
 import structlog
 
-from cloud.contracts.errors import NotFound
+from cloud.contracts.identity import Principal
 from cloud.parking import domain, events
 from cloud.parking.domain import Bay, Site
 from cloud.parking.repository import ParkingRepository
@@ -126,21 +131,24 @@ class ParkingService:
 
     # --- reads -------------------------------------------------------------------------------
 
-    async def bays(self, site_id: str, usage: Collection[str] | None = None) -> BaysOut:
+    async def bays(self, user: Principal, site_id: str, usage: Collection[str] | None = None) -> BaysOut:
         """Bays in service; with ``usage``, only those whose last usage report is one of them."""
+        domain.check_may_see_site(user, site_id, hidden=domain.no_bays(site_id))
         return BaysOut.of(site_id, [bay for bay in await self._bays_of(site_id)
                                     if bay.in_service and (not usage or bay.usage in usage)])
 
-    async def chargers(self, site_id: str) -> ChargerStationsOut:
+    async def chargers(self, user: Principal, site_id: str) -> ChargerStationsOut:
         """The site's charger stations in service."""
+        domain.check_may_see_site(user, site_id, hidden=domain.no_chargers(site_id))
         async with self._uow() as uow:
             stations = [station for station in await uow.repo.stations_of(site_id) if station.in_service]
         if not stations:
-            raise NotFound(f"no charger stations are known for site {site_id!r}", code="unknown_site")
+            raise domain.no_chargers(site_id)
         return ChargerStationsOut.of(site_id, stations)
 
-    async def availability(self, site_id: str) -> AvailabilityOut:
+    async def availability(self, user: Principal, site_id: str) -> AvailabilityOut:
         """How many bays in service are free, occupied or unknown (cached for a few seconds)."""
+        domain.check_may_see_availability(user)
         cached = await self._cache.get(_availability_key(site_id))
         if cached is not None:
             return AvailabilityOut.model_validate_json(cached)
@@ -148,12 +156,13 @@ class ParkingService:
         await self._cache.set(_availability_key(site_id), result.model_dump_json().encode(), AVAILABILITY_TTL_SECONDS)
         return result
 
-    async def site(self, site_id: str) -> SiteOut:
+    async def site(self, user: Principal, site_id: str) -> SiteOut:
         """The site: its inventory in numbers, its power limit, and what its uplink dropped."""
+        domain.check_may_see_site(user, site_id, hidden=domain.unknown_site(site_id))
         async with self._uow() as uow:
             site = await uow.repo.get_site(site_id)
             if site is None:
-                raise _unknown_site(site_id)
+                raise domain.unknown_site(site_id)
             bays, chargers = await uow.repo.in_service_counts(site_id)
         return SiteOut.of(site, bays, chargers)
 
@@ -161,30 +170,36 @@ class ParkingService:
         async with self._uow() as uow:
             bays = await uow.repo.bays_of(site_id)
         if not bays:
-            raise NotFound(f"no bays are known for site {site_id!r}", code="unknown_site")
+            raise domain.no_bays(site_id)
         return bays
 
     # --- the site's power limit ----------------------------------------------------------------
 
-    async def power_limit(self, site_id: str) -> PowerLimitOut:
+    async def power_limit(self, user: Principal, site_id: str) -> PowerLimitOut:
         """The limit last requested for the site, its status, and the limit the site applies."""
+        domain.check_may_see_site(user, site_id, hidden=domain.unknown_site(site_id))
         async with self._uow() as uow:
             site = await uow.repo.get_site(site_id)
         if site is None:
-            raise _unknown_site(site_id)
+            raise domain.unknown_site(site_id)
         return PowerLimitOut.of(site)
 
-    async def request_power_limit(self, site_id: str, *, limit_a: float | None,
+    def check_may_change_power_limit(self, user: Principal, site_id: str) -> None:
+        """Refuse a caller who may not change the site's power limit (before their request is read)."""
+        domain.check_may_change_power_limit(user, site_id)
+
+    async def request_power_limit(self, user: Principal, site_id: str, *, limit_a: float | None,
                                   limit_w: float | None) -> PowerLimitOut:
         """Store the limit as pending and let the sync loop send it to the site (at once when the
         MQTT link is up, otherwise as soon as it is). The same limit asked again while it is
-        pending is the same request: nothing new is sent."""
+        pending is the same request: nothing new is sent. The caller is checked before the limit."""
+        domain.check_may_change_power_limit(user, site_id)
         domain.check_power_limit(limit_a, limit_w)
         now = datetime.now(UTC)
         async with self._uow() as uow:
             site = await uow.repo.lock_site(site_id)
             if site is None:
-                raise _unknown_site(site_id)
+                raise domain.unknown_site(site_id)
             command = site.request_power_limit(limit_a, limit_w, now)
             await uow.repo.save_site(site)
         if command is not None:
@@ -245,10 +260,6 @@ class ParkingService:
                 log.warning("power limit sync failed; will retry", error=repr(exc))
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.power_sync_wanted.wait(), wait)
-
-
-def _unknown_site(site_id: str) -> NotFound:
-    return NotFound(f"no site {site_id!r} is known", code="unknown_site")
 
 
 def _availability_key(site_id: str) -> str:

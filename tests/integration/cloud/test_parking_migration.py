@@ -17,6 +17,9 @@ from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
 from cloud.platform.unit_of_work import sql_units_of_work
 from tests.integration.cloud.conftest import migrations_of
+from tests.support.identity import PRINCIPALS
+
+ADMIN = PRINCIPALS["admin"]
 
 
 async def downgrade(db: Database, revision: str) -> None:
@@ -58,10 +61,10 @@ async def test_existing_sites_get_their_row_and_the_migration_can_be_undone(data
             sites = set((await session.execute(text("SELECT site_id FROM parking_sites"))).scalars())
         assert sites == {"old-site", "chargers-only"}
         service = ParkingService(sql_units_of_work(Outbox(db), SqlParkingRepository), MemoryCache())
-        view = (await service.site("old-site")).model_dump()
+        view = (await service.site(ADMIN, "old-site")).model_dump()
         assert view["uplink_drops"] == {"total": 0, "last": None}
         assert view["inventory"] == {"received_at": None, "bays": 2, "chargers": 0}
-        bays = (await service.bays("old-site")).model_dump()["bays"]
+        bays = (await service.bays(ADMIN, "old-site")).model_dump()["bays"]
         assert [(b["bay_id"], b["usage"]) for b in bays] == [("B1", None), ("B2", None)]
 
         await downgrade(db, "0002")

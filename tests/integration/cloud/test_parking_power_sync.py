@@ -17,6 +17,10 @@ from cloud.platform.outbox import Outbox
 from cloud.platform.unit_of_work import SqlUnitOfWork, sql_units_of_work
 from mqtt import Command, Envelope, SiteHello
 from tests.integration.cloud.conftest import migrations_of
+from tests.support.identity import PRINCIPALS
+
+OPERATOR = PRINCIPALS["operator_1"]
+"""An operator of site-1, the site of these tests."""
 
 
 class Sender:
@@ -62,14 +66,14 @@ async def test_a_request_nobody_answered_for_a_day_expires_and_is_no_longer_sent
         service: tuple[ParkingService, Database]) -> None:
     parking, db = service
     sender = Sender()
-    await parking.request_power_limit("site-1", limit_a=30.0, limit_w=None)
+    await parking.request_power_limit(OPERATOR, "site-1", limit_a=30.0, limit_w=None)
     await change(db, power_requested_at=datetime.now(UTC) - timedelta(hours=24, seconds=1))
     assert await parking.send_due_power_limits(sender) == (0, False)
     assert sender.sent == []
-    state = (await parking.power_limit("site-1")).model_dump()
+    state = (await parking.power_limit(OPERATOR, "site-1")).model_dump()
     assert state["status"] == "expired"
     assert state["detail"] == ("the site did not answer within 24 h; request the limit again if it is still wanted")
-    again = (await parking.request_power_limit("site-1", limit_a=30.0, limit_w=None)).model_dump()
+    again = (await parking.request_power_limit(OPERATOR, "site-1", limit_a=30.0, limit_w=None)).model_dump()
     assert again["status"] == "pending", "asking again after expiry is a new request"
 
 
@@ -78,7 +82,7 @@ async def test_a_command_waits_while_not_connected_and_a_reconnecting_site_gets_
     parking, db = service
     sender = Sender()
     sender.connected = False
-    requested = (await parking.request_power_limit("site-1", limit_a=30.0, limit_w=None)).model_dump()
+    requested = (await parking.request_power_limit(OPERATOR, "site-1", limit_a=30.0, limit_w=None)).model_dump()
     assert await parking.send_due_power_limits(sender) == (0, True)
     assert await parking.send_due_power_limits(sender) == (0, True)
     sender.connected = True
@@ -91,5 +95,5 @@ async def test_a_command_waits_while_not_connected_and_a_reconnecting_site_gets_
     assert await parking.send_due_power_limits(sender) == (1, False)
     second = sender.sent[-1]
     assert second.id != first.id and second.body == first.body
-    state = (await parking.power_limit("site-1")).model_dump()
+    state = (await parking.power_limit(OPERATOR, "site-1")).model_dump()
     assert (state["command"]["command_id"], state["command"]["attempts"]) == (str(second.id), 2)  # type: ignore[index]

@@ -1,7 +1,9 @@
 """The parking service's bay usage, site view and power limit, through its REST API.
 
 Each test runs the real parking app (SQLite and PostgreSQL) with its MQTT link on the real
-Mosquitto; a fake site's edge publishes envelopes and answers commands on the wire.
+Mosquitto; a fake site's edge publishes envelopes and answers commands on the wire. The API is
+called as an admin (who sees and changes every site) unless a test says otherwise; who may do
+what is in ``test_parking_access.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mqtt import (
     Topics,
     decode_command,
 )
+from tests.support.identity import headers, trust_test_tokens
 from tests.support.services import PrivateMosquitto
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
@@ -72,7 +75,9 @@ async def running_parking(database_url: str, broker: tuple[str, int], topic_root
     app = build_parking(settings, bus=bus, cache=MemoryCache())
     try:
         async with app.router.lifespan_context(app), \
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parking") as api:
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parking",
+                                  headers=headers("admin")) as api:
+            trust_test_tokens(app)
             await asyncio.wait_for(app.state.mqtt_link.connected.wait(), 15)
             yield Parking(api, captured, Topics(topic_root), broker, app)
     finally:

@@ -19,10 +19,14 @@ from mqtt import (
     SiteHello,
     SiteInventory,
 )
+from tests.support.identity import PRINCIPALS
 from tests.support.uow import MemoryUnits
 from tests.unit.cloud.parking.fakes import InMemoryParkingRepository, RecordingSender
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+
+ADMIN = PRINCIPALS["admin"]
+"""Sees and changes every site: the caller of the tests about what a use case does (not who may)."""
 
 Units = MemoryUnits[InMemoryParkingRepository]
 
