@@ -12,6 +12,7 @@ import importlib
 from cloud.platform.spec import ServiceSpec
 
 SERVICES: list[str] = [
+    "accounts",
     "vehicles",
     "charging",
     "parking",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create what deploy/compose.yaml needs and must never be committed:
-#   .env                              random passwords and an API key (mode 600)
+#   .env                              random passwords (mode 600)
+#   secrets/evpark-jwt-keys/k1.pem    the accounts service's token signing key (Ed25519)
 #   secrets/mosquitto/passwd          Mosquitto users: evpark-cloud and the site of site.toml
 #   secrets/mosquitto/certs/          the CA certificate and a server certificate for "mosquitto"
 #   secrets/ca/ca.key                 the CA's private key (not mounted anywhere; keep it offline)
@@ -14,7 +15,7 @@ out="${1:-$here}"
 site_id="$(sed -n 's/^site_id *= *"\(.*\)"/\1/p' "$here/site.toml")"
 secrets="$out/secrets/mosquitto"
 
-if [[ -e "$out/.env" || -e "$secrets" ]]; then
+if [[ -e "$out/.env" || -e "$secrets" || -e "$out/secrets/evpark-jwt-keys" ]]; then
   echo "make-secrets: $out/.env or $secrets exists already; remove them to start over" >&2
   exit 1
 fi
@@ -30,7 +31,6 @@ cat > "$out/.env" <<ENV
 POSTGRES_PASSWORD=$(random)
 RABBITMQ_PASSWORD=$(random)
 REDIS_PASSWORD=$(random)
-EVPARK_API_KEYS=$(random)
 CLOUD_MQTT_PASSWORD=$cloud_mqtt
 SITE_MQTT_PASSWORD=$site_mqtt
 ENV
@@ -55,5 +55,11 @@ openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.crt" -CAkey "$ca_key" -
   -days 825 -extfile "$certs/server.ext" -out "$certs/server.crt" 2>/dev/null
 rm -f "$certs/server.csr" "$certs/server.ext" "$certs/ca.srl" "$out/secrets/ca/ca.srl"
 chmod 644 "$certs/ca.crt" "$certs/server.crt"
+
+# The accounts service signs access tokens with it; the container's user must read it.
+keys="$out/secrets/evpark-jwt-keys"
+mkdir -p "$keys"
+openssl genpkey -algorithm ed25519 -out "$keys/k1.pem"
+chmod 755 "$keys" && chmod 644 "$keys/k1.pem"   # secrets/ itself stays 700 on the host
 
 echo "wrote $out/.env and $out/secrets (site $site_id); move $ca_key offline"

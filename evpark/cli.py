@@ -174,6 +174,36 @@ from evpark.events_cli import events_app  # noqa: E402  (the sub-command group n
 
 app.add_typer(events_app, name="events")
 
+accounts_app = typer.Typer(help="Accounts of the built-in accounts service.", no_args_is_help=True,
+                           add_completion=False)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="the admin's e-mail address (the login)")],
+) -> None:
+    """Create an admin account with a random password, printed once and written to <data dir>/admin-password."""
+    from cloud.accounts.bootstrap import ensure_admin
+    from evpark.up import remember_admin_password
+
+    settings = _cloud_settings()
+    configure_logging(settings.log_level, json=False)
+    try:
+        password = asyncio.run(ensure_admin(settings, email))
+    except OSError as exc:
+        err.print(f"[red]evpark accounts: cannot reach the database ({exc}); check EVPARK_DATABASE_URL[/red]")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        err.print(f"[red]evpark accounts: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if password is None:
+        err.print(f"[yellow]{email} exists already; its password is unchanged (reset it with "
+                  "POST /auth/password-reset)[/yellow]")
+        raise typer.Exit(1)
+    path = remember_admin_password(settings.data_dir, email, password)
+    print(f"admin {email} created; password (shown once, also in {path}): {password}")
+
 
 def _cloud_settings():  # type: ignore[no-untyped-def]
     from cloud.platform.settings import CloudSettings

@@ -198,7 +198,6 @@ x-cloud-env: &cloud-env
   EVPARK_MQTT_TLS: "true"
   EVPARK_MQTT_USERNAME: evpark-cloud
   EVPARK_MQTT_PASSWORD: ${CLOUD_MQTT_PASSWORD:?run ./make-secrets.sh}
-  EVPARK_API_KEYS: ${EVPARK_API_KEYS:?run ./make-secrets.sh}
   # trust the CA that signed Mosquitto's certificate
   SSL_CERT_FILE: /etc/evpark/certs/ca.crt
 
@@ -376,6 +375,11 @@ def _compose_service(spec: ServiceSpec, services: list[ServiceSpec]) -> str:
             lines.append("    depends_on: *cloud-depends")
     else:
         lines += ["    expose:", f'      - "{spec.port}"', "    depends_on: *cloud-depends"]
+    for _secret, path, setting in spec.secret_mounts:
+        lines.insert(lines.index("    environment:") + 2, f"      {setting}: {path}")
+    if spec.secret_mounts:
+        lines += ["    volumes:", "      - ./secrets/mosquitto/certs/ca.crt:/etc/evpark/certs/ca.crt:ro"]
+        lines += [f"      - ./secrets/{secret}:{path}:ro" for secret, path, _setting in spec.secret_mounts]
     lines += [
         "    healthcheck:",
         '      test: ["CMD", "python", "-c", "import urllib.request; '
@@ -468,6 +472,23 @@ def _resources(spec: ServiceSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _secret_env(spec: ServiceSpec) -> str:
+    if not spec.secret_mounts:
+        return ""
+    return "          env:\n" + "".join(f"            - name: {setting}\n              value: {path}\n"
+                                         for _secret, path, setting in spec.secret_mounts)
+
+
+def _secret_mounts(spec: ServiceSpec) -> str:
+    return "".join(f"            - name: {secret}\n              mountPath: {path}\n              readOnly: true\n"
+                   for secret, path, _setting in spec.secret_mounts)
+
+
+def _secret_volumes(spec: ServiceSpec) -> str:
+    return "".join(f"        - name: {secret}\n          secret:\n            secretName: {secret}\n"
+                   "            defaultMode: 0440  # readable by the pod's group (fsGroup)\n" for secret, _path, _setting in spec.secret_mounts)
+
+
 def _k8s_service(spec: ServiceSpec, specs: list[ServiceSpec]) -> str:
     name, port = spec.name, spec.port
     component = "gateway" if spec.kind == "gateway" else "cloud-service"
@@ -527,6 +548,7 @@ spec:
                 name: evpark-config
             - secretRef:
                 name: evpark-secrets
+""" + _secret_env(spec) + """\
           startupProbe:
             httpGet:
               path: /health
@@ -558,11 +580,13 @@ spec:
               mountPath: /tmp
             - name: data
               mountPath: /var/lib/evpark
+""" + _secret_mounts(spec) + """\
       volumes:
         - name: tmp
-          emptyDir: {{}}
+          emptyDir: {}
         - name: data
-          emptyDir: {{}}
+          emptyDir: {}
+""" + _secret_volumes(spec) + f"""\
 ---
 apiVersion: v1
 kind: Service

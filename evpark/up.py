@@ -95,10 +95,11 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
                 app = spec.build_app(cloud, **adapters)
                 port = cloud.port_of(spec.name)
                 watched.append(await stack.enter_async_context(serving(app, options.host, port, spec.name)))
+            logins = await _bootstrap_accounts(options, cloud)
             edge = await stack.enter_async_context(Edge(edge_settings))
             watched.append(asyncio.create_task(edge.run_forever(), name="edge"))
             if options.demo_chargers:
-                watched.append(asyncio.create_task(_demo(options, stop), name="demo"))
+                watched.append(asyncio.create_task(_demo(options, stop, logins), name="demo"))
             _announce(options)
             if ready is not None:
                 ready.set()
@@ -151,6 +152,38 @@ def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
     return cloud, edge
 
 
+ADMIN_EMAIL = "admin@evpark.local"
+
+
+def remember_admin_password(data_dir: Path, email: str, password: str) -> Path:
+    """Write the admin's login to ``<data_dir>/admin-password``, readable by its owner only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "admin-password"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(f"{email}\n{password}\n", encoding="utf-8")
+    return path
+
+
+async def _bootstrap_accounts(options: UpOptions, cloud: CloudSettings) -> dict[str, str]:
+    """The admin (and, with --demo, a demo operator and driver); returns email → password of the demo users."""
+    from cloud.accounts.bootstrap import ensure_admin, ensure_demo_users
+
+    path = options.data_dir / "admin-password"
+    password = await ensure_admin(cloud, ADMIN_EMAIL)
+    if password is not None:
+        await asyncio.to_thread(remember_admin_password, options.data_dir, ADMIN_EMAIL, password)
+        print(f"\nadmin login: {ADMIN_EMAIL} / {password}   (shown once; also in {path})", flush=True)
+    else:
+        print(f"\nadmin login: {ADMIN_EMAIL}, password in {path}", flush=True)
+    logins: dict[str, str] = {}
+    if options.demo_chargers:
+        logins = await ensure_demo_users(cloud, options.site_id)
+        for email, demo_password in logins.items():
+            print(f"demo login: {email} / {demo_password}", flush=True)
+    return logins
+
+
 def _announce(options: UpOptions) -> None:
     log.info(
         "evpark is up",
@@ -163,13 +196,20 @@ def _announce(options: UpOptions) -> None:
     )
 
 
-async def _demo(options: UpOptions, stop: asyncio.Event) -> None:
-    """Register a demo vehicle per simulated charger, then keep them charging."""
+async def _demo(options: UpOptions, stop: asyncio.Event, logins: dict[str, str]) -> None:
+    """Register a demo vehicle per simulated charger (the demo driver's), then keep them charging."""
     from chargepoint_sim.demo import run_demo
 
     id_tags = [f"DEMO{n:04d}" for n in range(1, options.demo_chargers + 1)]
     gateway = f"http://{options.host}:{options.gateway_port}"
+    driver = next((email for email in logins if email.startswith("driver")), None)
     async with httpx.AsyncClient(base_url=gateway, timeout=10) as client:
+        if driver is not None:
+            login = await client.post("/auth/login", json={"email": driver, "password": logins[driver]})
+            if login.status_code == 200:
+                client.headers["authorization"] = f"Bearer {login.json()['access_token']}"
+            else:
+                log.error("demo driver cannot log in", status=login.status_code, body=login.text)
         for n, tag in enumerate(id_tags, start=1):
             response = await client.post("/vehicles/register", json={"plate": f"DEMO-{n}", "id_tags": [tag]})
             if response.status_code not in (201, 409):

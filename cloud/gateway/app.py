@@ -1,7 +1,9 @@
 """The API gateway: one front door for drivers and operators.
 
-It authenticates (API keys when configured), rate-limits per client, and routes by path
-prefix to the services. It holds no domain rules.
+It checks who is asking (:mod:`cloud.gateway.auth`: an access token, or an API key it exchanges
+for one), rate-limits per client, and routes by path prefix to the services of the registry.
+Routes a service declares public (``ServiceSpec.public_paths``: login, registration, its keys)
+pass without a token. It holds no domain rules; every service checks the token again.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
 
 from cloud.gateway import SPEC
+from cloud.gateway.auth import AccountsUnavailable, Authenticator
 from cloud.platform.app import create_app, problem
+from cloud.platform.identity import TokenVerifier, Unauthorized, bearer_token
 from cloud.platform.ports import Cache
-from cloud.platform.runtime import build_cache
+from cloud.platform.runtime import build_cache, build_verifier
 from cloud.platform.settings import CloudSettings
 from cloud.registry import domain_services
 
@@ -41,11 +45,17 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
 
 
+def public_paths() -> frozenset[str]:
+    """Paths served without a token: the platform's probes and docs, and what services declare public."""
+    return frozenset({*OPEN_PATHS, *(path for spec in domain_services() for path in spec.public_paths)})
+
+
 def build_app(settings: CloudSettings, *, cache: Cache | None = None,
-              transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+              transport: httpx.AsyncBaseTransport | None = None, verifier: TokenVerifier | None = None) -> FastAPI:
     table = routes()
     upstreams = {prefix: settings.upstream_url(service) for prefix, service in table.items()}
-    api_keys = {key.strip() for key in settings.api_keys.get_secret_value().split(",") if key.strip()}
+    public = public_paths()
+    accounts = settings.upstream_url("accounts") if "accounts" in settings.ports else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +63,8 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
         async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10.0, connect=2.0)) as client:
             app.state.client = client
             app.state.cache = the_cache
+            app.state.verifier = verifier or build_verifier(settings)
+            app.state.authenticator = Authenticator(app.state.verifier, the_cache, accounts)
             try:
                 yield
             finally:
@@ -78,12 +90,20 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.url.path in OPEN_PATHS:
             return await call_next(request)
-        if api_keys:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or token not in api_keys:
-                return problem(401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
-                               instance=request.url.path)
+        if request.url.path not in public:
+            token = bearer_token(request)
+            try:
+                if token is None:
+                    raise Unauthorized("send 'Authorization: Bearer <access token or API key>'; "
+                                       "POST /auth/login gives a token")
+                request.state.forward_token = await request.app.state.authenticator.token_to_forward(
+                    token, request.app.state.client)
+            except Unauthorized as exc:
+                response = problem(401, "Unauthorized", exc.detail, instance=request.url.path)
+                response.headers["www-authenticate"] = 'Bearer realm="evpark"'
+                return response
+            except AccountsUnavailable as exc:
+                return problem(503, "Service Unavailable", f"{exc}; retry shortly", instance=request.url.path)
         client = request.client.host if request.client else "unknown"
         window = int(time.time() // 60)
         try:
@@ -109,6 +129,9 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
         client: httpx.AsyncClient = request.app.state.client
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["x-forwarded-for"] = request.client.host if request.client else ""
+        forward = getattr(request.state, "forward_token", None)
+        if forward is not None:  # an API key was exchanged: the service sees the verified token
+            headers["authorization"] = f"Bearer {forward}"
         upstream_request = client.build_request(
             # the raw query string: a repeated parameter (?usage=idle&usage=overstay) keeps every value
             request.method, f"{base}/{prefix}/{path}", params=request.url.query, headers=headers,

@@ -68,8 +68,6 @@ class CloudSettings(BaseSettings):
                             "e-mails)")
 
     rate_limit_per_minute: int = Field(default=600, ge=1, description="per client address, at the gateway")
-    api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated gateway API keys; "
-                                "empty: no authentication (embedded default only)")
     log_level: str = "INFO"
 
     @model_validator(mode="before")
@@ -98,8 +96,9 @@ class CloudSettings(BaseSettings):
             problems = []
             if not self.database_url:
                 problems.append("EVPARK_DATABASE_URL must point to PostgreSQL")
-            if not self.api_keys.get_secret_value().strip():
-                problems.append("EVPARK_API_KEYS must list the gateway's API keys")
+            if "EVPARK_API_KEYS" in os.environ:
+                problems.append("EVPARK_API_KEYS is no longer read: callers log in (POST /auth/login), and machine "
+                                "clients use API keys of their accounts (POST /accounts/{id}/api-keys); unset it")
             if not self.amqp_url:
                 problems.append("EVPARK_AMQP_URL must point to RabbitMQ")
             if problems:

@@ -31,12 +31,18 @@ class ServiceSpec:
     description: str
     prefixes: tuple[str, ...] = ()
     """Path prefixes the gateway routes to this service (``/charging``)."""
+    public_paths: tuple[str, ...] = ()
+    """Paths the gateway lets through without a token (login, registration, public keys); the
+    service itself decides what they answer. Everything else needs a verified caller."""
     migrations: Path | None = None
     """Alembic scripts of the service's own database."""
     publishes: tuple[type[EventBody], ...] = ()
     consumes: tuple[type[EventBody], ...] = ()
     mqtt_categories: tuple[str, ...] = ()
     """Uplink categories (``mqtt.Topics``) the service reads from every site."""
+    secret_mounts: tuple[tuple[str, str, str], ...] = ()
+    """``(secret, path, setting)``: files a deployment mounts read-only at ``path`` (a Kubernetes
+    Secret named ``secret``; ``deploy/secrets/<secret>`` in compose) and names in ``setting``."""
     kind: Literal["service", "gateway"] = "service"
     replicas: int = 1
     """Deployment replicas (a service reading MQTT runs one: MQTT 3.1.1 has no shared subscriptions)."""

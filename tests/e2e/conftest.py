@@ -11,6 +11,7 @@ import aiomqtt
 import asyncpg
 import pytest
 
+from cloud.platform.identity import KeyRing
 from cloud.registry import SERVICES
 from tests.e2e.harness import EVPARK, System
 from tests.support import services
@@ -26,6 +27,7 @@ def embedded(folder: Path) -> System:
                     mqtt_port=ports["mqtt"])
     options = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     system.start("up", ["up", "--data-dir", str(folder / "data"), *options], {}, folder)
+    system.password_file = folder / "data" / "admin-password"
     return system
 
 
@@ -35,7 +37,8 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
     root = f"evpark-e2e-{name}"
     env = {
         "EVPARK_ENV": "production",
-        "EVPARK_API_KEYS": "e2e-key",
+        "EVPARK_DATA_DIR": str(folder / "cloud-data"),
+        "EVPARK_JWT_KEYS_DIR": str(folder / "jwt-keys"),
         "EVPARK_RATE_LIMIT_PER_MINUTE": "1000000",  # the tests poll hard; rate limits have their own tests
         "EVPARK_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/evpark_{name}_{{service}}",
         "EVPARK_AMQP_URL": amqp_url,
@@ -56,10 +59,15 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         "EVPARK_EDGE_ACCEPT_UNKNOWN_CHARGERS": "true",
     }
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
-                    mqtt_port=mqtt_port, topic_root=root, headers={"Authorization": "Bearer e2e-key"})
+                    mqtt_port=mqtt_port, topic_root=root)
+    KeyRing.create(folder / "jwt-keys", "e2e-key-1")  # production refuses to start without signing keys
     migrate = subprocess.run([EVPARK, "migrate"], env={**os.environ, **env}, capture_output=True,
                              timeout=120, cwd=folder)
     assert migrate.returncode == 0, migrate.stderr.decode()
+    admin = subprocess.run([EVPARK, "accounts", "create-admin", "--email", "admin@e2e.example"],
+                           env={**os.environ, **env}, capture_output=True, timeout=120, cwd=folder)
+    assert admin.returncode == 0, admin.stderr.decode()
+    system.password_file = folder / "cloud-data" / "admin-password"
     for service in REGISTERED:  # registry order: the gateway last
         system.start(service, ["serve", service], env, folder)
     if site_file is not None:

@@ -63,6 +63,8 @@ class System:
     topic_root: str = "evpark"
     headers: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
+    password_file: Path | None = None
+    """Where ``evpark`` wrote the admin's login; once healthy, the system logs in with it."""
 
     def start(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> Process:
         log = folder / f"{name}.log"
@@ -83,12 +85,22 @@ class System:
             try:
                 if (httpx.get(f"{self.gateway}/ready", timeout=3).status_code == 200
                         and reachable(host, int(port), 0.5)):
+                    if self.password_file is not None and not self.headers:
+                        self.log_in(self.password_file)
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.processes)
         raise RuntimeError(f"evpark did not become healthy within {limit_s} s\n{logs}")
+
+    def log_in(self, password_file: Path) -> None:
+        """Log in with the admin login ``evpark`` wrote (email and password lines); every request
+        of the test then carries the admin's access token."""
+        email, password = password_file.read_text(encoding="utf-8").split()[:2]
+        answer = httpx.post(f"{self.gateway}/auth/login", json={"email": email, "password": password}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        self.headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -1,4 +1,4 @@
-"""The gateway: API keys, rate limits, routing and clear errors when a service is away."""
+"""The gateway: who may pass (tokens, API keys, public paths), rate limits, routing, clear errors."""
 
 from __future__ import annotations
 
@@ -10,19 +10,34 @@ import pytest
 from cloud.gateway.app import build_app
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
+from tests.support.identity import PRINCIPALS, headers, token, verifier
+
+API_KEY = "evk_machine-client-key"
+exchanges: list[str] = []
 
 
 def upstream(request: httpx.Request) -> httpx.Response:
     if request.url.host == "127.0.0.1" and request.url.port == 8102:
         return httpx.Response(200, json={"served_by": "vehicles", "path": request.url.path,
-                                         "query": str(request.url.query, "ascii")})
+                                         "query": str(request.url.query, "ascii"),
+                                         "authorization": request.headers.get("authorization")})
+    if request.url.port == 8104 and request.url.path == "/auth/token":
+        exchanges.append(request.content.decode())
+        if API_KEY in request.content.decode():
+            return httpx.Response(200, json={"access_token": token(PRINCIPALS["operator_1"]), "token_type": "bearer",
+                                             "expires_in": 900})
+        return httpx.Response(401, json={"status": 401, "title": "Unauthorized", "detail": "unknown API key"},
+                              headers={"content-type": "application/problem+json"})
+    if request.url.port == 8104:
+        return httpx.Response(200, json={"served_by": "accounts", "path": request.url.path})
     raise httpx.ConnectError("connection refused", request=request)
 
 
-async def client_for(settings: CloudSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(settings, cache=MemoryCache(), transport=httpx.MockTransport(upstream))
+async def client_for(settings: CloudSettings, *, as_: str | None = "driver_a") -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(settings, cache=MemoryCache(), transport=httpx.MockTransport(upstream), verifier=verifier())
     async with app.router.lifespan_context(app), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                              headers=headers(as_) if as_ else {}) as client:
         yield client
 
 
@@ -35,7 +50,8 @@ async def gateway() -> AsyncIterator[httpx.AsyncClient]:
 async def test_routes_by_first_path_segment_with_query(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/vehicles/abc", params={"x": "1"})
     assert response.status_code == 200
-    assert response.json() == {"served_by": "vehicles", "path": "/vehicles/abc", "query": "x=1"}
+    assert response.json() | {"authorization": None} == {"served_by": "vehicles", "path": "/vehicles/abc",
+                                                         "query": "x=1", "authorization": None}
 
 
 async def test_an_unreachable_service_is_a_502_problem(gateway: httpx.AsyncClient) -> None:
@@ -60,16 +76,40 @@ async def test_too_many_requests_get_429_with_retry_after(gateway: httpx.AsyncCl
     assert (await gateway.get("/health")).status_code == 200  # probes are never limited
 
 
-async def test_api_keys_are_required_when_configured() -> None:
-    from pydantic import SecretStr
-
-    async for client in client_for(CloudSettings(api_keys=SecretStr("k1, k2"))):
-        assert (await client.get("/vehicles/x")).status_code == 401
+async def test_a_verified_token_is_required_and_passed_on() -> None:
+    async for client in client_for(CloudSettings(), as_=None):
+        missing = await client.get("/vehicles/x")
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
         assert (await client.get("/vehicles/x", headers={"Authorization": "Bearer nope"})).status_code == 401
-        assert (await client.get("/vehicles/x", headers={"Authorization": "Bearer k2"})).status_code == 200
+        good = headers("driver_b")
+        answer = await client.get("/vehicles/x", headers=good)
+        assert answer.status_code == 200 and answer.json()["authorization"] == good["Authorization"]
 
 
-def test_production_refuses_unsafe_defaults() -> None:
-    with pytest.raises(ValueError, match="EVPARK_API_KEYS") as raised:
+async def test_an_api_key_is_exchanged_once_for_a_token_the_service_sees_instead() -> None:
+    exchanges.clear()
+    async for client in client_for(CloudSettings(), as_=None):
+        key = {"Authorization": f"Bearer {API_KEY}"}
+        first, second = await client.get("/vehicles/x", headers=key), await client.get("/vehicles/y", headers=key)
+        assert (first.status_code, second.status_code) == (200, 200)
+        forwarded = first.json()["authorization"]
+        assert API_KEY not in forwarded and forwarded.startswith("Bearer ey")
+        assert len(exchanges) == 1, "the exchanged token is cached until shortly before it expires"
+        refused = await client.get("/vehicles/x", headers={"Authorization": "Bearer evk_revoked"})
+        assert refused.status_code == 401 and refused.json()["detail"] == "unknown API key"
+
+
+async def test_public_paths_of_a_service_need_no_token() -> None:
+    async for client in client_for(CloudSettings(), as_=None):
+        assert (await client.post("/auth/login", json={})).json() == {"served_by": "accounts", "path": "/auth/login"}
+        assert (await client.get("/.well-known/jwks.json")).status_code == 200
+        assert (await client.get("/accounts")).status_code == 401
+
+
+def test_production_refuses_unsafe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="EVPARK_DATABASE_URL") as raised:
         CloudSettings(env="production")
-    assert "EVPARK_DATABASE_URL" in str(raised.value)
+    assert "EVPARK_AMQP_URL" in str(raised.value)
+    monkeypatch.setenv("EVPARK_API_KEYS", ",")  # the old shared keys: refused, saying what replaced them
+    with pytest.raises(ValueError, match="EVPARK_API_KEYS is no longer read"):
+        CloudSettings(env="production", database_url="postgresql+asyncpg://db/x", amqp_url="amqp://mq/")

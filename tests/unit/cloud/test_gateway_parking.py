@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from cloud.gateway.app import build_app
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
+from tests.support.identity import headers, verifier
 
 PROBLEM = {"type": "about:blank", "title": "Invalid request", "status": 422, "detail": "limit_a: bad",
            "errors": [{"field": "limit_a", "message": "bad"}]}
@@ -30,14 +30,13 @@ def parking(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(CloudSettings(api_keys=SecretStr("dev-key")), cache=MemoryCache(),
-                    transport=httpx.MockTransport(parking))
+    app = build_app(CloudSettings(), cache=MemoryCache(), transport=httpx.MockTransport(parking), verifier=verifier())
     async with app.router.lifespan_context(app), \
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         yield client
 
 
-KEY = {"Authorization": "Bearer dev-key"}
+KEY = headers("operator_1")
 
 
 async def test_a_power_limit_put_reaches_parking_with_its_body(gateway: httpx.AsyncClient) -> None:

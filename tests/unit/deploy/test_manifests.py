@@ -170,7 +170,7 @@ def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() ->
 def test_no_secret_is_written_into_compose() -> None:
     text = (DEPLOY / "compose.yaml").read_text()
     for variable in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD", "CLOUD_MQTT_PASSWORD",
-                     "SITE_MQTT_PASSWORD", "EVPARK_API_KEYS"):
+                     "SITE_MQTT_PASSWORD"):
         assert f"${{{variable}:?" in text, f"{variable} must come from the environment, required"
 
 
