@@ -485,8 +485,9 @@ def _secret_mounts(spec: ServiceSpec) -> str:
 
 
 def _secret_volumes(spec: ServiceSpec) -> str:
-    return "".join(f"        - name: {secret}\n          secret:\n            secretName: {secret}\n"
-                   "            defaultMode: 0440  # readable by the pod's group (fsGroup)\n" for secret, _path, _setting in spec.secret_mounts)
+    mode = "            defaultMode: 0440  # readable by the pod's group (fsGroup)\n"
+    return "".join(f"        - name: {secret}\n          secret:\n            secretName: {secret}\n{mode}"
+                   for secret, _path, _setting in spec.secret_mounts)
 
 
 def _k8s_service(spec: ServiceSpec, specs: list[ServiceSpec]) -> str:
@@ -569,7 +570,7 @@ spec:
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 3
-""" + _resources(spec) + f"""\
+""" + _resources(spec) + """\
           securityContext:
             allowPrivilegeEscalation: false
             readOnlyRootFilesystem: true

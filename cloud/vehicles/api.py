@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.platform.identity import CurrentUser
 from cloud.vehicles.domain import RegisterVehicle
 from cloud.vehicles.service import VehicleService
 from cloud.vehicles.views import VehicleView
@@ -33,21 +34,24 @@ router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 
 
 @router.post("/register", response_model=VehicleView, status_code=201)
-async def register_vehicle(body: RegisterVehicleIn, service: ServiceDep) -> VehicleView:
-    """Register a vehicle and the idTags that may charge it; every site learns the idTags."""
-    return await service.register(RegisterVehicle(plate=body.plate, id_tags=tuple(body.id_tags),
-                                                  make=body.make, model=body.model))
+async def register_vehicle(body: RegisterVehicleIn, user: CurrentUser, service: ServiceDep) -> VehicleView:
+    """Register a vehicle of the caller (a driver or an admin; 403 for others) and the idTags that
+    may charge it; every site learns the idTags."""
+    return await service.register(user, RegisterVehicle(plate=body.plate, id_tags=tuple(body.id_tags),
+                                                        make=body.make, model=body.model))
 
 
 @router.get("", response_model=list[VehicleView])
 async def find_vehicles(plate: Annotated[str, Query(min_length=1, max_length=16, description="licence plate")],
-                        service: ServiceDep) -> list[VehicleView]:
-    """Find a vehicle by its plate (an empty list when none is registered)."""
-    return await service.find_by_plate(plate)
+                        user: CurrentUser, service: ServiceDep) -> list[VehicleView]:
+    """Find the caller's vehicle by its plate (an admin: any vehicle); an empty list when none is
+    registered or it is another's. Drivers and admins only (403 for others)."""
+    return await service.find_by_plate(user, plate)
 
 
 @router.get("/{vehicle_id}", response_model=VehicleView)
 async def get_vehicle(vehicle_id: Annotated[str, Path(min_length=1, max_length=64)],
-                      service: ServiceDep) -> VehicleView:
-    """A registered vehicle, its idTags, and whether each site can authorize them."""
-    return await service.get(vehicle_id)
+                      user: CurrentUser, service: ServiceDep) -> VehicleView:
+    """The caller's vehicle (an admin: any), its idTags, and whether each site can authorize them;
+    another's vehicle is a 404, exactly as an unknown one."""
+    return await service.get(user, vehicle_id)

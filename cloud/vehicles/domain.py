@@ -11,6 +11,13 @@ authorize offline (OCPP 1.6 §3.5 Local Authorization List); the registry keeps 
 - a site that claims a version the registry never issued (its database was restored from an
   older backup) is treated as version 0, so it gets the full list again;
 - one update is pending per site; it is resent only after :data:`RESEND_AFTER` without an answer.
+
+Who may do what (:func:`check_may_register`, :func:`check_may_search`, :func:`visible_to`): a
+vehicle belongs to the account that registered it (``owner_id``; vehicles registered before
+ownership existed have none and belong to no driver). A driver or an admin registers vehicles; a
+driver sees only their own, an admin every one; operators and technicians neither register nor
+look vehicles up here. A vehicle the caller may not see is answered exactly as an unknown one.
+The authorization lists are not scoped: every site authorizes every vehicle's idTags.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cloud.contracts.errors import Conflict, DomainError
+from cloud.contracts.errors import Conflict, DomainError, NotFound
+from cloud.contracts.identity import Forbidden, Principal
 from mqtt import AuthListEntry, AuthListUpdate, CommandResult, CommandStatus, IdTagStatus, SiteHello
 
 # OCPP 1.6 idTag is CiString20; cards print hex UIDs, apps use tokens: printable ASCII only.
@@ -66,6 +74,8 @@ class Vehicle:
     model: str | None
     created_at: datetime
     id_tags: list[IdTag] = field(default_factory=list)
+    owner_id: str | None = None
+    """The account that registered the vehicle; None for vehicles older than ownership (admin only)."""
 
 
 @dataclass
@@ -136,6 +146,31 @@ class SiteSync:
             self.pending_sent_at = None
 
 
+# --- who may do what -------------------------------------------------------------------
+
+def check_may_register(user: Principal) -> str:
+    """A driver or an admin registers a vehicle, which becomes theirs: the owner id it gets."""
+    if not (user.is_driver or user.is_admin):
+        raise Forbidden("only a driver or an admin registers vehicles")
+    return user.subject
+
+
+def check_may_search(user: Principal) -> None:
+    """Looking vehicles up by plate is for drivers (their own) and admins (any)."""
+    if not (user.is_driver or user.is_admin):
+        raise Forbidden("only a driver or an admin looks vehicles up")
+
+
+def visible_to(user: Principal, vehicle: Vehicle) -> bool:
+    """An admin sees every vehicle; anyone else only the vehicles they own."""
+    return user.is_admin or (vehicle.owner_id is not None and vehicle.owner_id == user.subject)
+
+
+def unknown_vehicle(vehicle_id: str) -> NotFound:
+    """The answer for a vehicle that does not exist or that the caller may not see: the same."""
+    return NotFound(f"no vehicle {vehicle_id!r}", code="unknown_vehicle")
+
+
 def normalise_plate(plate: str) -> str:
     cleaned = " ".join(plate.upper().split())
     if not _PLATE.fullmatch(cleaned):
@@ -167,13 +202,16 @@ def check_unclaimed(plate: str, *, plate_holder: Vehicle | None, taken_id_tags: 
                        code="id_tag_taken")
 
 
-def register(command: RegisterVehicle, *, vehicle_id: str, now: datetime) -> tuple[Vehicle, list[AuthListChange]]:
-    """The new vehicle with its idTags accepted, and the authorization-list changes that adds."""
+def register(command: RegisterVehicle, *, owner_id: str, vehicle_id: str,
+             now: datetime) -> tuple[Vehicle, list[AuthListChange]]:
+    """The new vehicle of ``owner_id`` with its idTags accepted, and the authorization-list changes
+    that adds (for every site: the lists are not scoped by owner)."""
     plate = normalise_plate(command.plate)
     id_tags = check_id_tags(command.id_tags)
     vehicle = Vehicle(vehicle_id=vehicle_id, plate=plate, make=command.make, model=command.model, created_at=now,
                       id_tags=[IdTag(id_tag=tag, vehicle_id=vehicle_id, status=IdTagStatus.ACCEPTED, created_at=now)
-                               for tag in id_tags])
+                               for tag in id_tags],
+                      owner_id=owner_id)
     changes = [AuthListChange(id_tag=tag.id_tag, status=tag.status, vehicle_id=vehicle_id, changed_at=now)
                for tag in vehicle.id_tags]
     return vehicle, changes

@@ -1,6 +1,6 @@
 """What the vehicle registry publishes and consumes (the models live in :mod:`cloud.contracts`).
 
-Publishes on ``vehicle.events``: ``vehicle.registered`` {vehicle_id, plate, id_tags}.
+Publishes on ``vehicle.events``: ``vehicle.registered`` 1.1 {vehicle_id, plate, id_tags, owner_id}.
 Consumes from MQTT: ``site.hello`` and ``command.result`` (authorization list sync).
 Sends over MQTT: ``authlist.update`` commands to each site.
 """
@@ -13,4 +13,4 @@ from cloud.vehicles.domain import Vehicle
 
 def vehicle_registered(vehicle: Vehicle) -> VehicleRegistered:
     return VehicleRegistered(vehicle_id=vehicle.vehicle_id, plate=vehicle.plate,
-                             id_tags=[tag.id_tag for tag in vehicle.id_tags])
+                             id_tags=[tag.id_tag for tag in vehicle.id_tags], owner_id=vehicle.owner_id)

@@ -18,6 +18,8 @@ class Vehicle(SQLModel, table=True):
     make: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    owner_id: str | None = Field(default=None, max_length=255, index=True)
+    """The account (token subject) that registered it; NULL for vehicles older than ownership."""
 
 
 class IdTag(SQLModel, table=True):

@@ -64,7 +64,7 @@ class SqlVehicleRepository:
         tags = (await self._session.execute(select(models.IdTag).where(col(models.IdTag.vehicle_id) == vehicle_id)
                                             .order_by(col(models.IdTag.id_tag)))).scalars().all()
         return Vehicle(vehicle_id=row.id, plate=row.plate, make=row.make, model=row.model,
-                       created_at=row.created_at, id_tags=[_id_tag(t) for t in tags])
+                       created_at=row.created_at, id_tags=[_id_tag(t) for t in tags], owner_id=row.owner_id)
 
     async def find_by_plate(self, plate: str) -> Vehicle | None:
         vehicle_id = await self._session.scalar(select(models.Vehicle.id).where(col(models.Vehicle.plate) == plate))
@@ -77,7 +77,8 @@ class SqlVehicleRepository:
 
     async def add(self, vehicle: Vehicle, changes: Sequence[AuthListChange]) -> None:
         self._session.add(models.Vehicle(id=vehicle.vehicle_id, plate=vehicle.plate, make=vehicle.make,
-                                         model=vehicle.model, created_at=vehicle.created_at))
+                                         model=vehicle.model, created_at=vehicle.created_at,
+                                         owner_id=vehicle.owner_id))
         await self._session.flush()  # the idTags refer to it
         for tag in vehicle.id_tags:
             self._session.add(models.IdTag(id_tag=tag.id_tag, vehicle_id=tag.vehicle_id, status=tag.status.value,

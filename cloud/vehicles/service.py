@@ -11,7 +11,7 @@ from typing import Protocol
 
 import structlog
 
-from cloud.contracts.errors import NotFound
+from cloud.contracts.identity import Principal
 from cloud.platform.mqtt_link import NotConnected
 from cloud.platform.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from cloud.vehicles import domain, events
@@ -37,9 +37,12 @@ class VehicleService:
         self._clock = clock
         self.sync_wanted = asyncio.Event()
 
-    async def register(self, command: domain.RegisterVehicle) -> VehicleView:
-        """Register a vehicle with its idTags; every site's authorization list gains them."""
-        vehicle, changes = domain.register(command, vehicle_id=str(uuid.uuid4()), now=self._clock())
+    async def register(self, user: Principal, command: domain.RegisterVehicle) -> VehicleView:
+        """Register a vehicle of the caller (a driver or an admin) with its idTags; every site's
+        authorization list gains them."""
+        owner_id = domain.check_may_register(user)
+        vehicle, changes = domain.register(command, owner_id=owner_id, vehicle_id=str(uuid.uuid4()),
+                                           now=self._clock())
         async with self._uow() as uow:
             domain.check_unclaimed(vehicle.plate, plate_holder=await uow.repo.find_by_plate(vehicle.plate),
                                    taken_id_tags=await uow.repo.taken_id_tags([t.id_tag for t in vehicle.id_tags]))
@@ -47,22 +50,27 @@ class VehicleService:
             uow.emit(events.vehicle_registered(vehicle))
         self.sync_wanted.set()
         log.info("vehicle registered", vehicle_id=vehicle.vehicle_id, id_tags=len(vehicle.id_tags))
-        return await self.get(vehicle.vehicle_id)
+        return await self.get(user, vehicle.vehicle_id)
 
-    async def get(self, vehicle_id: str) -> VehicleView:
-        """A vehicle, its idTags, and whether each site can authorize them offline."""
+    async def get(self, user: Principal, vehicle_id: str) -> VehicleView:
+        """A vehicle the caller may see, its idTags, and whether each site can authorize them offline;
+        any other vehicle is not found, exactly as an unknown one."""
         async with self._uow() as uow:
             vehicle = await uow.repo.get(vehicle_id)
-            if vehicle is None:
-                raise NotFound(f"no vehicle {vehicle_id!r}", code="unknown_vehicle")
+            if vehicle is None or not domain.visible_to(user, vehicle):
+                raise domain.unknown_vehicle(vehicle_id)
             return await self._view(uow.repo, vehicle)
 
-    async def find_by_plate(self, plate: str) -> list[VehicleView]:
-        """The vehicle with this plate, as a list (empty when none is registered)."""
+    async def find_by_plate(self, user: Principal, plate: str) -> list[VehicleView]:
+        """The caller's vehicle with this plate (any vehicle for an admin), as a list (empty when
+        none is registered, or when it is not the caller's)."""
+        domain.check_may_search(user)
         normalised = domain.normalise_plate(plate)
         async with self._uow() as uow:
             vehicle = await uow.repo.find_by_plate(normalised)
-            return [] if vehicle is None else [await self._view(uow.repo, vehicle)]
+            if vehicle is None or not domain.visible_to(user, vehicle):
+                return []
+            return [await self._view(uow.repo, vehicle)]
 
     @staticmethod
     async def _view(repo: VehicleRepository, vehicle: domain.Vehicle) -> VehicleView:

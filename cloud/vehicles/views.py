@@ -26,6 +26,8 @@ class VehicleView(BaseModel):
     make: str | None
     model: str | None
     created_at: datetime
+    owner_id: str | None = Field(description="the account that registered the vehicle; null for vehicles "
+                                             "registered before ownership (only an admin sees those)")
     id_tags: list[IdTagView]
     sites: list[SiteSyncView]
 
@@ -33,7 +35,7 @@ class VehicleView(BaseModel):
     def of(cls, vehicle: Vehicle, sites: Iterable[SiteSync], *, needed_version: int) -> VehicleView:
         """The vehicle, and for each site whether its list has every change up to ``needed_version``."""
         return cls(vehicle_id=vehicle.vehicle_id, plate=vehicle.plate, make=vehicle.make, model=vehicle.model,
-                   created_at=vehicle.created_at,
+                   created_at=vehicle.created_at, owner_id=vehicle.owner_id,
                    id_tags=[IdTagView(id_tag=t.id_tag, status=t.status.value) for t in vehicle.id_tags],
                    sites=[SiteSyncView(site_id=s.site_id, authorization_synced=s.has_authorization(needed_version))
                           for s in sites])

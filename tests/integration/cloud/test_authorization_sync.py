@@ -17,7 +17,10 @@ from cloud.vehicles.repository import SqlVehicleRepository, unit_of_work
 from cloud.vehicles.service import VehicleService
 from mqtt import AuthListUpdate, Command, CommandResult, CommandStatus, Envelope, SiteHello, Topics, decode_command
 from tests.integration.cloud.conftest import migrations_of
+from tests.support.identity import PRINCIPALS
 from tests.support.waiting import poll_until
+
+DRIVER, ADMIN = PRINCIPALS["driver_a"], PRINCIPALS["admin"]
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ class FakeSite:
 async def test_a_site_gets_the_full_list_then_only_changes(registry: VehicleService, mosquitto: tuple[str, int],
                                                            topic_root: str) -> None:
     topics = Topics(topic_root)
-    first = await registry.register(RegisterVehicle(plate="A1", id_tags=("CARD-A",)))
+    first = await registry.register(DRIVER, RegisterVehicle(plate="A1", id_tags=("CARD-A",)))
     async with aiomqtt.Client(*mosquitto, username="site-1") as client:
         await client.subscribe(topics.down("site-1"), qos=1)
         site = FakeSite(client, topics, "site-1")
@@ -74,25 +77,25 @@ async def test_a_site_gets_the_full_list_then_only_changes(registry: VehicleServ
         await site.send(CommandResult(command_id=command_id, command_type=update.TYPE,  # type: ignore[arg-type]
                                       status=CommandStatus.ACCEPTED))
         async def synced() -> bool:
-            return bool((await registry.get(first.vehicle_id)).model_dump()["sites"] == [
+            return bool((await registry.get(ADMIN, first.vehicle_id)).model_dump()["sites"] == [
                 {"site_id": "site-1", "authorization_synced": True}])
 
         await poll_until(synced, within=20)
-        assert (await registry.get(first.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is True
+        assert (await registry.get(ADMIN, first.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is True
 
-        second = await registry.register(RegisterVehicle(plate="B2", id_tags=("CARD-B",)))
+        second = await registry.register(DRIVER, RegisterVehicle(plate="B2", id_tags=("CARD-B",)))
         _, delta = await asyncio.wait_for(site.next_update(), 20)
         assert not delta.full
         assert delta.since_version == update.version
         assert [e.id_tag for e in delta.entries] == ["CARD-B"]
-        assert (await registry.get(second.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is False
+        assert (await registry.get(ADMIN, second.vehicle_id)).model_dump()["sites"][0]["authorization_synced"] is False
 
 
 async def test_a_site_ahead_of_the_registry_is_sent_the_full_list(registry: VehicleService,
                                                                   mosquitto: tuple[str, int],
                                                                   topic_root: str) -> None:
     topics = Topics(topic_root)
-    await registry.register(RegisterVehicle(plate="A1", id_tags=("CARD-A",)))
+    await registry.register(DRIVER, RegisterVehicle(plate="A1", id_tags=("CARD-A",)))
     async with aiomqtt.Client(*mosquitto, username="site-2") as client:
         await client.subscribe(topics.down("site-2"), qos=1)
         site = FakeSite(client, topics, "site-2")
@@ -124,10 +127,10 @@ async def test_a_site_that_answers_before_the_send_returns_is_still_synced(datab
         async with box.transaction() as tx:
             await service.on_site_message(unit_of_work(tx), Envelope.wrap(
                 "site-fast", 1, SiteHello(edge_version="t", authlist_version=0)))
-        vehicle = await service.register(RegisterVehicle(plate="F1", id_tags=("CARD-F",)))
+        vehicle = await service.register(DRIVER, RegisterVehicle(plate="F1", id_tags=("CARD-F",)))
         site = InstantSite()
         assert await service.sync_sites_once(site) == 1
-        assert (await service.get(vehicle.vehicle_id)).model_dump()["sites"] == [{"site_id": "site-fast",
+        assert (await service.get(DRIVER, vehicle.vehicle_id)).model_dump()["sites"] == [{"site_id": "site-fast",
                                                                                   "authorization_synced": True}]
         assert await service.sync_sites_once(site) == 0, "nothing more to send"
     finally:

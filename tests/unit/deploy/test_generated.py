@@ -109,7 +109,6 @@ def test_a_new_spec_gets_every_deploy_entry_and_changes_nothing_else() -> None:
     after = manifests.render([*specs(), VALET])
     k8s = Path("deploy/k8s")
     assert set(after) == {*before, k8s / "valet.yaml"}
-    services = [spec.name for spec in domain_services()]
 
     # compose: a service entry like the others; the gateway points at it and waits for it
     old = yaml.safe_load(before[Path("deploy/compose.yaml")])

@@ -10,12 +10,14 @@ import pytest
 from cloud.vehicles.domain import RESEND_AFTER, RegisterVehicle, SiteSync
 from cloud.vehicles.service import VehicleService
 from mqtt import AuthListUpdate, Command, CommandResult, CommandStatus, Envelope, SiteHello
+from tests.support.identity import PRINCIPALS
 from tests.support.uow import MemoryUnits
 from tests.support.waiting import poll_until
 from tests.unit.cloud.vehicles.conftest import Clock
 from tests.unit.cloud.vehicles.fakes import InMemoryVehicleRepository, RecordingSender
 
 Units = MemoryUnits[InMemoryVehicleRepository]
+DRIVER, ADMIN = PRINCIPALS["driver_a"], PRINCIPALS["admin"]
 
 
 class Site:
@@ -36,7 +38,7 @@ class Site:
         await self.send(CommandResult(command_id=command.id, command_type=command.type, status=status))
 
     async def synced(self, vehicle_id: str) -> bool:
-        view = await self.registry.get(vehicle_id)
+        view = await self.registry.get(ADMIN, vehicle_id)
         return next(s.authorization_synced for s in view.sites if s.site_id == self.site_id)
 
 
@@ -50,7 +52,7 @@ def site(registry: VehicleService, units: Units) -> Site:
 
 
 async def register(registry: VehicleService, plate: str, *id_tags: str) -> str:
-    return (await registry.register(RegisterVehicle(plate=plate, id_tags=id_tags))).vehicle_id
+    return (await registry.register(DRIVER, RegisterVehicle(plate=plate, id_tags=id_tags))).vehicle_id
 
 
 async def test_a_new_site_at_version_0_is_sent_the_full_list(registry: VehicleService, site: Site,
@@ -168,6 +170,20 @@ async def test_an_update_the_broker_could_not_take_goes_out_next_round(registry:
     assert await registry.sync_sites_once(sender) == 0
     sender.connected = True
     assert await registry.sync_sites_once(sender) == 1, "not held back by RESEND_AFTER"
+
+
+async def test_every_site_authorizes_every_owners_vehicles(registry: VehicleService, units: Units,
+                                                          sender: RecordingSender) -> None:
+    """Ownership scopes who reads a vehicle, not where it may charge: each site gets every idTag."""
+    await registry.register(PRINCIPALS["driver_a"], RegisterVehicle(plate="A1", id_tags=("CARD-A",)))
+    await registry.register(PRINCIPALS["driver_b"], RegisterVehicle(plate="B2", id_tags=("CARD-B",)))
+    await registry.register(ADMIN, RegisterVehicle(plate="C3", id_tags=("CARD-C",)))
+    for site_id in ("site-1", "site-2"):
+        await Site(registry, units, site_id).hello(0)
+    assert await registry.sync_sites_once(sender) == 2
+    for site_id in ("site-1", "site-2"):
+        [update] = sender.updates(site_id)
+        assert [e.id_tag for e in update.entries] == ["CARD-A", "CARD-B", "CARD-C"]
 
 
 async def test_only_lagging_sites_are_sent_updates(registry: VehicleService, units: Units,

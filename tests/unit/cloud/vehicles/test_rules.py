@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cloud.contracts.identity import Forbidden, Principal
 from cloud.vehicles import domain
 from mqtt import IdTagStatus, SiteHello
+from tests.support.identity import PRINCIPALS
 
 
 def test_plates_are_normalised() -> None:
@@ -75,3 +77,51 @@ def test_a_site_claiming_a_version_never_issued_starts_again_from_0() -> None:
     assert site.synced_version == 0
     site.said_hello(SiteHello(edge_version="t", authlist_version=9), current_version=9)
     assert site.synced_version == 9
+
+
+# --- who may do what ---------------------------------------------------------------------
+
+def vehicle_of(owner_id: str | None) -> domain.Vehicle:
+    return domain.Vehicle(vehicle_id="v1", plate="A1", make=None, model=None, created_at=T0, owner_id=owner_id)
+
+
+@pytest.mark.parametrize("who, owner", [("driver_a", "acc-driver-a"), ("driver_b", "acc-driver-b"),
+                                        ("admin", "acc-admin")])
+def test_a_driver_or_an_admin_registers_and_owns_the_vehicle(who: str, owner: str) -> None:
+    assert domain.check_may_register(PRINCIPALS[who]) == owner
+    domain.check_may_search(PRINCIPALS[who])
+
+
+@pytest.mark.parametrize("who", ["operator_1", "operator_2", "technician_1"])
+def test_operators_and_technicians_neither_register_nor_look_vehicles_up(who: str) -> None:
+    with pytest.raises(Forbidden):
+        domain.check_may_register(PRINCIPALS[who])
+    with pytest.raises(Forbidden):
+        domain.check_may_search(PRINCIPALS[who])
+
+
+def test_a_caller_with_no_role_is_refused() -> None:
+    nobody = Principal(subject="acc-nobody", roles=frozenset())
+    with pytest.raises(Forbidden):
+        domain.check_may_register(nobody)
+    with pytest.raises(Forbidden):
+        domain.check_may_search(nobody)
+    assert not domain.visible_to(nobody, vehicle_of("acc-nobody-else"))
+
+
+@pytest.mark.parametrize("who, sees_own_of_a, sees_unowned", [
+    ("driver_a", True, False),
+    ("driver_b", False, False),
+    ("operator_1", False, False),
+    ("operator_2", False, False),
+    ("technician_1", False, False),
+    ("admin", True, True),
+])
+def test_only_the_owner_or_an_admin_sees_a_vehicle(who: str, sees_own_of_a: bool, sees_unowned: bool) -> None:
+    assert domain.visible_to(PRINCIPALS[who], vehicle_of("acc-driver-a")) is sees_own_of_a
+    assert domain.visible_to(PRINCIPALS[who], vehicle_of(None)) is sees_unowned
+
+
+def test_an_unseen_vehicle_is_answered_as_an_unknown_one() -> None:
+    error = domain.unknown_vehicle("v1")
+    assert (error.status, error.code, error.detail) == (404, "unknown_vehicle", "no vehicle 'v1'")
