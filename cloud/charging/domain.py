@@ -8,13 +8,21 @@ A :class:`Session` is one OCPP transaction of one site, keyed ``<site_id>:<trans
 (transaction ids are unique per site's edge only). Its rules return whether the message is a
 fact the other services hear of: the session started (``charging.started``) or completed
 (``charging.completed``).
+
+Who reads a vehicle's sessions (:func:`reader_scope`): the vehicle's owner (the account the
+vehicle service named in ``vehicle.registered`` 1.1) and an admin see every session with its
+idTag; an operator or technician sees only the sessions at their sites, never the idTag (an
+idTag is enough to clone a card), and only a vehicle that has a session at one of their sites;
+to anyone else the vehicle does not exist (404, the same answer as for an unknown vehicle).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from cloud.contracts.identity import SITE_SCOPED, Forbidden, Principal
 from mqtt import SessionMeter, SessionStarted, SessionStopped
 
 ACTIVE = "active"
@@ -109,3 +117,65 @@ class Session:
         if self.started_at is None or self.stopped_at is None or self.clock_suspect:
             return None
         return max(0, int((self.stopped_at - self.started_at).total_seconds()))
+
+
+# --- who reads a vehicle's sessions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReaderScope:
+    """What one caller sees of one vehicle's sessions."""
+
+    sites: frozenset[str] | None
+    """The sites whose sessions are shown; ``None``: every site."""
+    shows_id_tags: bool
+
+    @property
+    def site_scoped(self) -> bool:
+        return self.sites is not None
+
+    def covers(self, site_id: str) -> bool:
+        return self.sites is None or site_id in self.sites
+
+    def id_tag(self, id_tag: str | None) -> str | None:
+        """The idTag as this caller may see it."""
+        return id_tag if self.shows_id_tags else None
+
+
+EVERYTHING = ReaderScope(sites=None, shows_id_tags=True)
+
+
+def require_session_reader(principal: Principal) -> None:
+    """Every role may read some vehicle's sessions; a caller without any role never may (403)."""
+    if not principal.roles:
+        raise Forbidden("reading charging sessions needs a driver, operator, technician or admin role")
+
+
+def is_owner(principal: Principal, owner_id: str | None) -> bool:
+    """The caller's account registered the vehicle (a vehicle of a 1.0 event belongs to no one)."""
+    return owner_id is not None and principal.subject == owner_id
+
+
+def reader_scope(principal: Principal, owner_id: str | None) -> ReaderScope | None:
+    """What ``principal`` sees of the sessions of a vehicle owned by ``owner_id``; ``None``: the
+    vehicle is not theirs to see (answered exactly as an unknown vehicle)."""
+    require_session_reader(principal)
+    if principal.is_admin or is_owner(principal, owner_id):
+        return EVERYTHING
+    if principal.roles & set(SITE_SCOPED) and principal.sites:
+        return ReaderScope(sites=frozenset(principal.sites), shows_id_tags=False)
+    return None
+
+
+def visible(scope: ReaderScope, sessions: Iterable[Session]) -> list[Session]:
+    """The sessions of ``sessions`` at the scope's sites (in order)."""
+    return [s for s in sessions if scope.covers(s.site_id)]
+
+
+def sees_vehicle(scope: ReaderScope | None, has_sessions_at_sites: bool) -> bool:
+    """Whether the vehicle exists for a caller with ``scope``: always for its owner and an admin;
+    for an operator or technician only when the vehicle has a session (running or completed) at
+    one of their sites; never for anyone else."""
+    if scope is None:
+        return False
+    return not scope.site_scoped or has_sessions_at_sites

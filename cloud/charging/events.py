@@ -1,7 +1,9 @@
 """What the charging service publishes and consumes (the models live in :mod:`cloud.contracts`).
 
-Publishes on ``charging.events``: ``charging.started``, ``charging.completed``.
-Consumes from ``vehicle.events``: ``vehicle.registered`` (idTag → vehicle projection).
+Publishes on ``charging.events``: ``charging.started``, ``charging.completed`` (1.1: with the
+vehicle's ``owner_id`` when known).
+Consumes from ``vehicle.events``: ``vehicle.registered`` (idTag → vehicle and vehicle → owner
+projections).
 Consumes from MQTT: the ``session`` category of every site.
 """
 
@@ -17,20 +19,20 @@ QUEUE = "charging.vehicle-events"
 F = TypeVar("F", bound=SessionFacts)
 
 
-def session_event(kind: type[F], session: Session, vehicle_id: str | None) -> F:
+def session_event(kind: type[F], session: Session, vehicle_id: str | None, owner_id: str | None = None) -> F:
     return kind(
         session_id=session.id, site_id=session.site_id, transaction_id=session.transaction_id,
         charger_id=session.charger_id, connector_id=session.connector_id, id_tag=session.id_tag,
-        vehicle_id=vehicle_id, started_at=session.started_at, stopped_at=session.stopped_at,
+        vehicle_id=vehicle_id, owner_id=owner_id, started_at=session.started_at, stopped_at=session.stopped_at,
         energy_wh=session.energy_wh, clock_suspect=session.clock_suspect)
 
 
-def started(session: Session, vehicle_id: str | None) -> ChargingStarted:
-    return session_event(ChargingStarted, session, vehicle_id)
+def started(session: Session, vehicle_id: str | None, owner_id: str | None = None) -> ChargingStarted:
+    return session_event(ChargingStarted, session, vehicle_id, owner_id)
 
 
-def completed(session: Session, vehicle_id: str | None) -> ChargingCompleted:
-    return session_event(ChargingCompleted, session, vehicle_id)
+def completed(session: Session, vehicle_id: str | None, owner_id: str | None = None) -> ChargingCompleted:
+    return session_event(ChargingCompleted, session, vehicle_id, owner_id)
 
 
 __all__ = ["QUEUE", "ChargingCompleted", "ChargingStarted", "completed", "session_event", "started"]

@@ -40,3 +40,13 @@ class VehicleIdTag(SQLModel, table=True):
 
     id_tag: str = Field(primary_key=True, max_length=20)
     vehicle_id: str = Field(max_length=36, index=True)
+
+
+class VehicleOwner(SQLModel, table=True):
+    """Which account a vehicle belongs to, learned from ``vehicle.registered`` (1.1 names it;
+    a vehicle of a 1.0 event has a row with no owner: it belongs to no driver)."""
+
+    __tablename__ = "vehicle_owners"
+
+    vehicle_id: str = Field(primary_key=True, max_length=36)
+    owner_id: str | None = Field(default=None, max_length=255)

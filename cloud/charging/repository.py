@@ -1,4 +1,4 @@
-"""Where charging sessions and the idTag → vehicle projection are kept.
+"""Where charging sessions and the idTag → vehicle and vehicle → owner projections are kept.
 
 :class:`ChargingRepository` is what the use cases need, in domain terms;
 :class:`SqlChargingRepository` keeps it in the service's own database, over one platform
@@ -7,14 +7,14 @@ transaction, mapping :mod:`cloud.charging.models` rows to :class:`~cloud.chargin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from cloud.charging.domain import ACTIVE, COMPLETED, Session, session_key
-from cloud.charging.models import ChargingSession, VehicleIdTag
+from cloud.charging.models import ChargingSession, VehicleIdTag, VehicleOwner
 from cloud.platform.outbox import Transaction
 
 
@@ -25,11 +25,17 @@ class ChargingRepository(Protocol):
     async def save(self, session: Session) -> None:
         """Insert or update the session."""
 
-    async def active_sessions(self, id_tags: Sequence[str]) -> list[Session]:
-        """The running sessions started with any of ``id_tags``, the latest start first."""
+    async def active_sessions(self, id_tags: Sequence[str], *, sites: Collection[str] | None = None) -> list[Session]:
+        """The running sessions started with any of ``id_tags``, the latest start first (only
+        those at ``sites``, unless it is None)."""
 
-    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int) -> list[Session]:
-        """A page of the completed sessions of ``id_tags``, the latest stop first (then by id)."""
+    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int,
+                                 sites: Collection[str] | None = None) -> list[Session]:
+        """A page of the completed sessions of ``id_tags``, the latest stop first (then by id);
+        only those at ``sites``, unless it is None."""
+
+    async def has_sessions_at(self, id_tags: Sequence[str], sites: Collection[str]) -> bool:
+        """Whether any session (running or completed) of ``id_tags`` was at one of ``sites``."""
 
     async def vehicle_of(self, id_tag: str) -> str | None:
         """The vehicle ``id_tag`` belongs to, if the vehicle service told us."""
@@ -39,6 +45,12 @@ class ChargingRepository(Protocol):
 
     async def assign_id_tags(self, vehicle_id: str, id_tags: Sequence[str]) -> None:
         """Record that ``id_tags`` belong to ``vehicle_id`` now, whoever had them before."""
+
+    async def owner_of(self, vehicle_id: str) -> str | None:
+        """The account ``vehicle_id`` belongs to (None: unknown vehicle, or one of no driver)."""
+
+    async def set_owner(self, vehicle_id: str, owner_id: str | None) -> None:
+        """Record that ``vehicle_id`` belongs to ``owner_id`` (None: to no driver)."""
 
 
 class SqlChargingRepository:
@@ -61,22 +73,32 @@ class SqlChargingRepository:
         _copy(session, row)
         await self._tx.session.flush()
 
-    async def active_sessions(self, id_tags: Sequence[str]) -> list[Session]:
+    async def active_sessions(self, id_tags: Sequence[str], *, sites: Collection[str] | None = None) -> list[Session]:
+        query = select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
+                                              col(ChargingSession.status) == ACTIVE)
+        if sites is not None:
+            query = query.where(col(ChargingSession.site_id).in_(sites))
         rows = (await self._tx.session.execute(
-            select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
-                                          col(ChargingSession.status) == ACTIVE)
-            .order_by(col(ChargingSession.started_at).desc())
-        )).scalars().all()
+            query.order_by(col(ChargingSession.started_at).desc()))).scalars().all()
         return [_session(row) for row in rows]
 
-    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int) -> list[Session]:
+    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int,
+                                 sites: Collection[str] | None = None) -> list[Session]:
+        query = select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
+                                              col(ChargingSession.status) == COMPLETED)
+        if sites is not None:
+            query = query.where(col(ChargingSession.site_id).in_(sites))
         rows = (await self._tx.session.execute(
-            select(ChargingSession).where(col(ChargingSession.id_tag).in_(id_tags),
-                                          col(ChargingSession.status) == COMPLETED)
-            .order_by(col(ChargingSession.stopped_at).desc(), col(ChargingSession.id))
+            query.order_by(col(ChargingSession.stopped_at).desc(), col(ChargingSession.id))
             .limit(limit).offset(offset)
         )).scalars().all()
         return [_session(row) for row in rows]
+
+    async def has_sessions_at(self, id_tags: Sequence[str], sites: Collection[str]) -> bool:
+        found = await self._tx.session.execute(
+            select(ChargingSession.id).where(col(ChargingSession.id_tag).in_(id_tags),
+                                             col(ChargingSession.site_id).in_(sites)).limit(1))
+        return found.first() is not None
 
     async def vehicle_of(self, id_tag: str) -> str | None:
         row = await self._tx.session.get(VehicleIdTag, id_tag)
@@ -94,6 +116,17 @@ class SqlChargingRepository:
             statement = dialect.insert(table).values(id_tag=tag, vehicle_id=vehicle_id)
             await self._tx.session.execute(statement.on_conflict_do_update(
                 index_elements=["id_tag"], set_={"vehicle_id": vehicle_id}))
+
+    async def owner_of(self, vehicle_id: str) -> str | None:
+        row = await self._tx.session.get(VehicleOwner, vehicle_id)
+        return row.owner_id if row else None
+
+    async def set_owner(self, vehicle_id: str, owner_id: str | None) -> None:
+        dialect = sqlite if self._tx.is_sqlite else postgresql
+        table = VehicleOwner.__table__  # type: ignore[attr-defined]
+        statement = dialect.insert(table).values(vehicle_id=vehicle_id, owner_id=owner_id)
+        await self._tx.session.execute(statement.on_conflict_do_update(
+            index_elements=["vehicle_id"], set_={"owner_id": owner_id}))
 
 
 def _session(row: ChargingSession) -> Session:

@@ -1,15 +1,24 @@
-"""Charging use cases: record the edge's sessions, answer drivers' status and history."""
+"""Charging use cases: record the edge's sessions, answer status and history to who may see them.
+
+Status and history: the vehicle's owner and an admin see every session; an operator or technician
+the sessions at their sites without their idTags; to anyone else the vehicle is unknown
+(:func:`cloud.charging.domain.reader_scope`). The status cache holds the owner's full view (and
+the owner): every caller's answer is cut from it by that caller's scope after reading.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cloud.charging import events
+from pydantic import BaseModel, ValidationError
+
+from cloud.charging import domain, events
 from cloud.charging.domain import Session
 from cloud.charging.repository import ChargingRepository
 from cloud.charging.views import HistoryView, SessionView, StatusView
 from cloud.contracts import Received
 from cloud.contracts.errors import NotFound
+from cloud.contracts.identity import Principal
 from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.ports import Cache
 from cloud.platform.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -18,6 +27,13 @@ from mqtt import Envelope, SessionMeter, SessionStarted, SessionStopped, parse_b
 STATUS_TTL_SECONDS = 5.0
 
 Work = UnitOfWork[ChargingRepository]
+
+
+class CachedStatus(BaseModel):
+    """What the status cache holds for a vehicle: its owner and the full (owner's) view."""
+
+    owner_id: str | None
+    status: StatusView
 
 
 class ChargingService:
@@ -35,7 +51,7 @@ class ChargingService:
         if isinstance(body, SessionStarted):
             session = await self._get_or_open(uow, envelope.site_id, body.transaction_id, body.charger_id, now)
             if session.apply_started(body, now):
-                uow.emit(events.started(session, await self._vehicle_of(uow, session)))
+                uow.emit(events.started(session, *await self._vehicle_and_owner(uow, session)))
         elif isinstance(body, SessionMeter):
             if body.transaction_id is None:
                 return
@@ -45,7 +61,7 @@ class ChargingService:
         elif isinstance(body, SessionStopped):
             session = await self._get_or_open(uow, envelope.site_id, body.transaction_id, body.charger_id, now)
             if session.apply_stopped(body, now):
-                uow.emit(events.completed(session, await self._vehicle_of(uow, session)))
+                uow.emit(events.completed(session, *await self._vehicle_and_owner(uow, session)))
         else:
             return
         await uow.repo.save(session)
@@ -54,44 +70,77 @@ class ChargingService:
             await self._cache.delete(_status_key(vehicle_id))
 
     async def on_vehicle_registered(self, event: Received[VehicleRegistered]) -> None:
-        """Learn which vehicle the registered idTags belong to (once per event id)."""
+        """Learn which vehicle the registered idTags belong to, and whose the vehicle is (1.1
+        names the owner; a vehicle of a 1.0 event belongs to no driver); once per event id."""
         vehicle_id = event.body.vehicle_id
         async with self._units() as uow:
             if not await uow.claim(str(event.id), events.QUEUE):
                 return
             await uow.repo.assign_id_tags(vehicle_id, event.body.id_tags)
+            await uow.repo.set_owner(vehicle_id, event.body.owner_id)
         await self._cache.delete(_status_key(vehicle_id))
 
     # --- queries --------------------------------------------------------------------
 
-    async def status(self, vehicle_id: str) -> StatusView:
-        """The vehicle's running sessions; cached for a few seconds, dropped on every change."""
-        cached = await self._cache.get(_status_key(vehicle_id))
-        if cached is not None:
-            return StatusView.model_validate_json(cached)
-        async with self._units() as uow:
-            tags = await self._tags_of(uow, vehicle_id)
-            active = await uow.repo.active_sessions(tags)
-        view = StatusView(vehicle_id=vehicle_id, charging=bool(active),
-                          sessions=[SessionView.of(s) for s in active])
-        await self._cache.set(_status_key(vehicle_id), view.model_dump_json().encode(), STATUS_TTL_SECONDS)
-        return view
+    async def status(self, user: Principal, vehicle_id: str) -> StatusView:
+        """The vehicle's running sessions that ``user`` may see; the full view is cached for a
+        few seconds and dropped on every change, each caller's answer cut from it."""
+        domain.require_session_reader(user)
+        full = await self._full_status(vehicle_id)
+        scope = domain.reader_scope(user, full.owner_id)
+        if scope is None:
+            raise _unknown(vehicle_id)
+        if scope.sites is None:
+            return full.status
+        shown = [s.seen_with(scope) for s in full.status.sessions if scope.covers(s.site_id)]
+        # Nothing running at their sites: the vehicle exists for them only if it charged there before.
+        if not shown and not domain.sees_vehicle(scope, await self._has_sessions_at(vehicle_id, scope.sites)):
+            raise _unknown(vehicle_id)
+        return StatusView(vehicle_id=vehicle_id, charging=bool(shown), sessions=shown)
 
-    async def history(self, vehicle_id: str, *, limit: int, offset: int) -> HistoryView:
-        """A page of the vehicle's completed sessions, newest first."""
+    async def history(self, user: Principal, vehicle_id: str, *, limit: int, offset: int) -> HistoryView:
+        """A page of the vehicle's completed sessions that ``user`` may see, newest first."""
+        domain.require_session_reader(user)
         async with self._units() as uow:
             tags = await self._tags_of(uow, vehicle_id)
-            rows = await uow.repo.completed_sessions(tags, limit=limit, offset=offset)
-        return HistoryView(vehicle_id=vehicle_id, sessions=[SessionView.of(s) for s in rows],
+            scope = domain.reader_scope(user, await uow.repo.owner_of(vehicle_id))
+            if scope is None:
+                raise _unknown(vehicle_id)
+            at_sites = scope.sites is not None and await uow.repo.has_sessions_at(tags, scope.sites)
+            if not domain.sees_vehicle(scope, at_sites):
+                raise _unknown(vehicle_id)
+            rows = await uow.repo.completed_sessions(tags, limit=limit, offset=offset, sites=scope.sites)
+        return HistoryView(vehicle_id=vehicle_id, sessions=[SessionView.of(s, scope) for s in rows],
                            limit=limit, offset=offset)
 
     # --- helpers --------------------------------------------------------------------
+
+    async def _full_status(self, vehicle_id: str) -> CachedStatus:
+        """The owner and every running session of the vehicle (its owner's view), cached."""
+        cached = await self._cache.get(_status_key(vehicle_id))
+        if cached is not None:
+            try:
+                return CachedStatus.model_validate_json(cached)
+            except ValidationError:
+                pass  # written by an older version: read it again
+        async with self._units() as uow:
+            tags = await self._tags_of(uow, vehicle_id)
+            owner_id = await uow.repo.owner_of(vehicle_id)
+            active = await uow.repo.active_sessions(tags)
+        full = CachedStatus(owner_id=owner_id, status=StatusView(
+            vehicle_id=vehicle_id, charging=bool(active), sessions=[SessionView.of(s) for s in active]))
+        await self._cache.set(_status_key(vehicle_id), full.model_dump_json().encode(), STATUS_TTL_SECONDS)
+        return full
+
+    async def _has_sessions_at(self, vehicle_id: str, sites: frozenset[str]) -> bool:
+        async with self._units() as uow:
+            return await uow.repo.has_sessions_at(await self._tags_of(uow, vehicle_id), sites)
 
     @staticmethod
     async def _tags_of(uow: Work, vehicle_id: str) -> list[str]:
         tags = await uow.repo.id_tags_of(vehicle_id)
         if not tags:
-            raise NotFound(f"no vehicle {vehicle_id!r} is known to the charging service", code="unknown_vehicle")
+            raise _unknown(vehicle_id)
         return tags
 
     @staticmethod
@@ -103,6 +152,16 @@ class ChargingService:
     @staticmethod
     async def _vehicle_of(uow: Work, session: Session) -> str | None:
         return await uow.repo.vehicle_of(session.id_tag) if session.id_tag else None
+
+    @classmethod
+    async def _vehicle_and_owner(cls, uow: Work, session: Session) -> tuple[str | None, str | None]:
+        vehicle_id = await cls._vehicle_of(uow, session)
+        return vehicle_id, (await uow.repo.owner_of(vehicle_id) if vehicle_id else None)
+
+
+def _unknown(vehicle_id: str) -> NotFound:
+    """The one answer for an unknown vehicle and for a vehicle the caller may not see."""
+    return NotFound(f"no vehicle {vehicle_id!r} is known to the charging service", code="unknown_vehicle")
 
 
 def _status_key(vehicle_id: str) -> str:

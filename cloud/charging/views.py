@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from cloud.charging.domain import Session
+from cloud.charging.domain import EVERYTHING, ReaderScope, Session
 
 
 class SessionView(BaseModel):
@@ -25,13 +25,18 @@ class SessionView(BaseModel):
     clock_suspect: bool
 
     @classmethod
-    def of(cls, session: Session) -> SessionView:
+    def of(cls, session: Session, scope: ReaderScope = EVERYTHING) -> SessionView:
+        """The session as a caller with ``scope`` sees it (no idTag for operators and technicians)."""
         return cls(session_id=session.id, site_id=session.site_id, charger_id=session.charger_id,
                    connector_id=session.connector_id, transaction_id=session.transaction_id,
-                   id_tag=session.id_tag, status=session.status, started_at=session.started_at,
+                   id_tag=scope.id_tag(session.id_tag), status=session.status, started_at=session.started_at,
                    stopped_at=session.stopped_at, duration_s=session.duration_seconds(),
                    energy_wh=session.energy_wh, stop_reason=session.stop_reason,
                    clock_suspect=session.clock_suspect)
+
+    def seen_with(self, scope: ReaderScope) -> SessionView:
+        """This (full) view as a caller with ``scope`` sees it."""
+        return self if scope.shows_id_tags else self.model_copy(update={"id_tag": None})
 
 
 class StatusView(BaseModel):

@@ -17,17 +17,18 @@ class SessionFacts(EventBody):
     connector_id: int | None = None
     id_tag: str | None = Field(default=None, description="the idTag that started the session")
     vehicle_id: str | None = Field(default=None, description="the vehicle the idTag belongs to, if known")
+    owner_id: str | None = Field(default=None, description="the account the vehicle belongs to, if known (since 1.1)")
     started_at: AwareDatetime | None = None
     stopped_at: AwareDatetime | None = None
     energy_wh: int = Field(ge=0, description="energy delivered so far (started) or in all (completed), in Wh")
     clock_suspect: bool = Field(default=False, description="the charger's clock was not trustworthy")
 
 
-@event("charging.started", "1.0", "A site's charger started a charging session.")
+@event("charging.started", "1.1", "A site's charger started a charging session.")
 class ChargingStarted(SessionFacts):
-    pass
+    """1.1 added ``owner_id``."""
 
 
-@event("charging.completed", "1.0", "A charging session ended; its energy is final.")
+@event("charging.completed", "1.1", "A charging session ended; its energy is final.")
 class ChargingCompleted(SessionFacts):
-    pass
+    """1.1 added ``owner_id``."""

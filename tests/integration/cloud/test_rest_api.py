@@ -14,6 +14,7 @@ from cloud.platform.cache import MemoryCache
 from cloud.platform.events import InProcessBus
 from cloud.platform.settings import CloudSettings
 from cloud.vehicles.app import build_app as build_vehicles
+from tests.support.identity import headers, trust_test_tokens
 from tests.support.services import free_port
 from tests.support.waiting import poll_until
 
@@ -33,6 +34,8 @@ async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.A
         async with vehicles.router.lifespan_context(vehicles), charging.router.lifespan_context(charging), \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=vehicles), base_url="http://v") as v, \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=charging), base_url="http://c") as c:
+            trust_test_tokens(vehicles)
+            trust_test_tokens(charging)
             yield v, c
     finally:
         await bus.close()
@@ -51,38 +54,49 @@ async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.A
 async def test_register_then_read_a_vehicle(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
     vehicles, charging = apps
     created = await vehicles.post("/vehicles/register", json={"plate": "ev 123", "id_tags": ["04A2B3C4"],
-                                                              "make": "Renault"})
+                                                              "make": "Renault"}, headers=headers("driver_a"))
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["plate"] == "EV 123"
     assert body["id_tags"] == [{"id_tag": "04A2B3C4", "status": "Accepted"}]
     assert body["created_at"].endswith(("Z", "+00:00")), "times are UTC with their offset"
-    fetched = await vehicles.get(f"/vehicles/{body['vehicle_id']}")
+    assert body["owner_id"] == "acc-driver-a"
+    fetched = await vehicles.get(f"/vehicles/{body['vehicle_id']}", headers=headers("driver_a"))
     assert fetched.json()["vehicle_id"] == body["vehicle_id"]
-    found = await vehicles.get("/vehicles", params={"plate": "EV-123"})
+    found = await vehicles.get("/vehicles", params={"plate": "EV-123"}, headers=headers("driver_a"))
     assert found.json() == []
-    found = await vehicles.get("/vehicles", params={"plate": "Ev 123"})
+    found = await vehicles.get("/vehicles", params={"plate": "Ev 123"}, headers=headers("driver_a"))
     assert [v["vehicle_id"] for v in found.json()] == [body["vehicle_id"]]
     # The charging service learns the vehicle from the event, which the vehicle service's outbox
     # relay publishes in the background after the commit: wait for it. Empty history, not 404.
+    # The event names driver A as the owner: their vehicle, another driver's 404.
+    owner = headers("driver_a")
+
     async def learned() -> bool:
-        return (await charging.get(f"/charging/history/{body['vehicle_id']}")).status_code == 200
+        return (await charging.get(f"/charging/history/{body['vehicle_id']}", headers=owner)).status_code == 200
 
     await poll_until(learned, within=20)
-    history = await charging.get(f"/charging/history/{body['vehicle_id']}")
+    history = await charging.get(f"/charging/history/{body['vehicle_id']}", headers=owner)
     assert history.status_code == 200
     assert history.json()["sessions"] == []
-    status = await charging.get(f"/charging/status/{body['vehicle_id']}")
+    status = await charging.get(f"/charging/status/{body['vehicle_id']}", headers=owner)
     assert status.json()["charging"] is False
+    for route in ("history", "status"):
+        theirs = await charging.get(f"/charging/{route}/{body['vehicle_id']}", headers=headers("driver_b"))
+        assert theirs.status_code == 404
+        assert theirs.json()["code"] == "unknown_vehicle"
+        assert (await charging.get(f"/charging/{route}/{body['vehicle_id']}")).status_code == 401
 
 
 async def test_taken_plates_and_id_tags_are_conflicts(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
     vehicles, _ = apps
-    assert (await vehicles.post("/vehicles/register", json={"plate": "A1", "id_tags": ["T1"]})).status_code == 201
-    plate = await vehicles.post("/vehicles/register", json={"plate": "a1", "id_tags": ["T2"]})
+    driver = headers("driver_a")
+    assert (await vehicles.post("/vehicles/register", json={"plate": "A1", "id_tags": ["T1"]},
+                                headers=driver)).status_code == 201
+    plate = await vehicles.post("/vehicles/register", json={"plate": "a1", "id_tags": ["T2"]}, headers=driver)
     assert plate.status_code == 409
     assert plate.json()["code"] == "plate_taken"
-    tag = await vehicles.post("/vehicles/register", json={"plate": "B2", "id_tags": ["T1"]})
+    tag = await vehicles.post("/vehicles/register", json={"plate": "B2", "id_tags": ["T1"]}, headers=driver)
     assert tag.status_code == 409
     assert "T1" in tag.json()["detail"]
 
@@ -96,7 +110,7 @@ async def test_taken_plates_and_id_tags_are_conflicts(apps: tuple[httpx.AsyncCli
 async def test_bad_bodies_get_422_problem_details(apps: tuple[httpx.AsyncClient, httpx.AsyncClient],
                                                  body: dict[str, object], field: str | None) -> None:
     vehicles, _ = apps
-    response = await vehicles.post("/vehicles/register", json=body)
+    response = await vehicles.post("/vehicles/register", json=body, headers=headers("driver_a"))
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
@@ -108,5 +122,5 @@ async def test_bad_bodies_get_422_problem_details(apps: tuple[httpx.AsyncClient,
 
 async def test_an_unknown_vehicle_is_a_404_problem(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
     vehicles, charging = apps
-    assert (await vehicles.get("/vehicles/nope")).json()["status"] == 404
-    assert (await charging.get("/charging/history/nope")).status_code == 404
+    assert (await vehicles.get("/vehicles/nope", headers=headers("driver_a"))).json()["status"] == 404
+    assert (await charging.get("/charging/history/nope", headers=headers("driver_a"))).status_code == 404

@@ -21,6 +21,7 @@ from cloud.platform.tables import outbox, parked
 from cloud.platform.unit_of_work import sql_units_of_work
 from mqtt import Envelope, IdTagStatus, SessionStarted, SessionStopped, Topics
 from tests.support.events import registered
+from tests.support.identity import PRINCIPALS
 
 
 class NoCache:
@@ -68,8 +69,9 @@ async def publish(mosquitto: tuple[str, int], topics: Topics, items: list[tuple[
 
 
 async def history_of(service: ChargingService, vehicle_id: str, *, limit: int) -> list[dict[str, Any]]:
-    """The vehicle's completed sessions as the REST API shows them."""
-    page = await service.history(vehicle_id, limit=limit, offset=0)
+    """The vehicle's completed sessions as the REST API shows them (to an admin: these vehicles of
+    1.0 events belong to no driver)."""
+    page = await service.history(PRINCIPALS["admin"], vehicle_id, limit=limit, offset=0)
     return [s.model_dump(mode="json") for s in page.sessions]
 
 

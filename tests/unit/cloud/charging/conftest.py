@@ -8,14 +8,29 @@ import pytest
 
 from cloud.charging.repository import ChargingRepository
 from cloud.charging.service import ChargingService
+from cloud.contracts import Received
+from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.cache import MemoryCache
 from mqtt import ChargerConnection, Envelope, IdTagStatus, SessionMeter, SessionStarted, SessionStopped
+from tests.support.events import received
+from tests.support.identity import PRINCIPALS
 from tests.support.uow import MemoryUnits
 from tests.unit.cloud.charging.fakes import InMemoryChargingRepository
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 
 SiteMessage = SessionStarted | SessionMeter | SessionStopped | ChargerConnection
+
+OWNER = PRINCIPALS["driver_a"]
+"""Who registers the vehicles of these tests, unless a test says otherwise."""
+ADMIN = PRINCIPALS["admin"]
+
+
+def registered(vehicle_id: str, *id_tags: str, owner: str | None = OWNER.subject) -> Received[VehicleRegistered]:
+    """``vehicle.registered`` 1.1 of a vehicle with these idTags, registered by ``owner``
+    (``owner=None``: as a 1.0 event, a vehicle of no driver)."""
+    return received(VehicleRegistered(vehicle_id=vehicle_id, plate=vehicle_id.upper(), id_tags=list(id_tags),
+                                      owner_id=owner), source="vehicles")
 
 
 class Charging:

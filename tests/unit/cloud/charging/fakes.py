@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -18,6 +18,8 @@ class InMemoryChargingRepository:
         self.sessions: dict[str, Session] = {}
         self.owners: dict[str, str] = {}
         """idTag → vehicle id."""
+        self.vehicle_owners: dict[str, str | None] = {}
+        """vehicle id → owner account id (None: a vehicle of no driver)."""
 
     async def get(self, site_id: str, transaction_id: int) -> Session | None:
         session = self.sessions.get(session_key(site_id, transaction_id))
@@ -26,13 +28,15 @@ class InMemoryChargingRepository:
     async def save(self, session: Session) -> None:
         self.sessions[session.id] = replace(session)
 
-    async def active_sessions(self, id_tags: Sequence[str]) -> list[Session]:
-        found = [s for s in self.sessions.values() if s.id_tag in id_tags and s.active]
+    async def active_sessions(self, id_tags: Sequence[str], *, sites: Collection[str] | None = None) -> list[Session]:
+        found = [s for s in self.sessions.values()
+                 if s.id_tag in id_tags and s.active and (sites is None or s.site_id in sites)]
         return [replace(s) for s in sorted(found, key=lambda s: s.started_at or _EPOCH, reverse=True)]
 
-    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int) -> list[Session]:
-        found = sorted((s for s in self.sessions.values() if s.id_tag in id_tags and s.status == COMPLETED),
-                       key=lambda s: s.id)
+    async def completed_sessions(self, id_tags: Sequence[str], *, limit: int, offset: int,
+                                 sites: Collection[str] | None = None) -> list[Session]:
+        found = sorted((s for s in self.sessions.values() if s.id_tag in id_tags and s.status == COMPLETED
+                        and (sites is None or s.site_id in sites)), key=lambda s: s.id)
         found.sort(key=lambda s: s.stopped_at or _EPOCH, reverse=True)  # stable: ties stay by id
         return [replace(s) for s in found[offset:offset + limit]]
 
@@ -45,3 +49,12 @@ class InMemoryChargingRepository:
     async def assign_id_tags(self, vehicle_id: str, id_tags: Sequence[str]) -> None:
         for tag in id_tags:
             self.owners[tag] = vehicle_id
+
+    async def has_sessions_at(self, id_tags: Sequence[str], sites: Collection[str]) -> bool:
+        return any(s.id_tag in id_tags and s.site_id in sites for s in self.sessions.values())
+
+    async def owner_of(self, vehicle_id: str) -> str | None:
+        return self.vehicle_owners.get(vehicle_id)
+
+    async def set_owner(self, vehicle_id: str, owner_id: str | None) -> None:
+        self.vehicle_owners[vehicle_id] = owner_id

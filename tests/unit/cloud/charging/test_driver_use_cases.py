@@ -1,4 +1,4 @@
-"""What a driver reads: whether the car charges now (cached briefly) and its completed sessions."""
+"""What a vehicle's owner reads: whether the car charges now (cached briefly) and its completed sessions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 
 from cloud.charging.service import STATUS_TTL_SECONDS
 from cloud.contracts.errors import NotFound
-from tests.support.events import registered
-from tests.unit.cloud.charging.conftest import T0, Charging, started, stopped
+from tests.unit.cloud.charging.conftest import OWNER, T0, Charging, registered, started, stopped
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ async def driver(charging: Charging) -> Charging:
 
 
 async def test_status_of_a_vehicle_not_charging_says_so(driver: Charging) -> None:
-    status = await driver.service.status("veh-1")
+    status = await driver.service.status(OWNER, "veh-1")
     assert (status.vehicle_id, status.charging, status.sessions) == ("veh-1", False, [])
 
 
@@ -30,7 +29,7 @@ async def test_status_lists_the_running_sessions_of_every_idtag_latest_start_fir
     await driver.receive(started(transaction_id=3, id_tag="SOMEONE-ELSE", at=T0))
     await driver.receive(started(transaction_id=4, id_tag="TAG1", at=T0))
     await driver.receive(stopped(transaction_id=4))
-    status = await driver.service.status("veh-1")
+    status = await driver.service.status(OWNER, "veh-1")
     assert status.charging
     assert [(s.transaction_id, s.status, s.stopped_at, s.duration_s) for s in status.sessions] == [
         (2, "active", None, None), (1, "active", None, None)]
@@ -38,12 +37,13 @@ async def test_status_lists_the_running_sessions_of_every_idtag_latest_start_fir
 
 async def test_status_is_served_from_the_cache_as_json_for_a_few_seconds(driver: Charging) -> None:
     await driver.receive(started())
-    first = await driver.service.status("veh-1")
+    first = await driver.service.status(OWNER, "veh-1")
     cached = await driver.cache.get("charging:status:veh-1")
-    assert cached is not None and json.loads(cached) == first.model_dump(mode="json")
+    assert cached is not None
+    assert json.loads(cached) == {"owner_id": OWNER.subject, "status": first.model_dump(mode="json")}
     assert STATUS_TTL_SECONDS == 5.0
     driver.repo.sessions.clear()  # behind the service's back: the cached view still answers
-    assert await driver.service.status("veh-1") == first
+    assert await driver.service.status(OWNER, "veh-1") == first
 
 
 async def test_history_shows_completed_sessions_latest_stop_first_in_pages(driver: Charging) -> None:
@@ -51,18 +51,18 @@ async def test_history_shows_completed_sessions_latest_stop_first_in_pages(drive
         await driver.receive(started(transaction_id=n, at=T0))
         await driver.receive(stopped(transaction_id=n, energy=n * 1_000, at=T0 + timedelta(hours=n)))
     await driver.receive(started(transaction_id=9))  # still running: not history
-    page = await driver.service.history("veh-1", limit=2, offset=0)
+    page = await driver.service.history(OWNER, "veh-1", limit=2, offset=0)
     assert (page.vehicle_id, page.limit, page.offset) == ("veh-1", 2, 0)
     assert [(s.transaction_id, s.energy_wh, s.duration_s) for s in page.sessions] == [
         (3, 3_000, 3 * 3_600), (2, 2_000, 2 * 3_600)]
-    rest = await driver.service.history("veh-1", limit=2, offset=2)
+    rest = await driver.service.history(OWNER, "veh-1", limit=2, offset=2)
     assert [s.transaction_id for s in rest.sessions] == [1]
 
 
 async def test_sessions_read_as_the_rest_api_shows_them(driver: Charging) -> None:
     await driver.receive(started())
     await driver.receive(stopped(energy=7_500))
-    [session] = (await driver.service.history("veh-1", limit=1, offset=0)).sessions
+    [session] = (await driver.service.history(OWNER, "veh-1", limit=1, offset=0)).sessions
     assert json.loads(session.model_dump_json()) == {
         "session_id": "site-a:7", "site_id": "site-a", "charger_id": "CP1", "connector_id": 1,
         "transaction_id": 7, "id_tag": "TAG1", "status": "completed", "started_at": "2026-11-23T18:00:00Z",
@@ -71,7 +71,7 @@ async def test_sessions_read_as_the_rest_api_shows_them(driver: Charging) -> Non
 
 
 async def test_an_unknown_vehicle_is_not_found_and_not_cached(charging: Charging) -> None:
-    for read in (charging.service.status("nope"), charging.service.history("nope", limit=1, offset=0)):
+    for read in (charging.service.status(OWNER, "nope"), charging.service.history(OWNER, "nope", limit=1, offset=0)):
         with pytest.raises(NotFound) as refused:
             await read
         assert refused.value.code == "unknown_vehicle"

@@ -8,8 +8,7 @@ import pytest
 
 from cloud.contracts.charging import ChargingCompleted, ChargingStarted
 from mqtt import ChargerConnection, Envelope, MalformedMessage
-from tests.support.events import registered
-from tests.unit.cloud.charging.conftest import T0, Charging, meter, started, stopped
+from tests.unit.cloud.charging.conftest import OWNER, T0, Charging, meter, registered, started, stopped
 
 
 async def test_a_start_opens_an_active_session_and_announces_it_with_its_vehicle(charging: Charging) -> None:
@@ -20,7 +19,8 @@ async def test_a_start_opens_an_active_session_and_announces_it_with_its_vehicle
     assert (event.session_id, event.site_id, event.transaction_id, event.charger_id, event.connector_id) == (
         "site-a:7", "site-a", 7, "CP1", 1)
     assert (event.id_tag, event.vehicle_id, event.started_at, event.energy_wh) == ("TAG1", "veh-1", T0, 0)
-    status = await charging.service.status("veh-1")
+    assert (event.VERSION, event.owner_id) == ("1.1", OWNER.subject)
+    status = await charging.service.status(OWNER, "veh-1")
     assert status.charging
     assert [(s.session_id, s.status) for s in status.sessions] == [("site-a:7", "active")]
 
@@ -30,6 +30,15 @@ async def test_a_session_of_an_unknown_idtag_is_announced_without_a_vehicle(char
     await charging.receive(stopped())
     assert charging.units.names() == ["charging.started", "charging.completed"]
     assert [cast(ChargingStarted, e).vehicle_id for e in charging.units.events] == [None, None]
+    assert [cast(ChargingStarted, e).owner_id for e in charging.units.events] == [None, None]
+
+
+async def test_a_session_of_a_vehicle_of_no_driver_is_announced_without_an_owner(charging: Charging) -> None:
+    await charging.service.on_vehicle_registered(registered("veh-1", "TAG1", owner=None))  # as a 1.0 event
+    await charging.receive(started())
+    await charging.receive(stopped())
+    assert [(cast(ChargingStarted, e).vehicle_id, cast(ChargingStarted, e).owner_id)
+            for e in charging.units.events] == [("veh-1", None), ("veh-1", None)]
 
 
 async def test_meter_values_show_the_energy_so_far_without_an_event(charging: Charging) -> None:
@@ -37,7 +46,7 @@ async def test_meter_values_show_the_energy_so_far_without_an_event(charging: Ch
     await charging.receive(started(meter_start=1_000))
     await charging.receive(meter(4_500))
     assert charging.units.names() == ["charging.started"]
-    [session] = (await charging.service.status("veh-1")).sessions
+    [session] = (await charging.service.status(OWNER, "veh-1")).sessions
     assert session.energy_wh == 3_500
 
 
@@ -48,10 +57,11 @@ async def test_a_stop_completes_the_session_with_the_edges_energy_and_duration(c
     assert charging.units.names() == ["charging.started", "charging.completed"]
     completed = cast(ChargingCompleted, charging.units.events[1])
     assert (completed.energy_wh, completed.vehicle_id, completed.stopped_at) == (7_500, "veh-1", T0.replace(hour=19))
-    [session] = (await charging.service.history("veh-1", limit=10, offset=0)).sessions
+    assert (completed.VERSION, completed.owner_id) == ("1.1", OWNER.subject)
+    [session] = (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions
     assert (session.status, session.energy_wh, session.duration_s, session.stop_reason) == (
         "completed", 7_500, 3_600, "Local")
-    assert not (await charging.service.status("veh-1")).charging
+    assert not (await charging.service.status(OWNER, "veh-1")).charging
 
 
 async def test_a_repeated_stop_is_not_a_second_completion(charging: Charging) -> None:
@@ -60,7 +70,7 @@ async def test_a_repeated_stop_is_not_a_second_completion(charging: Charging) ->
     await charging.receive(stopped(energy=7_500))
     await charging.receive(stopped(energy=9_999))
     assert charging.units.names() == ["charging.started", "charging.completed"]
-    [session] = (await charging.service.history("veh-1", limit=10, offset=0)).sessions
+    [session] = (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions
     assert session.energy_wh == 7_500
 
 
@@ -70,9 +80,9 @@ async def test_a_stop_before_its_start_completes_the_session_once(charging: Char
     await charging.receive(started())
     assert charging.units.names() == ["charging.completed"]
     assert cast(ChargingCompleted, charging.units.events[0]).vehicle_id == "veh-1"
-    [session] = (await charging.service.history("veh-1", limit=10, offset=0)).sessions
+    [session] = (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions
     assert (session.status, session.energy_wh, session.started_at) == ("completed", 7_500, T0)
-    assert not (await charging.service.status("veh-1")).charging
+    assert not (await charging.service.status(OWNER, "veh-1")).charging
 
 
 async def test_a_meter_value_before_its_start_opens_the_session_and_the_start_still_counts(
@@ -82,7 +92,7 @@ async def test_a_meter_value_before_its_start_opens_the_session_and_the_start_st
     assert charging.units.names() == []
     await charging.receive(started(meter_start=1_000))
     assert charging.units.names() == ["charging.started"]
-    [session] = (await charging.service.status("veh-1")).sessions
+    [session] = (await charging.service.status(OWNER, "veh-1")).sessions
     assert session.session_id == "site-a:7"
 
 
@@ -111,15 +121,15 @@ async def test_the_same_transaction_id_at_two_sites_is_two_sessions(charging: Ch
     await charging.service.on_vehicle_registered(registered("veh-1", "TAG1"))
     await charging.receive(started(at=T0), site_id="site-a")
     await charging.receive(started(at=T0.replace(hour=19)), site_id="site-b")
-    status = await charging.service.status("veh-1")
+    status = await charging.service.status(OWNER, "veh-1")
     assert [s.session_id for s in status.sessions] == ["site-b:7", "site-a:7"]
 
 
 async def test_a_session_message_drops_the_vehicles_cached_status(charging: Charging) -> None:
     await charging.service.on_vehicle_registered(registered("veh-1", "TAG1"))
     await charging.receive(started(meter_start=1_000))
-    assert (await charging.service.status("veh-1")).sessions[0].energy_wh == 0
+    assert (await charging.service.status(OWNER, "veh-1")).sessions[0].energy_wh == 0
     await charging.receive(meter(2_000))
-    assert (await charging.service.status("veh-1")).sessions[0].energy_wh == 1_000
+    assert (await charging.service.status(OWNER, "veh-1")).sessions[0].energy_wh == 1_000
     await charging.receive(stopped(energy=1_500))
-    assert not (await charging.service.status("veh-1")).charging
+    assert not (await charging.service.status(OWNER, "veh-1")).charging
