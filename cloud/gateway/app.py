@@ -120,9 +120,14 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
             return response
         return await call_next(request)
 
+    @app.api_route("/{prefix}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def route_prefix(prefix: str, request: Request) -> Response:
+        """A service's collection itself (``GET /vehicles?plate=``, ``POST /accounts``)."""
+        return await route(prefix, None, request)
+
     @app.api_route("/{prefix}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                    include_in_schema=False)
-    async def route(prefix: str, path: str, request: Request) -> Response:
+    async def route(prefix: str, path: str | None, request: Request) -> Response:
         base = upstreams.get(prefix)
         if base is None:
             return problem(404, "Not Found", f"no service serves /{prefix}", instance=request.url.path)
@@ -134,7 +139,8 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
             headers["authorization"] = f"Bearer {forward}"
         upstream_request = client.build_request(
             # the raw query string: a repeated parameter (?usage=idle&usage=overstay) keeps every value
-            request.method, f"{base}/{prefix}/{path}", params=request.url.query, headers=headers,
+            request.method, f"{base}/{prefix}" + ("" if path is None else f"/{path}"), params=request.url.query,
+            headers=headers,
             content=await request.body())
         try:
             upstream = await client.send(upstream_request, stream=True)

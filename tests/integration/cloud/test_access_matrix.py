@@ -1,0 +1,310 @@
+"""Every REST route of every service, asked by each kind of caller, through the gateway.
+
+The callers are real accounts of the accounts service (tokens from ``/auth/login``): anonymous,
+driver A, driver B, an operator of site 1, an operator of site 2, a technician of site 1, and the
+admin. The expected answer of each (route, caller) is written out in :data:`EXPECTED` — not
+derived from the policy code under test — and the table must name every route the services
+serve: a route added without an entry fails :func:`test_the_table_names_every_route_of_every_service`.
+
+The whole cloud runs in this process on SQLite and the in-process bus; the gateway reaches each
+service through an ASGI transport, so every request is checked at the gateway and again by the
+service. Bad tokens are refused both at the gateway and at a service reached directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from cloud.accounts.bootstrap import ensure_admin
+from cloud.gateway.app import build_app as build_gateway
+from cloud.platform.cache import MemoryCache
+from cloud.platform.events import InProcessBus
+from cloud.platform.identity import TokenVerifier
+from cloud.platform.settings import CloudSettings
+from cloud.registry import domain_services
+from mqtt import (
+    Envelope,
+    IdTagStatus,
+    InventoryBay,
+    InventoryCharger,
+    SessionStarted,
+    SessionStopped,
+    SiteInventory,
+    Topics,
+)
+from tests.support.waiting import eventually
+
+CALLERS = ("anonymous", "driver_a", "driver_b", "operator_1", "operator_2", "technician_1", "admin")
+
+# (method, route template) → (concrete path, body or a function of the caller giving it, answers in CALLERS order)
+EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
+    # accounts: public routes answer everybody alike
+    ("POST", "/auth/register"): ("/auth/register", lambda who: {
+        "email": f"new-{who}@matrix.test", "password": "a long passphrase", "name": who},
+        (201, 201, 201, 201, 201, 201, 201)),
+    ("GET", "/auth/verify-email"): ("/auth/verify-email?token=not-a-token", None, (400,) * 7),
+    ("POST", "/auth/verify-email"): ("/auth/verify-email", {"token": "not-a-token"}, (400,) * 7),
+    ("POST", "/auth/login"): ("/auth/login", lambda who: {"email": f"nobody-{who}@matrix.test",
+                                                         "password": "wrong password"}, (401,) * 7),
+    ("POST", "/auth/refresh"): ("/auth/refresh", {"refresh_token": "not-a-token"}, (401,) * 7),
+    ("POST", "/auth/logout"): ("/auth/logout", {"refresh_token": "not-a-token"}, (204,) * 7),
+    ("POST", "/auth/password-reset"): ("/auth/password-reset", {"email": "someone@matrix.test"}, (202,) * 7),
+    ("POST", "/auth/password-reset/confirm"): ("/auth/password-reset/confirm",
+                                               {"token": "not-a-token", "password": "a long passphrase"}, (400,) * 7),
+    ("POST", "/auth/token"): ("/auth/token", {"api_key": "evk_not-a-key"}, (401,) * 7),
+    ("GET", "/.well-known/jwks.json"): ("/.well-known/jwks.json", None, (200,) * 7),
+    # accounts: the caller's own account; administration is the admin's
+    ("GET", "/auth/me"): ("/auth/me", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/accounts"): ("/accounts", lambda who: {
+        "email": f"made-by-{who}@matrix.test", "name": "New operator", "password": "a long passphrase",
+        "roles": ["operator"], "sites": ["site-1"]}, (401, 403, 403, 403, 403, 403, 201)),
+    ("GET", "/accounts"): ("/accounts", None, (401, 403, 403, 403, 403, 403, 200)),
+    ("PATCH", "/accounts/{account_id}"): ("/accounts/{driver_b_account}", {"name": "Driver B"},
+                                          (401, 403, 403, 403, 403, 403, 200)),
+    ("POST", "/accounts/{account_id}/api-keys"): ("/accounts/{driver_b_account}/api-keys", {"name": "script"},
+                                                  (401, 403, 403, 403, 403, 403, 201)),
+    ("DELETE", "/accounts/{account_id}/api-keys/{api_key_id}"): (
+        "/accounts/{driver_b_account}/api-keys/no-such-key", None, (401, 403, 403, 403, 403, 403, 404)),
+    # vehicles: a driver's own; operators and technicians neither register nor search
+    ("POST", "/vehicles/register"): ("/vehicles/register", lambda who: {
+        "plate": f"NEW {CALLERS.index(who)}", "id_tags": [f"NEWTAG{CALLERS.index(who)}"]},
+        (401, 201, 201, 403, 403, 403, 201)),
+    ("GET", "/vehicles"): ("/vehicles?plate=MX-A", None, (401, 200, 200, 403, 403, 403, 200)),
+    ("GET", "/vehicles/{vehicle_id}"): ("/vehicles/{vehicle_a}", None, (401, 200, 404, 404, 404, 404, 200)),
+    # charging: driver A's vehicle charged at site 1
+    ("GET", "/charging/status/{vehicle_id}"): ("/charging/status/{vehicle_a}", None,
+                                               (401, 200, 404, 200, 404, 200, 200)),
+    ("GET", "/charging/history/{vehicle_id}"): ("/charging/history/{vehicle_a}", None,
+                                                (401, 200, 404, 200, 404, 200, 200)),
+    # parking: site 1 is operator 1's and technician 1's
+    ("GET", "/parking/sites/{site_id}"): ("/parking/sites/site-1", None, (401, 403, 403, 200, 404, 200, 200)),
+    ("GET", "/parking/sites/{site_id}/bays"): ("/parking/sites/site-1/bays", None,
+                                               (401, 403, 403, 200, 404, 200, 200)),
+    ("GET", "/parking/sites/{site_id}/chargers"): ("/parking/sites/site-1/chargers", None,
+                                                   (401, 403, 403, 200, 404, 200, 200)),
+    ("GET", "/parking/sites/{site_id}/power-limit"): ("/parking/sites/site-1/power-limit", None,
+                                                      (401, 403, 403, 200, 404, 200, 200)),
+    ("GET", "/parking/sites/{site_id}/availability"): ("/parking/sites/site-1/availability", None,
+                                                       (401, 200, 200, 200, 200, 200, 200)),
+    ("PUT", "/parking/sites/{site_id}/power-limit"): ("/parking/sites/site-1/power-limit", {"limit_a": 32},
+                                                      (401, 403, 403, 202, 404, 403, 202)),
+}
+PLATFORM_ROUTES = {"/health", "/ready"}
+
+
+def served_routes(settings: CloudSettings) -> set[tuple[str, str]]:
+    """(method, template) of every route in the OpenAPI of every registered service."""
+    found = set()
+    for spec in domain_services():
+        for path, operations in spec.build_app(settings).openapi()["paths"].items():
+            if path not in PLATFORM_ROUTES:
+                found |= {(method.upper(), path) for method in operations}
+    return found
+
+
+def test_the_table_names_every_route_of_every_service(tmp_path: Path) -> None:
+    served = served_routes(CloudSettings(data_dir=tmp_path))
+    assert sorted(served - set(EXPECTED)) == [], "a route without an expected answer for every caller"
+    assert sorted(set(EXPECTED) - served) == [], "an expected answer for a route no service serves"
+
+
+class ToServices(httpx.AsyncBaseTransport):
+    """The gateway's upstream calls, delivered to the services' apps in this process by port."""
+
+    def __init__(self, by_port: dict[int, FastAPI]) -> None:
+        self._by_port = {port: httpx.ASGITransport(app=app) for port, app in by_port.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._by_port[request.url.port or 80].handle_async_request(request)
+
+
+@dataclass
+class Cloud:
+    gateway: httpx.AsyncClient
+    apps: dict[str, FastAPI]
+    tokens: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def as_(self, who: str) -> dict[str, str]:
+        return {} if who == "anonymous" else {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+async def _publish(mosquitto: tuple[str, int], topics: Topics, *envelopes: Envelope) -> None:
+    async with aiomqtt.Client(*mosquitto, username="site-test") as client:
+        for envelope in envelopes:
+            await client.publish(topics.up_for_type(envelope.site_id, envelope.type), envelope.to_bytes(), qos=1)
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, mosquitto: tuple[str, int], topic_root: str) -> AsyncIterator[Cloud]:
+    settings = CloudSettings(data_dir=tmp_path, database_url="", amqp_url="", mqtt_host=mosquitto[0],
+                             mqtt_port=mosquitto[1], mqtt_username="evpark-cloud", mqtt_topic_root=topic_root)
+    bus, cache = InProcessBus(), MemoryCache()
+    await bus.start()
+    apps = {spec.name: spec.build_app(settings, bus=bus, cache=cache) for spec in domain_services()}
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        accounts = httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["accounts"]), base_url="http://accounts")
+        stack.push_async_callback(accounts.aclose)
+        # the issuer's keys, as every service would fetch them from /.well-known/jwks.json
+        verifier = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                                 jwks=(await accounts.get("/.well-known/jwks.json")).json())
+        for app in apps.values():
+            app.state.verifier = app.state.platform.verifier = verifier
+        gateway_app = build_gateway(settings, cache=cache, verifier=verifier,
+                                    transport=ToServices({settings.port_of(n): a for n, a in apps.items()}))
+        await stack.enter_async_context(gateway_app.router.lifespan_context(gateway_app))
+        gateway = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway_app), base_url="http://gw", timeout=20)
+        stack.push_async_callback(gateway.aclose)
+        the_cloud = Cloud(gateway, apps)
+        await _accounts_for_every_caller(the_cloud, settings)
+        await _vehicles_sessions_and_sites(the_cloud, mosquitto, Topics(topic_root))
+        yield the_cloud
+    await bus.close()
+
+
+async def _accounts_for_every_caller(cloud: Cloud, settings: CloudSettings) -> None:
+    password = "a long passphrase"
+    await ensure_admin(settings, "admin@matrix.test", password=password)
+    await _log_in(cloud, "admin", "admin@matrix.test", password)
+    for who, roles, sites in (("driver_a", ["driver"], []), ("driver_b", ["driver"], []),
+                              ("operator_1", ["operator"], ["site-1"]), ("operator_2", ["operator"], ["site-2"]),
+                              ("technician_1", ["technician"], ["site-1"])):
+        email = f"{who}@matrix.test"
+        made = await cloud.gateway.post("/accounts", headers=cloud.as_("admin"), json={
+            "email": email, "name": who, "password": password, "roles": roles, "sites": sites})
+        assert made.status_code == 201, made.text
+        cloud.ids[f"{who}_account"] = made.json()["account_id"]
+        await _log_in(cloud, who, email, password)
+
+
+async def _log_in(cloud: Cloud, who: str, email: str, password: str) -> None:
+    answer = await cloud.gateway.post("/auth/login", json={"email": email, "password": password})
+    assert answer.status_code == 200, answer.text
+    cloud.tokens[who] = answer.json()["access_token"]
+
+
+async def _vehicles_sessions_and_sites(cloud: Cloud, mosquitto: tuple[str, int], topics: Topics) -> None:
+    for who, plate, tag in (("driver_a", "MX-A", "MXTAGA"), ("driver_b", "MX-B", "MXTAGB")):
+        made = await cloud.gateway.post("/vehicles/register", headers=cloud.as_(who),
+                                        json={"plate": plate, "id_tags": [tag]})
+        assert made.status_code == 201, made.text
+        cloud.ids[f"vehicle_{who[-1]}"] = made.json()["vehicle_id"]
+
+    async def owners_known() -> bool:
+        answers = [await cloud.gateway.get(f"/charging/history/{cloud.ids[key]}", headers=cloud.as_(owner))
+                   for key, owner in (("vehicle_a", "driver_a"), ("vehicle_b", "driver_b"))]
+        return all(a.status_code == 200 for a in answers)
+
+    await eventually(owners_known, what="the charging service learned whose vehicles they are")
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    site_1 = [Envelope.wrap("site-1", 1, SiteInventory(
+        bays=[InventoryBay(bay_id="EV-1", type="ev", charger_id="CP-1", connector_id=1)],
+        chargers=[InventoryCharger(charger_id="CP-1", connectors=1, max_power_w=11_000)],
+        power_limit_a=40.0, phases=3, voltage=230.0))]
+    site_2 = [Envelope.wrap("site-2", 1, SiteInventory(bays=[InventoryBay(bay_id="B-1", type="regular")],
+                                                       chargers=[], power_limit_a=None, phases=None, voltage=None))]
+    for site, tag, envelopes in (("site-1", "MXTAGA", site_1), ("site-2", "MXTAGB", site_2)):
+        envelopes += [
+            Envelope.wrap(site, 2, SessionStarted(charger_id="CP-1", connector_id=1, transaction_id=7, id_tag=tag,
+                                                  id_tag_status=IdTagStatus.ACCEPTED, meter_start_wh=0,
+                                                  started_at=t0)),
+            Envelope.wrap(site, 3, SessionStopped(charger_id="CP-1", transaction_id=7, meter_stop_wh=5_000,
+                                                  energy_wh=5_000, stopped_at=t0 + timedelta(hours=1))),
+        ]
+        await _publish(mosquitto, topics, *envelopes)
+
+    async def seeded() -> bool:
+        history = await cloud.gateway.get(f"/charging/history/{cloud.ids['vehicle_a']}", headers=cloud.as_("admin"))
+        sites = [await cloud.gateway.get(f"/parking/sites/{s}/chargers", headers=cloud.as_("admin"))
+                 for s in ("site-1",)]
+        return bool(history.json().get("sessions")) and all(s.status_code == 200 for s in sites)
+
+    await eventually(seeded, what="the sessions and sites reached the services")
+
+
+async def test_every_route_answers_each_caller_as_the_table_says(cloud: Cloud) -> None:
+    wrong = []
+    for (method, _template), (path, body, answers) in EXPECTED.items():
+        concrete = path.format(**cloud.ids)
+        for who, expected in zip(CALLERS, answers, strict=True):
+            payload: Callable[[str], Any] | Any = body(who) if callable(body) else body
+            answer = await cloud.gateway.request(method, concrete, headers=cloud.as_(who),
+                                                 json=payload if payload is not None else None)
+            if answer.status_code != expected:
+                wrong.append(f"{method} {concrete} as {who}: {answer.status_code} (expected {expected}) "
+                             f"{answer.text[:160]}")
+    assert wrong == []
+
+
+async def test_what_each_caller_sees_is_only_theirs(cloud: Cloud) -> None:
+    a = cloud.ids["vehicle_a"]
+    assert (await cloud.gateway.get("/vehicles?plate=MX-A", headers=cloud.as_("driver_b"))).json() == []
+    [mine] = (await cloud.gateway.get("/vehicles?plate=MX-A", headers=cloud.as_("driver_a"))).json()
+    assert mine["vehicle_id"] == a and mine["owner_id"] == cloud.ids.get("driver_a_account")
+    hidden = await cloud.gateway.get(f"/vehicles/{a}", headers=cloud.as_("driver_b"))
+    unknown = await cloud.gateway.get("/vehicles/no-such-vehicle", headers=cloud.as_("driver_b"))
+    assert hidden.json()["detail"].replace(a, "X") == unknown.json()["detail"].replace("no-such-vehicle", "X")
+    owner_view = (await cloud.gateway.get(f"/charging/history/{a}", headers=cloud.as_("driver_a"))).json()
+    operator_view = (await cloud.gateway.get(f"/charging/history/{a}", headers=cloud.as_("operator_1"))).json()
+    assert [s["id_tag"] for s in owner_view["sessions"]] == ["MXTAGA"]
+    assert [s["id_tag"] for s in operator_view["sessions"]] == [None], "an idTag is enough to clone a card"
+    assert "MXTAGA" not in (await cloud.gateway.get(f"/charging/status/{a}", headers=cloud.as_("operator_1"))).text
+
+
+def forged_tokens(good: str) -> dict[str, str]:
+    claims = jwt.decode(good, options={"verify_signature": False})
+    header = jwt.get_unverified_header(good)
+    foreign = Ed25519PrivateKey.generate()
+
+    def signed(**changes: Any) -> str:
+        return jwt.encode({**claims, **changes}, foreign, algorithm="EdDSA", headers={"kid": header["kid"]})
+
+    now = int(datetime.now(UTC).timestamp())
+    return {
+        "expired": signed(exp=now - 3600, iat=now - 7200),
+        "forged": good.rsplit(".", 1)[0] + "." + signed().rsplit(".", 1)[1],
+        "alg none": jwt.encode(claims, None, algorithm="none", headers={"kid": header["kid"]}),
+        "wrong key": signed(),
+        "wrong issuer": signed(iss="https://someone-else.example"),
+        "wrong audience": signed(aud="another-api"),
+    }
+
+
+async def test_bad_tokens_are_refused_at_the_gateway_and_at_a_service_reached_directly(cloud: Cloud) -> None:
+    direct = httpx.AsyncClient(transport=httpx.ASGITransport(app=cloud.apps["vehicles"]), base_url="http://vehicles")
+    path = f"/vehicles/{cloud.ids['vehicle_a']}"
+    try:
+        good = {"Authorization": f"Bearer {cloud.tokens['driver_a']}"}
+        assert (await cloud.gateway.get(path, headers=good)).status_code == 200
+        assert (await direct.get(path, headers=good)).status_code == 200
+        for case, bad in forged_tokens(cloud.tokens["driver_a"]).items():
+            token = {"Authorization": f"Bearer {bad}"}
+            at_gateway, at_service = await cloud.gateway.get(path, headers=token), await direct.get(path, headers=token)
+            assert (case, at_gateway.status_code, at_service.status_code) == (case, 401, 401)
+        assert (await direct.get(path)).status_code == 401, "no token, no data, even past the gateway"
+    finally:
+        await direct.aclose()
+
+
+async def test_the_api_key_of_an_operator_acts_as_that_operator(cloud: Cloud) -> None:
+    made = await cloud.gateway.post(f"/accounts/{cloud.ids['operator_1_account']}/api-keys",
+                                    headers=cloud.as_("admin"), json={"name": "dashboard"})
+    assert made.status_code == 201, made.text
+    key = {"Authorization": f"Bearer {made.json()['api_key']}"}
+    assert (await cloud.gateway.get("/parking/sites/site-1/bays", headers=key)).status_code == 200
+    assert (await cloud.gateway.get("/parking/sites/site-2/bays", headers=key)).status_code == 404
+    assert (await cloud.gateway.get("/accounts", headers=key)).status_code == 403
