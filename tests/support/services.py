@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -47,10 +48,27 @@ def require(name: str, address: tuple[str, int]) -> None:
     pytest.skip(message)
 
 
+_LISTEN_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999): a port the OS hands to a test's listener by
+``bind(0)`` may be taken meanwhile by any outgoing connection (to PostgreSQL, RabbitMQ, …) before
+the process under test binds it; ports in this range are never used for those."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free to listen on now, below the ephemeral range, never given twice in this process."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def fresh_name(prefix: str = "t") -> str:

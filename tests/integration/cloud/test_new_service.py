@@ -66,7 +66,10 @@ async def test_evpark_up_starts_routes_and_feeds_the_new_service(valet: Path, tm
     try:
         await asyncio.wait_for(ready.wait(), 60)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10) as gateway:
-            email, password = (tmp_path / "up" / "admin-password").read_text().split()
+            admin_file = tmp_path / "up" / "admin-password"
+            assert admin_file.stat().st_mode & 0o777 == 0o600, "the admin's password is for its owner only"
+            email, password = admin_file.read_text().split()
+            assert email == "admin@evpark.local"
             login = await gateway.post("/auth/login", json={"email": email, "password": password})
             gateway.headers["authorization"] = f"Bearer {login.json()['access_token']}"
             registered = await gateway.post("/vehicles/register", json={"plate": "val 1", "id_tags": ["VALTAG01"]})
