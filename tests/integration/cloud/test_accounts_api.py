@@ -335,3 +335,40 @@ def test_links_are_written_as_files_only_on_embedded_defaults(tmp_path: Path) ->
     production = mail_for(CloudSettings(env="production", data_dir=tmp_path, database_url="postgresql+asyncpg://x/y",
                                         amqp_url="amqp://broker/"))
     assert isinstance(production, NoMail)
+
+
+async def test_after_a_key_rotation_old_tokens_stay_valid_and_new_ones_are_signed_with_the_new_key(
+        tmp_path: Path) -> None:
+    from cloud.platform.identity import KeyRing
+
+    keys = tmp_path / "keys"
+    KeyRing.create(keys, "k1")
+    settings = CloudSettings(data_dir=tmp_path, database_url="", jwt_keys_dir=keys)
+    await ensure_admin(settings, ADMIN, password=PASSWORD)
+
+    async def running() -> Any:
+        bus = InProcessBus()
+        await bus.start()
+        app = build(settings, bus)
+        return app, app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                        base_url="http://accounts")
+
+    import jwt as pyjwt
+
+    app, lifespan, http = await running()
+    async with lifespan, http:
+        old = (await http.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["access_token"]
+    assert pyjwt.get_unverified_header(old)["kid"] == "k1"
+
+    KeyRing.create(keys, "k2")  # the operator adds the next key beside the old one and restarts
+    app, lifespan, http = await running()
+    async with lifespan, http:
+        new = (await http.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["access_token"]
+        assert pyjwt.get_unverified_header(new)["kid"] == "k2"
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+        assert {key["kid"] for key in jwks["keys"]} == {"k1", "k2"}
+        for token in (old, new):
+            me = await http.get("/auth/me", headers={"authorization": f"Bearer {token}"})
+            assert (me.status_code, me.json()["email"]) == (200, ADMIN)
+    elsewhere = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks=jwks)
+    assert (await elsewhere.verify(old)).subject == (await elsewhere.verify(new)).subject
