@@ -355,13 +355,13 @@ async def test_after_a_key_rotation_old_tokens_stay_valid_and_new_ones_are_signe
 
     import jwt as pyjwt
 
-    app, lifespan, http = await running()
+    _app, lifespan, http = await running()
     async with lifespan, http:
         old = (await http.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["access_token"]
     assert pyjwt.get_unverified_header(old)["kid"] == "k1"
 
     KeyRing.create(keys, "k2")  # the operator adds the next key beside the old one and restarts
-    app, lifespan, http = await running()
+    _app, lifespan, http = await running()
     async with lifespan, http:
         new = (await http.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["access_token"]
         assert pyjwt.get_unverified_header(new)["kid"] == "k2"
