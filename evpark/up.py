@@ -113,9 +113,12 @@ async def _until_stopped_or_failed(stop: asyncio.Event, watched: list[asyncio.Ta
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     failed = [t for t in done if t is not stopper]
-    for task in (stopper, *watched):
+    # HTTP servers are shut down gracefully by `serving` (their apps' lifespans end in order);
+    # cancelling them here would tear their lifespans apart mid-way and log a traceback each.
+    others = [t for t in (stopper, *watched) if not t.get_name().startswith("http:")]
+    for task in others:
         task.cancel()
-    await asyncio.gather(stopper, *watched, return_exceptions=True)
+    await asyncio.gather(*others, return_exceptions=True)
     if failed:
         task = failed[0]
         cause = None if task.cancelled() else task.exception()
