@@ -8,8 +8,7 @@ from datetime import datetime
 
 from cloud.parking import domain
 from cloud.parking.domain import Bay, ChargerStation, Site
-from cloud.platform.mqtt_link import NotConnected
-from mqtt import Command
+from tests.support.commands import RecordingSender
 
 
 class InMemoryParkingRepository:
@@ -62,14 +61,4 @@ class InMemoryParkingRepository:
         callback()
 
 
-class RecordingSender:
-    """A site link that records the commands it sends; ``connected = False`` makes it refuse."""
-
-    def __init__(self) -> None:
-        self.commands: list[Command] = []
-        self.connected = True
-
-    async def send_command(self, command: Command) -> None:
-        if not self.connected:
-            raise NotConnected("no broker")
-        self.commands.append(command)
+__all__ = ["InMemoryParkingRepository", "RecordingSender"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 
-from cloud.platform.mqtt_link import NotConnected
 from cloud.vehicles.domain import AuthListChange, IdTag, SiteSync, Vehicle
-from mqtt import AuthListUpdate, Command
+from mqtt import AuthListUpdate
+from tests.support import commands
 
 
 class InMemoryVehicleRepository:
@@ -66,17 +66,7 @@ class InMemoryVehicleRepository:
         return [tag for vehicle in self.vehicles.values() for tag in vehicle.id_tags]
 
 
-class RecordingSender:
-    """A site link that records the commands it sends; ``connected = False`` makes it refuse."""
-
-    def __init__(self) -> None:
-        self.commands: list[Command] = []
-        self.connected = True
-
-    async def send_command(self, command: Command) -> None:
-        if not self.connected:
-            raise NotConnected("no broker")
-        self.commands.append(command)
+class RecordingSender(commands.RecordingSender):
 
     def updates(self, site_id: str | None = None) -> list[AuthListUpdate]:
         return [AuthListUpdate.model_validate(c.body) for c in self.commands
