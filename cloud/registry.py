@@ -16,6 +16,7 @@ SERVICES: list[str] = [
     "vehicles",
     "charging",
     "parking",
+    "payments",
     "gateway",
 ]
 

@@ -48,6 +48,12 @@ from tests.support.waiting import eventually
 
 CALLERS = ("anonymous", "driver_a", "driver_b", "operator_1", "operator_2", "technician_1", "admin")
 
+SITE_1_TARIFF: dict[str, Any] = {
+    "site_id": "site-1", "currency": "EUR", "tax_rate": "0.19", "time_zone": "Europe/Berlin",
+    "elements": [{"components": [{"type": "energy", "price": "0.35"}, {"type": "flat", "price": "0.50"}]}],
+}
+"""The tariff the admin sets for site 1 before the table is asked."""
+
 # (method, route template) → (concrete path, body or a function of the caller giving it, answers in CALLERS order)
 EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
     # accounts: public routes answer everybody alike
@@ -100,6 +106,13 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
                                                        (401, 200, 200, 200, 200, 200, 200)),
     ("PUT", "/parking/sites/{site_id}/power-limit"): ("/parking/sites/site-1/power-limit", {"limit_a": 32},
                                                       (401, 403, 403, 202, 404, 403, 202)),
+    # payments: site 1 has a tariff (set by the admin); prices are for drivers to see
+    ("GET", "/billing/rates/{site_id}"): ("/billing/rates/site-1", None, (401, 200, 200, 200, 404, 200, 200)),
+    ("PUT", "/billing/rates/{site_id}"): ("/billing/rates/site-1", {**SITE_1_TARIFF, "tax_rate": "0.07"},
+                                          (401, 403, 403, 200, 404, 403, 200)),
+    ("GET", "/billing/estimate"): ("/billing/estimate?site_id=site-1&bay_type=ev&power_class=ac"
+                                   "&arrive=2026-11-23T18:00:00Z&leave=2026-11-23T20:00:00Z&energy_kwh=10", None,
+                                   (401, 200, 200, 200, 200, 200, 200)),
 }
 PLATFORM_ROUTES = {"/health", "/ready"}
 
@@ -172,6 +185,7 @@ async def cloud(tmp_path: Path, mosquitto: tuple[str, int], topic_root: str) -> 
         the_cloud = Cloud(gateway, apps)
         await _accounts_for_every_caller(the_cloud, settings)
         await _vehicles_sessions_and_sites(the_cloud, mosquitto, Topics(topic_root))
+        await _tariff_of_site_1(the_cloud)
         yield the_cloud
     await bus.close()
 
@@ -234,6 +248,11 @@ async def _vehicles_sessions_and_sites(cloud: Cloud, mosquitto: tuple[str, int],
         return bool(history.json().get("sessions")) and all(s.status_code == 200 for s in sites)
 
     await eventually(seeded, what="the sessions and sites reached the services")
+
+
+async def _tariff_of_site_1(cloud: Cloud) -> None:
+    answer = await cloud.gateway.put("/billing/rates/site-1", headers=cloud.as_("admin"), json=SITE_1_TARIFF)
+    assert answer.status_code == 200, answer.text
 
 
 async def test_every_route_answers_each_caller_as_the_table_says(cloud: Cloud) -> None:
