@@ -22,7 +22,7 @@ class PaymentsRepository(Protocol):
 
     async def save(self, rates: SiteTariff) -> None:
         """Store the site's new tariff version; :class:`Conflict` when another writer stored a
-        first tariff for the site meanwhile."""
+        version meanwhile (the one before ``rates.version`` is no longer the one in force)."""
 
 
 class SqlPaymentsRepository:
@@ -41,19 +41,29 @@ class SqlPaymentsRepository:
         return None if row is None else _rates(row)
 
     async def save(self, rates: SiteTariff) -> None:
-        row = await self._session.get(models.BillingRate, rates.site_id)
+        # Optimistic: the row changes only if it still holds the version this one follows. SQLite
+        # ignores FOR UPDATE and reads outside a write lock, so the lock alone cannot stop two
+        # writers who read the same version from both storing the next.
         tariff = rates.tariff.model_dump(mode="json")
-        if row is None:
-            self._session.add(models.BillingRate(site_id=rates.site_id, tariff=tariff, version=rates.version,
-                                                 updated_at=rates.updated_at, updated_by=rates.updated_by))
+        table = models.BillingRate.__table__  # type: ignore[attr-defined]
+        if rates.version == 1:
+            statement = table.insert().values(site_id=rates.site_id, tariff=tariff, version=1,
+                                              updated_at=rates.updated_at, updated_by=rates.updated_by)
         else:
-            row.tariff, row.version = tariff, rates.version
-            row.updated_at, row.updated_by = rates.updated_at, rates.updated_by
+            statement = (table.update().where(table.c.site_id == rates.site_id, table.c.version == rates.version - 1)
+                         .values(tariff=tariff, version=rates.version, updated_at=rates.updated_at,
+                                 updated_by=rates.updated_by))
         try:
-            await self._session.flush()
+            result = await self._session.execute(statement)
         except IntegrityError:  # two first tariffs for one site at once: the other one won
-            raise Conflict(f"the tariff of site {rates.site_id!r} was set meanwhile; read it and send yours again",
-                           code="tariff_changed") from None
+            raise _changed_meanwhile(rates.site_id) from None
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _changed_meanwhile(rates.site_id)
+
+
+def _changed_meanwhile(site_id: str) -> Conflict:
+    return Conflict(f"the tariff of site {site_id!r} was set meanwhile; read it and send yours again",
+                    code="tariff_changed")
 
 
 def _rates(row: models.BillingRate) -> SiteTariff:

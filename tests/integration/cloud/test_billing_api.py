@@ -10,6 +10,7 @@ the real engine (``cloud.pricing.estimate``) and are computed by hand in the com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,10 @@ from cloud.contracts import Event
 from cloud.payments.app import build_app as build_payments
 from cloud.platform.cache import MemoryCache
 from cloud.platform.events import InProcessBus
+from cloud.platform.ports import EventBus
+from cloud.platform.rabbitmq import RabbitMQBus
 from cloud.platform.settings import CloudSettings
+from tests.support import services
 from tests.support.identity import PRINCIPALS, headers, trust_test_tokens
 from tests.support.services import free_port
 from tests.support.waiting import poll_until
@@ -78,13 +82,16 @@ class Billing:
         return list(self.events)
 
 
-@pytest.fixture
-async def billing(database_url: str, tmp_path: Path) -> AsyncIterator[Billing]:
-    """The payment service alone, on its real database; MQTT on a closed port."""
-    settings = CloudSettings(database_url=database_url.replace("/service.db", "/{service}.db")
-                             if database_url.startswith("sqlite") else database_url + "_{service}",
-                             mqtt_port=free_port(), data_dir=tmp_path)
-    bus = InProcessBus()
+@contextlib.asynccontextmanager
+async def running_billing(database_url: str, tmp_path: Path, amqp_url: str = "") -> AsyncIterator[Billing]:
+    """The payment service alone on its real database; with ``amqp_url`` on RabbitMQ as in production
+    (its own bus, built from the settings; the events recorded from a queue of the test's own),
+    else on the in-process bus; MQTT on a closed port."""
+    sqlite = database_url.startswith("sqlite")
+    settings = CloudSettings(database_url=database_url.replace("/service.db", "/{service}.db") if sqlite
+                             else database_url + "_{service}", amqp_url=amqp_url, mqtt_port=free_port(),
+                             data_dir=tmp_path)
+    bus: EventBus = RabbitMQBus(amqp_url, service="test-recorder") if amqp_url else InProcessBus()
     await bus.start()
     published: list[Event] = []
 
@@ -92,7 +99,7 @@ async def billing(database_url: str, tmp_path: Path) -> AsyncIterator[Billing]:
         published.append(event)
 
     await bus.subscribe("test.payment-events", ["payment.#"], record)
-    app: FastAPI = build_payments(settings, bus=bus, cache=MemoryCache())
+    app: FastAPI = build_payments(settings, bus=None if amqp_url else bus, cache=MemoryCache())
     try:
         async with app.router.lifespan_context(app), \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as client:
@@ -100,7 +107,7 @@ async def billing(database_url: str, tmp_path: Path) -> AsyncIterator[Billing]:
             yield Billing(client, published)
     finally:
         await bus.close()
-        if not database_url.startswith("sqlite"):
+        if not sqlite:
             import asyncpg
 
             connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
@@ -109,6 +116,29 @@ async def billing(database_url: str, tmp_path: Path) -> AsyncIterator[Billing]:
                 await connection.execute(f'DROP DATABASE IF EXISTS "{name}_payments" WITH (FORCE)')
             finally:
                 await connection.close()
+
+
+@pytest.fixture
+async def billing(database_url: str, tmp_path: Path) -> AsyncIterator[Billing]:
+    async with running_billing(database_url, tmp_path) as running:
+        yield running
+
+
+async def test_in_production_a_tariff_change_travels_on_rabbitmq(postgres_dsn: str, rabbitmq_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Production mode (PostgreSQL and RabbitMQ): the change is stored and announced on payment.events."""
+    database_url = f"{postgres_dsn}/{services.fresh_name('evpark_it_')}"
+    async with running_billing(database_url, tmp_path, rabbitmq_url) as billing:
+        put = await billing.api.put("/billing/rates/site-1", headers=headers("operator_1"), json=tariff())
+        assert put.status_code == 200, put.text
+        [event] = await billing.announced(1)
+        assert (event.name, event.payload["site_id"], event.payload["version"]) == ("payment.tariff_changed",
+                                                                                   "site-1", 1)
+        assert event.payload["tariff"] == put.json()["tariff"]
+        estimate = await billing.api.get("/billing/estimate", headers=headers("driver_a"), params={
+            "site_id": "site-1", "bay_type": "ev", "power_class": "ac", "arrive": "2026-11-23T18:00:00Z",
+            "leave": "2026-11-23T20:00:00Z", "energy_kwh": "10"})
+        assert estimate.status_code == 200, estimate.text
 
 
 def test_every_caller_has_an_expected_answer() -> None:
