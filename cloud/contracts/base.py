@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -182,9 +182,3 @@ def decode(event: Event, models: Iterable[type[EventBody]]) -> Received[EventBod
     return Received(id=event.id, name=event.name, version=event.version, occurred_at=event.occurred_at,
                     source=event.source, body=body)
 
-
-def models_by_name(models: Iterable[type[EventBody]]) -> Mapping[str, list[type[EventBody]]]:
-    grouped: dict[str, list[type[EventBody]]] = {}
-    for model in models:
-        grouped.setdefault(model.NAME, []).append(model)
-    return grouped

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Collection
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,7 +64,6 @@ class ParkedMessages:
     def __init__(self, db: Database, *, service: str) -> None:
         self.db = db
         self.service = service
-        self.replay_wanted = asyncio.Event()
 
     async def park(self, message: ParkedMessage, *, consumer: str) -> None:
         """Keep ``message`` durably; raises if the database cannot (the caller keeps the message)."""
@@ -154,8 +152,7 @@ class Replayer:
         return delivered
 
     async def run(self) -> None:
+        # `evpark events replay` marks rows from another process: polling is how the service hears of it.
         while True:
-            self._store.replay_wanted.clear()
             await self.replay_once()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._store.replay_wanted.wait(), self._poll)
+            await asyncio.sleep(self._poll)
