@@ -24,6 +24,9 @@ log = structlog.get_logger(__name__)
 
 LoopFactory = Callable[[], Awaitable[Any]]
 
+STOP_GRACE_SECONDS = 5.0
+"""How long :meth:`Supervisor.stop` waits for a cancelled loop before cancelling it again."""
+
 HEALTHY_RUN_SECONDS = 60.0
 """A loop that ran this long before dying starts again from the shortest back-off."""
 
@@ -56,11 +59,22 @@ class Supervisor:
     def status(self) -> dict[str, bool]:
         return {name: state.up for name, state in self.loops.items()}
 
-    async def stop(self) -> None:
-        tasks = [state.task for state in self.loops.values() if state.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Cancel every loop and wait for it to end. A loop still running after ``grace`` seconds
+        (a library awaiting, unbounded, a reply that never comes — aiomqtt's disconnect does) is
+        cancelled again, up to three times, so a shutdown never hangs."""
+        pending = {state.task for state in self.loops.values() if state.task is not None and not state.task.done()}
+        for _ in range(3):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=grace)
+            for task in pending:
+                log.warning("background loop did not stop when cancelled; cancelling again", service=self.service,
+                            loop=task.get_name())
+        for task in pending:
+            log.error("background loop would not stop; left behind", service=self.service, loop=task.get_name())
 
     async def _supervise(self, state: LoopState, factory: LoopFactory) -> None:
         backoff = Backoff(initial=self._initial, maximum=self._max)

@@ -92,3 +92,23 @@ async def test_two_loops_of_one_name_are_refused() -> None:
             supervisor.start("x", lambda: asyncio.sleep(10))
     finally:
         await supervisor.stop()
+
+
+async def test_stopping_does_not_hang_on_a_loop_that_swallows_its_first_cancellation() -> None:
+    # aiomqtt's Client.__aexit__ awaits the broker's disconnect without a bound: a loop cancelled
+    # inside it waits forever unless it is cancelled again
+    finished = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # the unbounded wait in the cleanup
+        finally:
+            finished.set()
+
+    supervisor = Supervisor("test-stubborn")
+    supervisor.start("stubborn", stubborn)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(supervisor.stop(grace=0.2), 5)
+    assert finished.is_set()
