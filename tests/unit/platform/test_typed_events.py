@@ -60,7 +60,7 @@ def test_an_event_name_and_major_are_declared_once() -> None:
 def test_the_envelope_carries_the_name_version_and_a_json_payload() -> None:
     body = VehicleRegistered(vehicle_id="veh-1", plate="EV 1", id_tags=["A"])
     wire = Event.of(body, source="vehicles", occurred_at=datetime(2026, 12, 1, tzinfo=UTC))
-    assert (wire.name, wire.version, wire.exchange, wire.source) == ("vehicle.registered", "1.1", "vehicle.events",
+    assert (wire.name, wire.version, wire.exchange, wire.source) == ("vehicle.registered", "1.2", "vehicle.events",
                                                                      "vehicles")
     assert Event.model_validate_json(wire.model_dump_json()) == wire
 

@@ -26,9 +26,12 @@ async def hello(registry: VehicleService, units: Units, site_id: str, version: i
 async def test_a_registered_vehicle_reads_back_with_its_plate_normalised_and_id_tags_accepted(
         registry: VehicleService) -> None:
     view = await registry.register(DRIVER, RegisterVehicle(plate=" ev-123  pk", id_tags=("T2", "T1"), make="Renault"))
-    assert view.model_dump(exclude={"vehicle_id", "created_at"}) == {
-        "plate": "EV-123 PK", "make": "Renault", "model": None, "sites": [], "owner_id": "acc-driver-a",
-        "id_tags": [{"id_tag": "T1", "status": "Accepted"}, {"id_tag": "T2", "status": "Accepted"}]}
+    assert view.model_dump(exclude={"vehicle_id", "created_at", "updated_at", "registrations"}) == {
+        "plate": "EV-123 PK", "type": "electric", "make": "Renault", "model": None, "vehicle_type_id": None,
+        "battery_kwh": None, "connector_types": [], "version": 1, "sites": [], "owner_id": "acc-driver-a",
+        "id_tags": [{"id_tag": "T1", "status": "Accepted", "blocked_reason": None},
+                    {"id_tag": "T2", "status": "Accepted", "blocked_reason": None}]}
+    assert [(r.plate, r.owner_id, r.ended_at) for r in view.registrations] == [("EV-123 PK", "acc-driver-a", None)]
     assert view.created_at.utcoffset() is not None, "times are UTC with their offset"
     assert await registry.get(DRIVER, view.vehicle_id) == view
 
@@ -37,8 +40,8 @@ async def test_registering_publishes_vehicle_registered_with_plate_id_tags_and_o
                                                                                     units: Units) -> None:
     view = await registry.register(DRIVER, RegisterVehicle(plate="ab 1", id_tags=("T1", "T2")))
     assert units.events == [VehicleRegistered(vehicle_id=view.vehicle_id, plate="AB 1", id_tags=["T1", "T2"],
-                                              owner_id="acc-driver-a")]
-    assert units.events[0].VERSION == "1.1"
+                                              owner_id="acc-driver-a", type="electric")]
+    assert units.events[0].VERSION == "1.2"
 
 
 async def test_registering_wakes_the_authorization_sync(registry: VehicleService) -> None:
@@ -86,7 +89,10 @@ async def test_an_unknown_vehicle_is_not_found(registry: VehicleService) -> None
 async def test_a_vehicle_is_found_by_its_plate_however_it_is_typed(registry: VehicleService) -> None:
     view = await registry.register(DRIVER, RegisterVehicle(plate="EV 123", id_tags=("T1",)))
     assert [v.vehicle_id for v in await registry.find_by_plate(DRIVER, "ev   123")] == [view.vehicle_id]
-    assert await registry.find_by_plate(DRIVER, "EV-123") == []
+    assert [v.vehicle_id for v in await registry.find_by_plate(DRIVER, "EV-123")] == [view.vehicle_id], \
+        "case, spaces and dashes do not tell two plates apart"
+    with pytest.raises(Conflict):
+        await registry.register(DRIVER, RegisterVehicle(plate="ev123", id_tags=("T2",)))
 
 
 async def test_each_known_site_says_whether_it_can_authorize_the_vehicle_offline(registry: VehicleService,

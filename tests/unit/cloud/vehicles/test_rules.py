@@ -22,7 +22,8 @@ def test_bad_plates_are_refused_naming_the_plate(plate: str) -> None:
         domain.normalise_plate(plate)
 
 
-@pytest.mark.parametrize("tags", [(), ("A" * 21,), ("has space",), ("dup", "dup"), tuple(f"T{i}" for i in range(11))])
+@pytest.mark.parametrize("tags", [(), ("A" * 21,), ("has space",), ("dup", "dup"), ("dup", "DUP"),
+                                  tuple(f"T{i}" for i in range(11))])
 def test_bad_id_tags_are_refused(tags: tuple[str, ...]) -> None:
     with pytest.raises(domain.InvalidVehicle) as raised:
         domain.check_id_tags(tags)
