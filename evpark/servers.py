@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from cloud.platform.http_server import uvicorn_options
+
 
 class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the process that runs it."""
@@ -19,9 +21,9 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def make_server(app: FastAPI, host: str, port: int) -> EmbeddedServer:
+def make_server(app: FastAPI, host: str, port: int, *, header_timeout: float = 10.0) -> EmbeddedServer:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, **uvicorn_options(header_timeout))
     return EmbeddedServer(config)
 
 

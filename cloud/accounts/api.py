@@ -107,20 +107,23 @@ async def register(body: RegisterIn, service: ServiceDep) -> AccountOut:
     return await service.register(body.email, body.password, body.name)
 
 
-@auth.get("/verify-email", response_model=EmailVerifiedOut)
+@auth.get("/verify-email", response_model=EmailVerifiedOut,
+          responses={400: {"description": "unknown, used or expired link"}})
 async def verify_email_link(token: Annotated[str, Query(min_length=1, max_length=512)],
                             service: ServiceDep) -> EmailVerifiedOut:
     """Follow the link of a verification email: the address is verified."""
     return await service.verify_email(token)
 
 
-@auth.post("/verify-email", response_model=EmailVerifiedOut)
+@auth.post("/verify-email", response_model=EmailVerifiedOut,
+           responses={400: {"description": "unknown, used or expired link"}})
 async def verify_email(body: TokenIn, service: ServiceDep) -> EmailVerifiedOut:
     """Verify the email with the token of a verification link."""
     return await service.verify_email(body.token)
 
 
-@auth.post("/login", response_model=TokensOut, responses={429: {"description": "too many failed logins"}})
+@auth.post("/login", response_model=TokensOut, responses={401: {"description": "wrong email or password"},
+                                                          429: {"description": "too many failed logins"}})
 async def login(body: LoginIn, service: ServiceDep) -> TokensOut | Response:
     """Email and password in; an access token (short-lived) and a refresh token out."""
     try:
@@ -131,7 +134,7 @@ async def login(body: LoginIn, service: ServiceDep) -> TokensOut | Response:
         return response
 
 
-@auth.post("/refresh", response_model=TokensOut)
+@auth.post("/refresh", response_model=TokensOut, responses={401: {"description": "unknown, spent or expired"}})
 async def refresh(body: RefreshIn, service: ServiceDep) -> TokensOut:
     """Trade a refresh token for a new access token and a new refresh token (the old one is spent)."""
     return await service.refresh(body.refresh_token)
@@ -155,13 +158,14 @@ async def password_reset(body: PasswordResetIn, service: ServiceDep) -> Accepted
     return await service.request_password_reset(body.email)
 
 
-@auth.post("/password-reset/confirm", status_code=204)
+@auth.post("/password-reset/confirm", status_code=204,
+           responses={400: {"description": "unknown, used or expired link"}})
 async def password_reset_confirm(body: PasswordResetConfirmIn, service: ServiceDep) -> None:
     """Choose a new password with the token of a reset link; every login of the account ends."""
     await service.reset_password(body.token, body.password)
 
 
-@auth.post("/token", response_model=AccessTokenOut)
+@auth.post("/token", response_model=AccessTokenOut, responses={401: {"description": "unknown or revoked key"}})
 async def token_for_api_key(body: ApiKeyTokenIn, service: ServiceDep) -> AccessTokenOut:
     """An access token for a machine client's API key."""
     return await service.token_for_api_key(body.api_key)

@@ -132,6 +132,9 @@ class Event(BaseModel):
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     source: str = ""
     payload: dict[str, Any] = Field(default_factory=dict)
+    request_id: str | None = None
+    """The HTTP request (``X-Request-ID``) that caused the event, if one did: its logs and the
+    consumers' logs carry it, and so do the events they emit in turn."""
 
     @property
     def exchange(self) -> str:

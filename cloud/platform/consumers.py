@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import structlog
+
 from cloud.contracts.base import ContractViolation, Event, EventBody, Received, decode
 from cloud.platform.ports import PoisonEvent
 
@@ -40,7 +42,11 @@ class TypedConsumer:
             received = decode(event, self._handlers)
         except ContractViolation as exc:
             raise PoisonEvent(str(exc)) from exc
-        await self._handlers[type(received.body)](received)
+        if event.request_id is None:
+            await self._handlers[type(received.body)](received)
+            return
+        with structlog.contextvars.bound_contextvars(request_id=event.request_id):  # the request, end to end
+            await self._handlers[type(received.body)](received)
 
     async def replay(self, _source: str, payload: str) -> None:
         """Re-deliver a parked event (its JSON envelope); raises if it still cannot be handled."""

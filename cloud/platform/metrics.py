@@ -21,3 +21,15 @@ LOOP_UP = Gauge("evpark_background_loop_up", "1 while a supervised background lo
 LOOP_RESTARTS = Counter(
     "evpark_background_restarts_total", "supervised background loops restarted after dying", ["service", "loop"]
 )
+UPLINK_RESEND_REQUESTS = Counter(
+    "evpark_uplink_resend_requests_total", "site.resend commands sent for envelopes a site's stream misses",
+    ["service", "category"],
+)
+UPLINK_GONE = Counter(
+    "evpark_uplink_gone_total", "missed envelopes the edge no longer had (dropped at its cap or past its retention)",
+    ["service", "category"],
+)
+UPLINK_LOST = Counter(
+    "evpark_uplink_lost_total", "missed envelopes given up: no answer after every try, or a replaced edge store",
+    ["service", "category"],
+)

@@ -55,7 +55,9 @@ class Transaction:
         if self._publishes is not None and type(body) not in self._publishes:
             raise UnknownEvent(f"{self._source or 'this service'} does not declare {body.NAME} "
                                f"(v{body.VERSION}) in its SPEC.publishes")
-        self.events.append(Event.of(body, source=self._source))
+        event = Event.of(body, source=self._source)
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        self.events.append(event.model_copy(update={"request_id": request_id}) if request_id else event)
 
     async def flush_outbox(self) -> None:
         if not self.events:
