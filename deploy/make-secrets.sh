@@ -2,7 +2,9 @@
 # Create what deploy/compose.yaml needs and must never be committed:
 #   .env                              random passwords (mode 600)
 #   secrets/evpark-jwt-keys/k1.pem    the accounts service's token signing key (Ed25519)
-#   secrets/mosquitto/passwd          Mosquitto users: evpark-cloud and the site of site.toml
+#   secrets/mosquitto/passwd          Mosquitto users: one per cloud service that reads MQTT
+#                                     (the users of ../mqtt/acl.conf) and the site of site.toml
+#   secrets/mosquitto/acl.conf        ../mqtt/acl.conf with that site's block (as `evpark sites add` writes it)
 #   secrets/mosquitto/certs/          the CA certificate and a server certificate for "mosquitto"
 #   secrets/ca/ca.key                 the CA's private key (not mounted anywhere; keep it offline)
 #
@@ -25,24 +27,42 @@ random() { openssl rand -hex 24; }
 umask 077
 mkdir -p "$secrets/certs" "$out/secrets/ca"
 
-cloud_mqtt="$(random)"
+# The cloud's broker users: one per service that reads MQTT, as ../mqtt/acl.conf lists them
+# (evpark-<service>; the broker ties client ids to usernames, so they cannot share one).
+cloud_users="$(sed -n 's/^user //p' "$here/../mqtt/acl.conf")"
 site_mqtt="$(random)"
-cat > "$out/.env" <<ENV
-POSTGRES_PASSWORD=$(random)
-RABBITMQ_PASSWORD=$(random)
-REDIS_PASSWORD=$(random)
-CLOUD_MQTT_PASSWORD=$cloud_mqtt
-SITE_MQTT_PASSWORD=$site_mqtt
-ENV
+{
+  echo "POSTGRES_PASSWORD=$(random)"
+  echo "RABBITMQ_PASSWORD=$(random)"
+  echo "REDIS_PASSWORD=$(random)"
+  for user in $cloud_users; do
+    service="${user#evpark-}"
+    echo "$(echo "$service" | tr '[:lower:]-' '[:upper:]_')_MQTT_PASSWORD=$(random)"
+  done
+  echo "SITE_MQTT_PASSWORD=$site_mqtt"
+} > "$out/.env"
 
+logins="$site_id $site_mqtt"
+for user in $cloud_users; do
+  variable="$(echo "${user#evpark-}" | tr '[:lower:]-' '[:upper:]_')_MQTT_PASSWORD"
+  logins="$logins $user $(sed -n "s/^$variable=//p" "$out/.env")"
+done
 touch "$secrets/passwd"
 if command -v mosquitto_passwd >/dev/null; then
-  mosquitto_passwd -b "$secrets/passwd" evpark-cloud "$cloud_mqtt"
-  mosquitto_passwd -b "$secrets/passwd" "$site_id" "$site_mqtt"
+  set -- $logins
+  while [ $# -gt 0 ]; do mosquitto_passwd -b "$secrets/passwd" "$1" "$2"; shift 2; done
 else
   docker run --rm -v "$secrets:/work" eclipse-mosquitto:2 sh -c \
-    "mosquitto_passwd -b /work/passwd evpark-cloud '$cloud_mqtt' && mosquitto_passwd -b /work/passwd '$site_id' '$site_mqtt'"
+    'set -- $0 "$@"; while [ $# -gt 0 ]; do mosquitto_passwd -b /work/passwd "$1" "$2"; shift 2; done' $logins
 fi
+
+# The ACL: the cloud part, then the site's block (the format of evpark/broker_access.py).
+{
+  cat "$here/../mqtt/acl.conf"
+  printf '# site %s (evpark sites add)\nuser %s\n' "$site_id" "$site_id"
+  printf 'topic write evpark/sites/%s/up/#\ntopic write evpark/sites/%s/status\n' "$site_id" "$site_id"
+  printf 'topic read evpark/sites/%s/down/command\n# end of site %s\n' "$site_id" "$site_id"
+} > "$secrets/acl.conf"
 
 certs="$secrets/certs"
 ca_key="$out/secrets/ca/ca.key"

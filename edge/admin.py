@@ -302,9 +302,14 @@ def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager 
 
     @app.get("/uplink")
     async def uplink_status(_: Auth) -> dict[str, Any]:
-        """The link to the cloud: connected, the outbox backlog (size, bytes, oldest), its cap, drops."""
-        status = site.store.outbox_status().as_dict(datetime.now(UTC))
-        return {"connected": uplink.connected.is_set() if uplink is not None else False, "outbox": status}
+        """The link to the cloud: connected, the outbox backlog (size, bytes, oldest), its cap, drops, and the
+        acknowledged envelopes kept for a resend (``retention``)."""
+        store = site.store
+        status = store.outbox_status().as_dict(datetime.now(UTC))
+        retention = {"kept": await store.sent_count(), "max_envelopes": store.retention.envelopes,
+                     "days": store.retention.days}
+        return {"connected": uplink.connected.is_set() if uplink is not None else False, "outbox": status,
+                "retention": retention}
 
     @app.get("/bays")
     async def bays(_: Auth) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from edge.sensors import BayChange, SensorReader, sensor_readers
 from edge.settings import EdgeConfigError, EdgeSettings
 from edge.site import Site
 from edge.siteconfig import SiteConfig
-from edge.store import OutboxCap, Store
+from edge.store import OutboxCap, Retention, Store
 from edge.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -74,7 +74,8 @@ class Edge:
         settings = self.settings
         stack = AsyncExitStack()
         try:
-            self._store = store = await Store.open(settings.database_path, cap=_outbox_cap(self.site_config))
+            self._store = store = await Store.open(settings.database_path, cap=_outbox_cap(self.site_config),
+                                                   retention=_retention(self.site_config))
             stack.push_async_callback(store.close)
             self._site = site = Site(store, site_id=settings.site_id, heartbeat_interval=settings.heartbeat_interval,
                                      accept_unknown_chargers=settings.accept_unknown_chargers,
@@ -90,7 +91,8 @@ class Edge:
                 site, site_id=settings.site_id, host=settings.mqtt_host, port=settings.mqtt_port,
                 topic_root=settings.mqtt_topic_root, username=settings.mqtt_username,
                 password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                tls=settings.mqtt_tls, edge_version=settings.edge_version,
+                tls=settings.mqtt_tls, edge_version=settings.edge_version, keepalive=settings.mqtt_keepalive,
+                high_water_every=settings.mqtt_high_water_every,
             )
             site.cloud_online = self._uplink.connected.is_set
             config = self.site_config
@@ -123,6 +125,9 @@ class Edge:
                 "liveness": tasks.create_task(self._ocpp.watch_liveness(), name="edge.liveness"),
                 "uplink": tasks.create_task(self._uplink.run(), name="edge.uplink"),
                 "outbox-maintenance": tasks.create_task(store.maintain(), name="edge.outbox-maintenance"),
+                "sessions-report": tasks.create_task(
+                    site.report_sessions_forever(settings.sessions_report_every, self._uplink.connected),
+                    name="edge.sessions-report"),
             }
             if self._admin is not None:
                 self.tasks["admin-api"] = tasks.create_task(self._admin.serve(), name="edge.admin-api")
@@ -222,6 +227,12 @@ def _outbox_cap(config: SiteConfig | None) -> OutboxCap:
     uplink = config.uplink
     return OutboxCap(max_events=uplink.outbox_max_events, max_bytes=int(uplink.outbox_max_mb * 1024 * 1024),
                      policy=uplink.at_cap)
+
+
+def _retention(config: SiteConfig | None) -> Retention:
+    if config is None:
+        return Retention()
+    return Retention(days=config.uplink.retention_days, envelopes=config.uplink.retention_envelopes)
 
 
 def _tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:

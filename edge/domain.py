@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from mqtt.payloads import IdTagStatus
+from mqtt.payloads import METER_MAX_WH, IdTagStatus
 
 CLOCK_SET_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
 """A charger timestamp before this is from a clock that was never set (often 1970)."""
@@ -83,8 +83,20 @@ def billable_energy_wh(meter_start_wh: int | None, meter_stop_wh: int) -> int:
 
 
 def meter_wh(value: int) -> int:
-    """A meter register from a charger as a contract value (Wh >= 0)."""
+    """A meter register from a charger as a contract value (Wh >= 0; see :func:`meter_in_range`)."""
     return max(0, value)
+
+
+def meter_in_range(value: int) -> bool:
+    """Whether a meterStart/meterStop fits the contract: at most :data:`METER_MAX_WH` (a negative one is
+    taken as 0 by :func:`meter_wh`)."""
+    return value <= METER_MAX_WH
+
+
+POWER_MAX_W = Decimal(10) ** 9
+"""A power sample beyond ±1 GW is no reading of a charger: kept out and flagged."""
+CURRENT_MAX_A = Decimal(10) ** 5
+"""A current sample beyond 100 kA likewise."""
 
 
 # --- meter values -----------------------------------------------------------------------
@@ -99,6 +111,8 @@ class Reading:
     context: str | None = None
     current_a: float | None = None
     """Current.Import: the highest phase (or the value without a phase); load management reads it."""
+    out_of_range: tuple[str, ...] = ()
+    """The values (as sent) that were numbers but beyond what a register holds: kept out of the figures."""
 
     @property
     def empty(self) -> bool:
@@ -129,13 +143,16 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
     Defaults per the OCPP 1.6 SampledValue type: measurand Energy.Active.Import.Register, unit
     Wh, context Sample.Periodic, location Outlet, format Raw. Values are decimal strings;
     chargers also send kWh (and kW). SignedData, unknown units and unparsable values are
-    skipped, never fatal: MeterValues must always be answered.
+    skipped, never fatal: MeterValues must always be answered. A number beyond what a register
+    holds (energy above :data:`METER_MAX_WH`, power beyond ±1 GW, current above 100 kA) is kept
+    out of the reading and listed in ``out_of_range``.
     """
     energy: list[tuple[tuple[bool, bool], Decimal]] = []
     power_total: list[tuple[tuple[bool, bool], Decimal]] = []
     power_phases: list[Decimal] = []
     currents: list[Decimal] = []
     context: str | None = None
+    out_of_range: list[str] = []
     for sample in sampled_values:
         if not isinstance(sample, Mapping) or sample.get("format", "Raw") != "Raw":
             continue
@@ -146,17 +163,27 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
         if measurand == ENERGY_REGISTER:
             factor = _ENERGY_FACTORS.get(sample.get("unit", "Wh"))
             if factor is not None and number >= 0:
+                # "99999999999999999999", "1e30": no meter reads that (compared before multiplying: no overflow)
+                if number > METER_MAX_WH or number * factor > METER_MAX_WH:
+                    out_of_range.append(str(sample.get("value"))[:64])
+                    continue
                 energy.append((_preference(sample), number * factor))
                 context = context or sample.get("context", "Sample.Periodic")
         elif measurand == POWER_IMPORT:
             factor = _POWER_FACTORS.get(sample.get("unit", "W"))
             if factor is None:
                 continue
+            if number.copy_abs() > POWER_MAX_W or (number * factor).copy_abs() > POWER_MAX_W:
+                out_of_range.append(str(sample.get("value"))[:64])
+                continue
             if sample.get("phase") is None:
                 power_total.append((_preference(sample), number * factor))
             elif sample.get("phase") in _PHASES:
                 power_phases.append(number * factor)
         elif measurand == CURRENT_IMPORT and sample.get("unit", "A") == "A" and number >= 0:
+            if number > CURRENT_MAX_A:
+                out_of_range.append(str(sample.get("value"))[:64])
+                continue
             # per phase (L1, L2, L3; L1-N …) or without one: the highest is what the plan must respect
             currents.append(number)
     energy_wh = None
@@ -173,7 +200,8 @@ def read_sampled_values(sampled_values: Iterable[Mapping[str, Any]]) -> Reading:
     current_a = float(max(currents)) if currents else None
     if current_a is not None and not math.isfinite(current_a):
         current_a = None
-    return Reading(energy_register_wh=energy_wh, power_w=power_w, context=context, current_a=current_a)
+    return Reading(energy_register_wh=energy_wh, power_w=power_w, context=context, current_a=current_a,
+                   out_of_range=tuple(out_of_range))
 
 
 def transaction_begin_wh(transaction_data: Iterable[Mapping[str, Any]] | None) -> int | None:

@@ -19,3 +19,9 @@ OUTBOX_DROPPED = Counter("evpark_edge_outbox_dropped", "telemetry envelopes drop
 OUTBOX_PUBLISHED = Counter("evpark_edge_outbox_published", "uplink envelopes acknowledged by the broker")
 MQTT_CONNECTED = Gauge("evpark_edge_mqtt_connected", "1 while the uplink is connected to the broker")
 COMMANDS = Counter("evpark_edge_commands", "cloud commands handled", ["status"])
+RETENTION_PRUNED = Counter("evpark_edge_outbox_retention_pruned",
+                           "acknowledged envelopes forgotten past the retention window ([uplink] retention_*)")
+RESENT = Counter("evpark_edge_resent", "kept envelopes published again because the cloud asked (site.resend)")
+RESEND_GONE = Counter("evpark_edge_resend_gone",
+                      "envelopes the cloud asked for that the store no longer has (dropped at the cap or past "
+                      "retention)")

@@ -23,7 +23,9 @@ and return its answer. This module owns only the protocol quirks:
 * Liveness (OCPP-NOTES "Status"): WebSocket pings, and a deadline on the time since the
   charger's last message; a charger that misses either is closed and reported offline.
 * Every CALL gets an answer: an unexpected failure is answered with InternalError, and numbers a
-  SQLite column cannot hold get PropertyConstraintViolation.
+  SQLite column cannot hold get PropertyConstraintViolation, as does a meterStart/meterStop above
+  :data:`mqtt.payloads.METER_MAX_WH`. A meter value beyond it is kept out of the figures
+  (:func:`edge.domain.read_sampled_values`) and relayed as a ``session.anomaly``.
 * The hot actions (MeterValues, Heartbeat, StatusNotification) of an accepted charger take a
   fast path: the compiled 1.6 schema (:mod:`edge.validation`) instead of the library's
   interpreted one in a thread pool, memoised key conversion, and the same ``@on`` handler and
@@ -63,9 +65,10 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edge import validation
-from edge.domain import AuthDecision
+from edge.domain import AuthDecision, meter_in_range
 from edge.metrics import CONNECTED_CHARGERS, OCPP_MESSAGES
 from edge.site import Admission, BootInfo, CallAnswer, ChargerCallRefused, ChargerNotConnected, Site
+from mqtt.payloads import METER_MAX_WH
 
 log = structlog.get_logger(__name__)
 
@@ -206,6 +209,15 @@ def _fits_sqlite(value: Any) -> bool:
     if isinstance(value, list):
         return all(_fits_sqlite(v) for v in value)
     return True
+
+
+def _check_meter(field: str, value: int) -> None:
+    """A meterStart/meterStop beyond what the contract carries (:data:`mqtt.payloads.METER_MAX_WH`) is
+    refused with PropertyConstraintViolation naming the field; nothing is stored."""
+    if not meter_in_range(value):
+        raise PropertyConstraintViolationError(
+            description=f"{field} is out of range: a meter reads 0 to {METER_MAX_WH} Wh",
+            details={"field": field})
 
 
 _CALL_ERROR_PREFIX = f"[{MessageType.CallError:d},"
@@ -437,6 +449,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
                                    **kwargs: Any) -> call_result.StartTransaction:
+        _check_meter("meterStart", meter_start)
         answer = await self._site.start_transaction(self.id, connector_id=connector_id, id_tag=id_tag,
                                                     meter_start=meter_start, timestamp=timestamp,
                                                     reservation_id=kwargs.get("reservation_id"))
@@ -453,6 +466,7 @@ class ChargerConnection(ChargePoint):  # type: ignore[misc]  # the ocpp library 
     @on(Action.stop_transaction)
     async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
                                   **kwargs: Any) -> call_result.StopTransaction:
+        _check_meter("meterStop", meter_stop)
         decision = await self._site.stop_transaction(
             self.id, transaction_id=transaction_id, meter_stop=meter_stop, timestamp=timestamp,
             id_tag=kwargs.get("id_tag"), reason=kwargs.get("reason"),

@@ -49,6 +49,9 @@ class EdgeSettings(BaseSettings):
     ocpp_host: str = "127.0.0.1"
     ocpp_port: int = Field(default=9000, ge=0, le=65535, description="0 picks a free port")
     heartbeat_interval: int = Field(default=300, ge=1, description="seconds, sent in BootNotification")
+    sessions_report_every: float = Field(default=300.0, gt=0, le=3600, description=(
+        "seconds between two session.open reports: the cloud closes within about this long a session whose "
+        "stop it never got"))
     accept_unknown_chargers: bool = Field(
         default=False,
         description="register a charger id seen for the first time; when False it gets HTTP 404",
@@ -84,6 +87,11 @@ class EdgeSettings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_topic_root: str = "evpark"
     mqtt_tls: bool = False
+    mqtt_keepalive: int = Field(default=30, ge=2, le=300)
+    """Seconds between MQTT pings: the broker publishes the edge's last will ("offline, lost") at
+    most 1.5 times this after the edge's last packet when the link dies silently."""
+    mqtt_high_water_every: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds between two ``site.high_water`` reports (the cloud learns of a lost tail from them)."""
 
     edge_version: str = Field(default_factory=_package_version)
 

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -30,12 +30,13 @@ from edge.domain import (
     stop_time,
     transaction_begin_wh,
 )
-from edge.metrics import COMMANDS
+from edge.metrics import COMMANDS, RESEND_GONE, RESENT
 from edge.security import basic_credentials, hash_key, valid_key, verify_key
 from edge.store import Store, StoreTransaction, TransactionRecord
 from mqtt.envelope import Command, CommandResult, parse_body
 from mqtt.payloads import (
     COMMAND_BODIES,
+    METER_MAX_WH,
     AcceptCharger,
     AuthListUpdate,
     CancelReservation,
@@ -47,17 +48,24 @@ from mqtt.payloads import (
     ChargerStatus,
     ClearChargingProfile,
     CommandStatus,
+    EndedTransaction,
     IdTagStatus,
+    OpenTransaction,
     RemoteStart,
     RemoteStop,
+    Resend,
     Reserve,
     Reset,
+    SessionAnomaly,
     SessionMeter,
+    SessionsOpen,
     SessionStarted,
     SessionStopped,
     SetChargingProfile,
     SetPowerLimit,
     SiteHello,
+    SiteHighWater,
+    SiteResent,
     UnlockConnector,
 )
 
@@ -244,6 +252,13 @@ class PowerControl(Protocol):
 
     def set_limit(self, amps: float) -> None: ...
 
+
+SESSIONS_REPORT_EVERY = 300.0
+"""Default seconds between two ``session.open`` reports (``EVPARK_EDGE_SESSIONS_REPORT_EVERY``)."""
+ENDED_WITHIN = timedelta(days=1)
+"""A ``session.open`` report carries the transactions stopped this recently, with their figures."""
+MAX_OPEN_REPORTED = 10_000
+MAX_ENDED_REPORTED = 500
 
 POWER_LIMIT_KEY = "power_limit"
 """meta key of a site limit changed at run time (admin API or cloud), kept across restarts."""
@@ -568,12 +583,14 @@ class Site:
         Returns how many were relayed; unreadable samples are skipped, never refused.
         """
         now = self._clock()
-        bodies = []
+        bodies: list[SessionMeter | SessionAnomaly] = []
         draw: tuple[float | None, float | None] | None = None
+        out_of_range: list[str] = []
         for element in meter_value:
             if connector_id < 0 or not isinstance(element, Mapping):
                 continue
             reading = read_sampled_values(element.get("sampled_value") or [])
+            out_of_range.extend(reading.out_of_range)
             if reading.current_a is not None or reading.power_w is not None:
                 draw = (reading.current_a, reading.power_w)
             if reading.empty:
@@ -584,6 +601,16 @@ class Site:
                 energy_register_wh=reading.energy_register_wh, power_w=reading.power_w,
                 sampled_at=sampled.at, clock_suspect=sampled.suspect,
             ))
+        if out_of_range:
+            # Kept out of the energy figures (the other samples still count) and told to the cloud, once per CALL.
+            log.warning("meter.out_of_range", charger_id=charger_id, connector_id=connector_id,
+                        transaction_id=transaction_id, values=out_of_range[:5])
+            bodies.append(SessionAnomaly(
+                kind="meter_out_of_range", charger_id=charger_id, transaction_id=transaction_id,
+                session_charger_id=charger_id if transaction_id is not None else None,
+                value=out_of_range[0], observed_at=now,
+                detail=(f"{len(out_of_range)} meter value(s) beyond what a register holds (energy up to "
+                        f"{METER_MAX_WH} Wh) were kept out of the figures; the first: {out_of_range[0]!r}")))
         async with self.store.writes() as tx:  # group commit
             await tx.touch_charger(charger_id, now)
             for body in bodies:
@@ -608,6 +635,22 @@ class Site:
             if record is not None and record.charger_id == charger_id:
                 ended = await self._stop_known(tx, record, meter_stop=meter_stop, reported=reported,
                                                timestamp=timestamp, id_tag=id_tag, reason=reason)
+            elif record is not None:
+                # Another charger's transaction: answered (or this charger retries it forever), never applied.
+                # Kept once (a retried stop is not reported twice) and relayed as an anomaly.
+                first = await tx.record_reconciled_stop(
+                    charger_id=charger_id, transaction_id=transaction_id, meter_stop=meter_stop,
+                    reported_stopped_at=timestamp, stopped_at=reported.at, id_tag=id_tag, reason=reason, now=now,
+                )
+                if first:
+                    await tx.emit(SessionAnomaly(
+                        kind="foreign_stop", charger_id=charger_id, transaction_id=transaction_id,
+                        session_charger_id=record.charger_id, meter_wh=stop_wh, observed_at=now,
+                        detail=(f"StopTransaction from {charger_id} for transaction {transaction_id} of "
+                                f"{record.charger_id} (meterStop {stop_wh} Wh): answered, not applied")[:500]))
+                log.warning("session.foreign_stop", charger_id=charger_id, transaction_id=transaction_id,
+                            session_charger_id=record.charger_id, repeated=not first)
+                return decision
             else:
                 ended = None
                 # Never seen start (offline queue, lost CALLRESULT, -1, or another charger's id).
@@ -665,7 +708,47 @@ class Site:
         """Queue a SiteHello so the cloud can resync what the site lacks (e.g. the auth list)."""
         async with self.store.transaction() as tx:
             version = await tx.authlist_version()
-            await tx.emit(SiteHello(edge_version=edge_version, authlist_version=version))
+            await tx.emit(SiteHello(edge_version=edge_version, authlist_version=version,
+                                    high_water=await tx.high_water()))
+
+    async def report_high_water(self) -> None:
+        """Queue the store's high-water marks (the uplink does it every minute while connected), so
+        the cloud also learns of a lost tail: envelopes after which nothing else came."""
+        async with self.store.transaction() as tx:
+            await tx.emit(SiteHighWater(high_water=await tx.high_water(), at=self._clock()))
+
+    async def report_sessions(self) -> SessionsOpen:
+        """Queue the open transactions, and those stopped in the last :data:`ENDED_WITHIN` with their final
+        figures, so the cloud closes what the edge no longer has (reconciliation; see the README)."""
+        now = self._clock()
+        async with self.store.transaction() as tx:
+            open_ = await tx.transactions(state="active", limit=MAX_OPEN_REPORTED)
+            ended = await tx.ended_transactions(since=now - ENDED_WITHIN, limit=MAX_ENDED_REPORTED)
+            report = SessionsOpen(
+                open=[OpenTransaction(charger_id=t.charger_id, connector_id=t.connector_id, transaction_id=t.id)
+                      for t in open_ if t.connector_id >= 1],
+                ended=[EndedTransaction(
+                    charger_id=t.charger_id, transaction_id=t.id, meter_start_wh=meter_wh(t.meter_start),
+                    meter_stop_wh=meter_wh(t.meter_stop or 0),
+                    energy_wh=billable_energy_wh(meter_wh(t.meter_start), meter_wh(t.meter_stop or 0)),
+                    started_at=t.started_at, stopped_at=t.stopped_at or now, reason=t.reason)
+                    for t in ended if t.connector_id >= 1 and t.meter_stop is not None],
+                last_transaction_id=await tx.last_transaction_id(), at=now)
+            await tx.emit(report)
+        return report
+
+    async def report_sessions_forever(self, every: float, connected: asyncio.Event) -> None:
+        """Runs until cancelled: :meth:`report_sessions` once connected, then every ``every`` seconds while
+        connected (offline, reports would only pile up in the outbox)."""
+        while True:
+            await connected.wait()
+            try:
+                await self.report_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a busy disk must not end the reports for good
+                log.warning("sessions.report_failed", error=repr(exc))
+            await asyncio.sleep(every)
 
     async def handle_command(self, command: Command) -> CommandStatus:
         """Apply a cloud command and queue its result, in one transaction.
@@ -675,7 +758,7 @@ class Site:
         answered again from the record, not sent again.
         """
         body = parse_body(command.type, command.body, COMMAND_BODIES)
-        if not isinstance(body, AuthListUpdate | SetPowerLimit) and command.site_id == self.site_id \
+        if not isinstance(body, AuthListUpdate | SetPowerLimit | Resend) and command.site_id == self.site_id \
                 and not command.expired(self._clock()):
             return await self._handle_charger_command(command, body)
         async with self.store.transaction() as tx:
@@ -746,6 +829,8 @@ class Site:
         body = parse_body(command.type, command.body, COMMAND_BODIES)
         if isinstance(body, AuthListUpdate):
             return await self._apply_authlist(tx, body)
+        if isinstance(body, Resend):
+            return await self._resend(tx, command, body)
         if isinstance(body, SetPowerLimit):
             if self.power is None:
                 return CommandOutcome(CommandStatus.REJECTED, "this site has no load management ([power] table)")
@@ -754,6 +839,26 @@ class Site:
             return CommandOutcome(CommandStatus.ACCEPTED, f"site limit set to {amps:g} A per phase",
                                   {"limit_a": amps})
         return CommandOutcome(CommandStatus.REJECTED, f"command type {command.type!r} is not supported")
+
+    async def _resend(self, tx: StoreTransaction, command: Command, body: Resend) -> CommandOutcome:
+        """Queue again the kept envelopes of a range the cloud missed; say what is gone for good."""
+        answer: dict[str, Any] = {"command_id": str(command.id), "store_id": body.store_id,
+                                  "category": body.category, "first_seq": body.first_seq, "last_seq": body.last_seq}
+        if body.store_id != self.store.store_id:
+            await tx.emit(SiteResent(**answer, resent=0, unknown_store=True))
+            log.warning("uplink.resend_unknown_store", store_id=body.store_id, ours=self.store.store_id)
+            return CommandOutcome(CommandStatus.REJECTED, f"this site's store is {self.store.store_id}, "
+                                  f"not {body.store_id}: its envelopes are not here", {"unknown_store": True})
+        outcome = await tx.resend(body.category, body.first_seq, body.last_seq)
+        await tx.emit(SiteResent(**answer, resent=outcome.resent, gone=outcome.gone))
+        RESENT.inc(outcome.resent)
+        gone = sum(last - first + 1 for first, last in outcome.gone)
+        RESEND_GONE.inc(gone)
+        log.info("uplink.resend", category=body.category, first_seq=body.first_seq, last_seq=body.last_seq,
+                 resent=outcome.resent, pending=outcome.pending, gone=gone)
+        return CommandOutcome(CommandStatus.ACCEPTED, f"{outcome.resent} envelopes queued again, {gone} gone",
+                              {"resent": outcome.resent, "pending": outcome.pending,
+                               "gone": [list(r) for r in outcome.gone]})
 
     # --- the site's power limit ---------------------------------------------------------
 

@@ -243,6 +243,9 @@ class Uplink(_Section):
     outbox_max_mb: float = Field(default=512.0, gt=0)
     outbox_max_events: int = Field(default=1_000_000, gt=0)
     at_cap: Literal["drop_oldest_telemetry", "refuse_new"] = "drop_oldest_telemetry"
+    retention_days: float = Field(default=7.0, ge=0, description="keep acknowledged envelopes this long")
+    retention_envelopes: int = Field(default=100_000, ge=0,
+                                     description="and at most this many (0: keep none, no resend possible)")
 
 
 # --- the site -----------------------------------------------------------------------------

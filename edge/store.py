@@ -58,6 +58,7 @@ from edge.metrics import (
     OUTBOX_BYTES,
     OUTBOX_DROPPED,
     OUTBOX_OLDEST_AGE,
+    RETENTION_PRUNED,
 )
 from mqtt.payloads import AuthListEntry, IdTagStatus, OutboxDropped
 from mqtt.topics import category_of
@@ -151,7 +152,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX transactions_start_key
            ON transactions (charger_id, connector_id, id_tag, meter_start, reported_started_at)""",
         "CREATE INDEX transactions_active ON transactions (charger_id, connector_id) WHERE state = 'active'",
-        # Stops of transactions the edge never saw start (unknown id or -1), kept once each.
+        # Stops of transactions the edge never saw start (unknown id or -1), kept once each; also the
+        # stops a charger sent for another charger's transaction (never applied: see Site.stop_transaction).
         """CREATE TABLE reconciled_stops (
             id                  INTEGER PRIMARY KEY AUTOINCREMENT,
             charger_id          TEXT NOT NULL,
@@ -245,6 +247,39 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at      TEXT NOT NULL
         )""",
     ),
+    # version 4: end-to-end delivery. Every envelope gets a seq within its uplink category (no hole,
+    # so the cloud sees what it missed); acknowledged envelopes move to outbox_sent and are kept for
+    # the retention window, to be published again when the cloud asks (site.resend).
+    (
+        "ALTER TABLE outbox ADD COLUMN category TEXT",
+        "ALTER TABLE outbox ADD COLUMN category_seq INTEGER",
+        """UPDATE outbox SET category = CASE WHEN type LIKE 'command.%' THEN 'result'
+                                          ELSE substr(type, 1, instr(type, '.') - 1) END""",
+        """UPDATE outbox SET category_seq = (SELECT count(*) FROM outbox o
+                                             WHERE o.category = outbox.category AND o.seq <= outbox.seq)""",
+        # The last category_seq assigned per category; it only grows (rows are deleted, it is not).
+        """CREATE TABLE outbox_streams (
+            category TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL
+        )""",
+        "INSERT INTO outbox_streams (category, last_seq) SELECT category, max(category_seq) FROM outbox"
+        " WHERE category IS NOT NULL GROUP BY category",
+        """CREATE TRIGGER outbox_category_seq AFTER INSERT ON outbox BEGIN
+            INSERT INTO outbox_streams (category, last_seq) VALUES (NEW.category, NEW.category_seq)
+                ON CONFLICT (category) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq);
+        END""",
+        """CREATE TABLE outbox_sent (
+            seq          INTEGER PRIMARY KEY,
+            envelope_id  TEXT NOT NULL,
+            type         TEXT NOT NULL,
+            body         TEXT NOT NULL,
+            ts           TEXT NOT NULL,
+            category     TEXT NOT NULL,
+            category_seq INTEGER NOT NULL,
+            sent_at      TEXT NOT NULL
+        )""",
+        "CREATE INDEX outbox_sent_by_category ON outbox_sent (category, category_seq)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -324,6 +359,7 @@ class OutboxRow:
     type: str
     body: dict[str, Any]
     ts: datetime
+    category_seq: int | None = None
 
 
 def _charger(row: sqlite3.Row) -> ChargerRecord:
@@ -368,6 +404,39 @@ HISTORY_DAYS = 90.0
 """Days the edge keeps charger notifications, the CALLs it sent and handled commands."""
 REPORT_EVERY = 10.0
 """Seconds between two site.outbox_dropped reports while refuse_new keeps refusing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long acknowledged envelopes are kept to be published again (the site file's ``[uplink]``):
+    ``retention_days`` or ``retention_envelopes``, whichever is reached first."""
+
+    days: float = 7.0
+    envelopes: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.days < 0 or self.envelopes < 0:
+            raise ValueError("the retention of acknowledged envelopes must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class ResendOutcome:
+    """What :meth:`StoreTransaction.resend` did with a range of one category."""
+
+    resent: int
+    pending: int
+    gone: list[tuple[int, int]]
+    """``[first, last]`` ranges not kept any more (dropped at the cap, or past the retention)."""
+
+
+def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
 
 
 def row_bytes(type_: str, body_text: str) -> int:
@@ -419,7 +488,10 @@ class OutboxStatus:
 
 _LIVE_JOIN = "LEFT JOIN connectors c ON c.charger_id = t.charger_id AND c.connector_id = t.connector_id"
 _LIVE_WHERE = "AND NOT (coalesce(c.status IN ('Available', 'Preparing'), 0) AND c.updated_at > t.started_at)"
-_INSERT_OUTBOX = "INSERT INTO outbox (envelope_id, type, body, ts) VALUES (?, ?, ?, ?)"
+# category_seq: the next of the category; the outbox_category_seq trigger books it in outbox_streams
+# (per row, so it also holds for the rows of one group commit's executemany).
+_INSERT_OUTBOX = """INSERT INTO outbox (envelope_id, type, body, ts, category, category_seq) VALUES
+    (?1, ?2, ?3, ?4, ?5, coalesce((SELECT last_seq FROM outbox_streams WHERE category = ?5), 0) + 1)"""
 _TOUCH_CHARGER = "UPDATE chargers SET last_seen = ? WHERE id = ?"
 _UPSERT_CONNECTOR = """INSERT INTO connectors (charger_id, connector_id, status, error_code, info, updated_at)
    VALUES (?, ?, ?, ?, ?, ?)
@@ -451,11 +523,11 @@ class _EnvelopeIds:
 _envelope_id = _EnvelopeIds()
 
 
-def _outbox_row(body: UplinkBody, ts: datetime | None) -> tuple[str, str, str, str | None]:
-    category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
+def _outbox_row(body: UplinkBody, ts: datetime | None) -> tuple[str, str, str, str | None, str]:
+    category = category_of(body.TYPE)  # refuse a type without an uplink topic now, not at drain time
     dump_json = getattr(body, "model_dump_json", None)
     text = dump_json() if dump_json is not None else json.dumps(body.model_dump(mode="json"))
-    return (_envelope_id(), body.TYPE, text, _iso(ts or datetime.now(UTC)))
+    return (_envelope_id(), body.TYPE, text, _iso(ts or datetime.now(UTC)), category)
 
 
 class StoreWrites:
@@ -493,8 +565,15 @@ class StoreWrites:
                                       error_code: str, info: str | None, at: datetime) -> None:
         self.statements.append((_UPSERT_CONNECTOR, (charger_id, connector_id, status, error_code, info, _iso(at))))
 
-    def delete_outbox(self, seqs: Sequence[int]) -> None:
-        self.counted.append((f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(seqs))})", tuple(seqs)))
+    def delete_outbox(self, seqs: Sequence[int], *, keep: bool = True) -> None:
+        """Forget acknowledged rows; ``keep``: move them to outbox_sent (the retention) first."""
+        marks = ", ".join("?" * len(seqs))
+        if keep:
+            self.counted.append((
+                "INSERT OR REPLACE INTO outbox_sent (seq, envelope_id, type, body, ts, category, category_seq,"
+                f" sent_at) SELECT seq, envelope_id, type, body, ts, category, category_seq, ? FROM outbox"
+                f" WHERE seq IN ({marks})", (_iso(datetime.now(UTC)), *seqs)))
+        self.counted.append((f"DELETE FROM outbox WHERE seq IN ({marks})", tuple(seqs)))
 
 
 
@@ -539,6 +618,29 @@ class StoreTransaction:
         self.emitted += 1
         self.emitted_bytes += row_bytes(row[1], row[2])
         return seq
+
+    async def high_water(self) -> dict[str, int]:
+        """The last category_seq assigned, per uplink category."""
+        return {row[0]: int(row[1]) for row in await self._all("SELECT category, last_seq FROM outbox_streams")}
+
+    async def resend(self, category: str, first_seq: int, last_seq: int) -> ResendOutcome:
+        """Queue again the kept (acknowledged) envelopes of ``category`` numbered ``first_seq``..``last_seq``,
+        with their own seq, id and body; the uplink publishes them before anything newer."""
+        params = (category, first_seq, last_seq)
+        where = "category = ? AND category_seq BETWEEN ? AND ?"
+        moved = await self._all(
+            "INSERT INTO outbox (seq, envelope_id, type, body, ts, category, category_seq)"
+            f" SELECT seq, envelope_id, type, body, ts, category, category_seq FROM outbox_sent WHERE {where}"
+            " ORDER BY seq RETURNING category_seq, length(type) + length(body)", params)
+        if moved:
+            await self._run(f"DELETE FROM outbox_sent WHERE {where}", params)
+            self.emitted += len(moved)
+            self.emitted_bytes += sum(int(row[1]) + ROW_OVERHEAD_BYTES for row in moved)
+        waiting = {int(row[0]) for row in await self._all(f"SELECT category_seq FROM outbox WHERE {where}", params)}
+        last = await self._one("SELECT last_seq FROM outbox_streams WHERE category = ?", (category,))
+        assigned = min(last_seq, int(last[0]) if last is not None else 0)
+        gone = _ranges(set(range(first_seq, assigned + 1)) - waiting)
+        return ResendOutcome(resent=len(moved), pending=len(waiting) - len(moved), gone=gone)
 
     async def get_meta(self, key: str) -> str | None:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -809,6 +911,17 @@ class StoreTransaction:
                                [*params, limit])
         return [_transaction(r) for r in rows]
 
+    async def ended_transactions(self, *, since: datetime, limit: int) -> list[TransactionRecord]:
+        """The latest ``limit`` transactions stopped at or after ``since`` (reconciliation reports)."""
+        rows = await self._all("SELECT * FROM transactions WHERE state = 'stopped' AND stopped_at >= ?"
+                               " ORDER BY id DESC LIMIT ?", (_iso(since), limit))
+        return [_transaction(r) for r in rows]
+
+    async def last_transaction_id(self) -> int:
+        """The highest transactionId this store has handed out (0: none yet)."""
+        row = await self._one("SELECT seq FROM sqlite_sequence WHERE name = 'transactions'")
+        return int(row["seq"]) if row is not None else 0
+
     async def find_started(self, charger_id: str, connector_id: int, id_tag: str, meter_start: int,
                            reported_started_at: str) -> TransactionRecord | None:
         """The latest transaction started with exactly these StartTransaction fields."""
@@ -863,9 +976,14 @@ class StoreTransaction:
 class Store:
     """The edge database. ``async with await Store.open(path) as store`` or ``open``/``close``."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, cap: OutboxCap | None = None) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, cap: OutboxCap | None = None, *,
+                 store_id: str = "", retention: Retention | None = None) -> None:
         self._db = db
         self.path = path
+        self.retention = retention or Retention()
+        self.store_id = store_id
+        """This database's instance id (``meta.store_id``): a uuid4 in hex, made when the database was
+        created and kept in it; every uplink envelope carries it (see :mod:`mqtt.envelope`)."""
         self._lock = asyncio.Lock()
         self._backlog = 0
         self._bytes = 0
@@ -892,7 +1010,7 @@ class Store:
         self._committer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, cap: OutboxCap | None = None) -> Store:
+    async def open(cls, path: Path, *, cap: OutboxCap | None = None, retention: Retention | None = None) -> Store:
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions; Store.transaction issues BEGIN itself.
         db = await aiosqlite.connect(path, isolation_level=None)
@@ -905,12 +1023,13 @@ class Store:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
             await migrate(db, path)
-            store = cls(db, path, cap)
+            store = cls(db, path, cap, store_id=await _store_id(db), retention=retention)
             await store._count_outbox()
         except BaseException:
             await db.close()
             raise
-        log.info("store.opened", path=str(path), schema_version=SCHEMA_VERSION, outbox_backlog=store._backlog)
+        log.info("store.opened", path=str(path), schema_version=SCHEMA_VERSION, store_id=store.store_id,
+                 outbox_backlog=store._backlog)
         return store
 
     async def close(self) -> None:
@@ -1091,20 +1210,23 @@ class Store:
         if sending:
             self._sending.update(r["seq"] for r in rows)
         batch = [OutboxRow(seq=r["seq"], envelope_id=uuid.UUID(r["envelope_id"]), type=r["type"],
-                           body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"])) for r in rows]
+                           body=json.loads(r["body"]), ts=datetime.fromisoformat(r["ts"]),
+                           category_seq=r["category_seq"]) for r in rows]
         if batch:
             self._oldest_ts = batch[0].ts
         return batch
 
     async def delete_outbox(self, seqs: Iterable[int]) -> int:
-        """Forget rows the broker acknowledged."""
+        """Forget rows the broker acknowledged from the outbox; they are kept in ``outbox_sent`` for the
+        retention window (:class:`Retention`), to be published again if the cloud misses them."""
         seqs = list(seqs)
         if not seqs:
             return 0
         # Group-committed with the charger messages: the relay costs no fsync of its own.
         async with self.writes() as unit:
-            unit.delete_outbox(seqs)
-        deleted = unit.changed
+            unit.delete_outbox(seqs, keep=self.retention.envelopes > 0)
+        # kept: the rows copied and the rows deleted are the same rows, counted once each
+        deleted = unit.changed // 2 if self.retention.envelopes > 0 else unit.changed
         freed = sum(self._sizes.pop(seq, 0) for seq in seqs)
         self._sending.difference_update(seqs)
         self._forget(deleted, freed)
@@ -1127,13 +1249,16 @@ class Store:
         once an hour forgets charger notifications, calls and handled commands older than
         ``history_days``."""
         last_recount = time.monotonic()
-        last_prune = 0.0
+        last_prune = last_retention = 0.0
         while True:
             self._maintenance.clear()
             try:
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
                     await self.prune_history(datetime.now(UTC) - timedelta(days=history_days))
+                if time.monotonic() - last_retention >= recount_every:
+                    last_retention = time.monotonic()
+                    await self.prune_sent(datetime.now(UTC))
                 if time.monotonic() - last_recount >= recount_every:
                     await self._count_outbox()
                     last_recount = time.monotonic()
@@ -1160,6 +1285,26 @@ class Store:
         if deleted:
             log.info("store.history_pruned", rows=deleted, before=cutoff)
         return deleted
+
+    async def prune_sent(self, now: datetime) -> int:
+        """Forget acknowledged envelopes past the retention (older than its days, or beyond its count,
+        oldest first). The cloud is told they are gone if it asks for them."""
+        cutoff = _iso(now - timedelta(days=self.retention.days))
+        async with self.transaction() as tx:
+            deleted = await tx._run("DELETE FROM outbox_sent WHERE sent_at < ?", (cutoff,))
+            deleted += await tx._run(
+                "DELETE FROM outbox_sent WHERE seq <= (SELECT seq FROM outbox_sent ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (self.retention.envelopes,))
+        if deleted:
+            RETENTION_PRUNED.inc(deleted)
+            log.info("outbox.retention_pruned", envelopes=deleted, older_than=cutoff,
+                     kept_at_most=self.retention.envelopes)
+        return deleted
+
+    async def sent_count(self) -> int:
+        """Acknowledged envelopes kept for a resend."""
+        async with self._lock:
+            return int(await _scalar(self._db, "SELECT count(*) FROM outbox_sent"))
 
     async def enforce_cap(self) -> int:
         """Under drop_oldest_telemetry, drop the oldest telemetry until the outbox is at
@@ -1295,6 +1440,13 @@ def _settle(batch: Sequence[tuple[StoreWrites, asyncio.Future[None]]], error: Ex
 async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
     rows = list(await db.execute_fetchall(sql))
     return rows[0][0] if rows else None
+
+
+async def _store_id(db: aiosqlite.Connection) -> str:
+    """The database's instance id, created the first time a database is opened (a new or a replaced
+    database gets a new one; a database of an older edge gets one at its first open by this edge)."""
+    await db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+    return str(await _scalar(db, "SELECT value FROM meta WHERE key = 'store_id'"))
 
 
 async def migrate(db: aiosqlite.Connection, path: Path | str = "<db>") -> int:

@@ -4,10 +4,19 @@ On every (re)connection, with client id ``evpark-edge-<site_id>`` and a persiste
 (clean_session=False, so commands sent while the site was offline wait at the broker):
 
 1. subscribe to the site's command topic (QoS 1);
-2. queue a SiteHello (through the outbox, so it keeps the seq order);
-3. drain the outbox in seq order: publish each envelope with QoS 1 and delete its row only
-   after the broker's PUBACK. Rows not acknowledged stay and are sent again on the next
-   connection; the cloud drops repeats by envelope id.
+2. publish its retained link status ``online`` (:mod:`mqtt.link`; the CONNECT carries the last
+   will ``offline, lost``, and a clean stop publishes ``offline, stopped`` first);
+3. queue a SiteHello (through the outbox, so it keeps the seq order);
+4. drain the outbox in seq order: publish each envelope with QoS 1 and move its row out of the
+   outbox only after the broker's PUBACK. Rows not acknowledged stay and are sent again on the
+   next connection; the cloud drops repeats by envelope id;
+5. every :data:`HIGH_WATER_EVERY` seconds, queue a ``site.high_water`` (the last ``category_seq``
+   of each category, as in the hello).
+
+A PUBACK is not the end of an envelope: a broker that crashes may lose what it acknowledged.
+Acknowledged rows are kept (``outbox_sent``, for the retention window of the site file's
+``[uplink]``) and queued again when the cloud, which checks each category's ``category_seq``
+for holes, asks with a ``site.resend`` command (see mqtt/README.md, "Delivery").
 
 Commands are handled one at a time, in arrival order, and acknowledged (PUBACK) only after
 their effect and their result are committed to SQLite, so a crash in between makes the
@@ -40,6 +49,7 @@ from edge.site import Site
 from edge.store import OutboxRow
 from mqtt.client import ack, enable_manual_ack
 from mqtt.envelope import MalformedMessage, decode_command, envelope_bytes
+from mqtt.link import LinkStatus
 from mqtt.payloads import CommandStatus
 from mqtt.topics import QOS, RETAINED_TYPES, Topics
 
@@ -47,6 +57,12 @@ log = structlog.get_logger(__name__)
 
 STABLE_AFTER = 10.0
 """Seconds a connection must last before the reconnect back-off starts over."""
+
+GOODBYE_TIMEOUT = 2.0
+"""Seconds a stopping edge waits for the broker to take its "offline, stopped" status."""
+
+HIGH_WATER_EVERY = 60.0
+"""Seconds between two ``site.high_water`` reports while connected."""
 
 _CHUNK = 256
 """Outbox rows published per turn of the event loop (a window is published in chunks)."""
@@ -75,7 +91,7 @@ class Uplink:
     def __init__(self, site: Site, *, site_id: str, host: str, port: int, topic_root: str = "evpark",
                  username: str | None = None, password: str | None = None, tls: bool = False,
                  edge_version: str = "0", keepalive: int = 30, window: int = 1024,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, high_water_every: float = HIGH_WATER_EVERY) -> None:
         self._site = site
         self._store = site.store
         self.site_id = site_id
@@ -90,6 +106,7 @@ class Uplink:
         self._keepalive = keepalive
         self._window = window
         self._backoff = backoff or Backoff()
+        self._high_water_every = high_water_every
         self._connected_at: float | None = None
         self._routes: dict[str, tuple[str, bool]] = {}
         self.connected = asyncio.Event()
@@ -117,10 +134,15 @@ class Uplink:
             await asyncio.sleep(delay)
 
     async def _session(self, tls_context: ssl.SSLContext | None) -> None:
+        # The link's state for the cloud (mqtt.link): the will says "lost" if this connection ends
+        # without a DISCONNECT; "online" goes out once connected, "stopped" before a clean stop.
+        status = LinkStatus.for_connection(edge_version=self._edge_version)
+        status_topic = self._topics.status(self.site_id)
         client = aiomqtt.Client(
             self._host, self._port, identifier=self.client_id, clean_session=False,
             username=self._username, password=self._password, tls_context=tls_context,
             keepalive=self._keepalive,
+            will=aiomqtt.Will(status_topic, status.offline("lost").to_bytes(), qos=QOS, retain=True),
             # No paho limit: the relay's window bounds what is in flight. paho's default (20) would queue
             # the rest of a window, and rescan that queue at every PUBACK.
             max_inflight_messages=0,
@@ -133,12 +155,34 @@ class Uplink:
             self.connected.set()
             log.info("uplink.connected", broker=f"{self._host}:{self._port}", client_id=self.client_id,
                      outbox_backlog=self._store.outbox_backlog)
+            await client.publish(status_topic, status.to_bytes(), qos=QOS, retain=True)
             await self._site.say_hello(self._edge_version)
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._drain(client), name=f"uplink.drain:{self.site_id}")
-                tasks.create_task(self._receive(client), name=f"uplink.receive:{self.site_id}")
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._drain(client), name=f"uplink.drain:{self.site_id}")
+                    tasks.create_task(self._receive(client), name=f"uplink.receive:{self.site_id}")
+                    tasks.create_task(self._report_high_water(), name=f"uplink.high_water:{self.site_id}")
+            except asyncio.CancelledError:
+                await self._say_goodbye(client, status_topic, status.offline("stopped"))
+                raise
+
+    async def _say_goodbye(self, client: aiomqtt.Client, topic: str, status: LinkStatus) -> None:
+        """Tell the cloud the edge stops (a clean DISCONNECT discards the will), bounded: the edge
+        is shutting down. If the connection is already gone the broker publishes the will instead;
+        if the broker does not take the status within GOODBYE_TIMEOUT, the cloud keeps the site
+        online until the edge's next connection (logged as uplink.goodbye_failed)."""
+        try:
+            async with asyncio.timeout(GOODBYE_TIMEOUT):
+                await client.publish(topic, status.to_bytes(), qos=QOS, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("uplink.goodbye_failed", error=str(exc) or repr(exc))
 
     # --- edge → cloud -------------------------------------------------------------------
+
+    async def _report_high_water(self) -> None:
+        while True:
+            await asyncio.sleep(self._high_water_every)
+            await self._site.report_high_water()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         wakeup = self._store.outbox_changed
@@ -175,7 +219,8 @@ class Uplink:
                 try:
                     topic, retain = self._route(row.type)
                     payload = envelope_bytes(self.site_id, row.seq, row.type, row.body, id=row.envelope_id,
-                                             ts=row.ts)
+                                             ts=row.ts, store_id=self._store.store_id,
+                                             category_seq=row.category_seq)
                     info = paho.publish(topic, payload, QOS, retain)
                 except Exception as exc:  # a row that cannot be sent: the ones before it still count
                     error = exc

@@ -95,6 +95,7 @@ def serve(
     """Run one cloud service (production: settings from EVPARK_* environment variables)."""
     import uvicorn
 
+    from cloud.platform.http_server import uvicorn_options
     from cloud.registry import spec as spec_of
 
     settings = _cloud_settings()
@@ -102,7 +103,8 @@ def serve(
     spec = spec_of(str(service.value))
     the_app = spec.build_app(settings)
     uvicorn.run(the_app, host=host or settings.host, port=port or settings.port_of(spec.name), log_config=None,
-                access_log=False, proxy_headers=True)
+                access_log=False, proxy_headers=False,  # the gateway decides whom to believe (trusted_proxies)
+                **uvicorn_options(settings.header_timeout_seconds))
 
 
 @app.command()
@@ -173,6 +175,10 @@ def migrate(
 from evpark.events_cli import events_app  # noqa: E402  (the sub-command group needs `err` and settings)
 
 app.add_typer(events_app, name="events")
+
+from evpark.sites_cli import sites_app  # noqa: E402
+
+app.add_typer(sites_app, name="sites")
 
 accounts_app = typer.Typer(help="Accounts of the built-in accounts service.", no_args_is_help=True,
                            add_completion=False)

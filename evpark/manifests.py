@@ -196,8 +196,6 @@ x-cloud-env: &cloud-env
   EVPARK_MQTT_HOST: mosquitto
   EVPARK_MQTT_PORT: "8883"
   EVPARK_MQTT_TLS: "true"
-  EVPARK_MQTT_USERNAME: evpark-cloud
-  EVPARK_MQTT_PASSWORD: ${CLOUD_MQTT_PASSWORD:?run ./make-secrets.sh}
   # trust the CA that signed Mosquitto's certificate
   SSL_CERT_FILE: /etc/evpark/certs/ca.crt
 
@@ -279,6 +277,7 @@ _COMPOSE_INFRASTRUCTURE = """\
         set -e;
         mkdir -p /etc/mosquitto/certs;
         install -o mosquitto -g mosquitto -m 600 /run/evpark/passwd /etc/mosquitto/passwd;
+        install -o mosquitto -g mosquitto -m 600 /run/evpark/acl.conf /etc/mosquitto/acl.conf;
         for f in ca.crt server.crt server.key; do
         install -o mosquitto -g mosquitto -m 600 /run/evpark/certs/$$f /etc/mosquitto/certs/$$f; done;
         chown mosquitto:mosquitto /var/lib/mosquitto;
@@ -287,7 +286,6 @@ _COMPOSE_INFRASTRUCTURE = """\
       - "8883:8883"
     volumes:
       - ../mqtt/mosquitto.conf:/etc/mosquitto/mosquitto.conf:ro
-      - ../mqtt/acl.conf:/etc/mosquitto/acl.conf:ro
       - ./secrets/mosquitto:/run/evpark:ro
       - mosquitto-data:/var/lib/mosquitto
 
@@ -364,6 +362,9 @@ def _compose_service(spec: ServiceSpec, services: list[ServiceSpec]) -> str:
         "      <<: *cloud-env",
         f'      EVPARK_{spec.env_name}_PORT: "{spec.port}"',
     ]
+    if spec.mqtt_categories:  # its own broker user: the broker ties client ids to usernames (mqtt/README.md)
+        lines += [f"      EVPARK_MQTT_USERNAME: evpark-{spec.name}",
+                  f"      EVPARK_MQTT_PASSWORD: ${{{spec.env_name}_MQTT_PASSWORD:?run ./make-secrets.sh}}"]
     if spec.kind == "gateway":
         lines += [f"      EVPARK_{s.env_name}_URL: http://{s.name}:{s.port}" for s in services]
         lines += ["    ports:", f'      - "{spec.port}:{spec.port}"']
@@ -632,7 +633,6 @@ _CONFIGMAP_TAIL = """\
   EVPARK_MQTT_HOST: mqtt.example.org
   EVPARK_MQTT_PORT: "8883"
   EVPARK_MQTT_TLS: "true"
-  EVPARK_MQTT_USERNAME: evpark-cloud
   EVPARK_MQTT_TOPIC_ROOT: evpark
   # The migrate Job (migrate-job.yaml) applies migrations before the services roll out.
   EVPARK_MIGRATE_ON_START: "false"
@@ -667,6 +667,8 @@ def _configmap(specs: list[ServiceSpec]) -> str:
     lines = ["  # Listen port of every service, and where the gateway finds each one (cloud/registry.py)."]
     lines += [f'  EVPARK_{spec.env_name}_PORT: "{spec.port}"' for spec in specs]
     lines += [f"  EVPARK_{spec.env_name}_URL: http://{spec.name}:{spec.port}" for spec in _services(specs)]
+    lines.append("  # A broker user per service that reads MQTT (EVPARK_<NAME>_MQTT_PASSWORD: in the Secret).")
+    lines += [f"  EVPARK_{spec.env_name}_MQTT_USERNAME: evpark-{spec.name}" for spec in specs if spec.mqtt_categories]
     return MARKER + "\n" + _CONFIGMAP_HEAD + "\n".join(lines) + "\n" + _CONFIGMAP_TAIL
 
 

@@ -1,12 +1,19 @@
 """The envelope every uplink message travels in, and the command/result pair going down.
 
 An envelope carries a globally unique ``id`` (the cloud treats a repeated id as already
-done), the ``site_id``, a per-site ``seq`` that only grows, a UTC ``ts``, a ``type`` and a
-typed ``body``.
+done), the ``site_id``, the ``store_id`` of the edge database that wrote it, a ``seq`` that
+only grows within that store, a UTC ``ts``, a ``type`` and a typed ``body``.
+
+``store_id`` is a random id (32 lowercase hex digits, a uuid4) created with the edge's
+database and kept in it: it survives restarts, and a replaced database (a new disk, a lost
+volume) gets a new one. A new store starts ``seq`` and OCPP transaction ids at 1 again, so
+the cloud keys sequences and sessions by (site, store). ``None`` only in envelopes of edges
+older than the field; the cloud files those under the site's "legacy" store.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,6 +25,10 @@ from pydantic_core import to_json
 from mqtt.payloads import COMMAND_BODIES, UPLINK_BODIES, CommandStatus, UtcDatetime, _Body
 from mqtt.topics import validate_site_id
 
+STORE_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
+"""What a ``store_id`` may look like (the edge writes ``uuid.uuid4().hex``)."""
+_STORE_ID = re.compile(STORE_ID_PATTERN)
+
 
 class MalformedMessage(ValueError):
     """A payload that does not follow the contract. Park it; retrying cannot fix it."""
@@ -28,26 +39,34 @@ class Envelope(BaseModel):
 
     id: uuid.UUID
     site_id: str
+    store_id: str | None = Field(default=None, pattern=STORE_ID_PATTERN)
+    """The edge database that wrote the envelope; None only from edges older than the field."""
     seq: int = Field(ge=1)
+    category_seq: int | None = Field(default=None, ge=1)
+    """The envelope's place in its category (:func:`mqtt.topics.category_of`) of this store: 1, 2, 3, …
+    with no hole, so a cloud service that reads a category sees what it missed (see "Delivery" in
+    mqtt/README.md). None only from edges older than the field (they are not checked for gaps)."""
     ts: UtcDatetime
     type: str
     body: dict[str, Any]
 
     @classmethod
     def wrap(cls, site_id: str, seq: int, body: _Body | CommandResult, *, id: uuid.UUID | None = None,
-             ts: datetime | None = None) -> Envelope:
+             ts: datetime | None = None, store_id: str | None = None,
+             category_seq: int | None = None) -> Envelope:
         validate_site_id(site_id)
-        return cls(id=id or uuid.uuid4(), site_id=site_id, seq=seq, ts=ts or datetime.now(UTC),
-                   type=body.TYPE, body=body.model_dump(mode="json"))
+        return cls(id=id or uuid.uuid4(), site_id=site_id, store_id=store_id, seq=seq, category_seq=category_seq,
+                   ts=ts or datetime.now(UTC), type=body.TYPE, body=body.model_dump(mode="json"))
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
 
 def envelope_bytes(site_id: str, seq: int, message_type: str, body: Mapping[str, Any], *, id: uuid.UUID,
-                   ts: datetime) -> bytes:
-    """``Envelope(id=id, site_id=site_id, seq=seq, ts=ts, type=message_type, body=body).to_bytes()``, byte
-    for byte, without building the model (the relay's hot path: one call per outbox row).
+                   ts: datetime, store_id: str | None, category_seq: int | None = None) -> bytes:
+    """``Envelope(id=id, site_id=site_id, store_id=store_id, seq=seq, ts=ts, type=message_type,
+    body=body).to_bytes()``, byte for byte, without building the model (the relay's hot path: one call
+    per outbox row).
 
     ``body`` must already be the JSON form of its type (an outbox row: its body model validated it when
     the row was written), with string keys. The envelope's own fields are checked as the model checks
@@ -55,12 +74,17 @@ def envelope_bytes(site_id: str, seq: int, message_type: str, body: Mapping[str,
     """
     if type(seq) is not int or seq < 1:
         raise ValueError(f"envelope seq must be an integer >= 1, not {seq!r}")
+    if category_seq is not None and (type(category_seq) is not int or category_seq < 1):
+        raise ValueError(f"envelope category_seq must be an integer >= 1, not {category_seq!r}")
     if ts.utcoffset() is None:
         raise ValueError("envelope ts must carry a UTC offset")
     validate_site_id(site_id)
+    if store_id is not None and (type(store_id) is not str or not _STORE_ID.fullmatch(store_id)):
+        raise ValueError(f"envelope store_id must match {STORE_ID_PATTERN}, not {store_id!r}")
     # pydantic-core's serializer is the one model_dump_json uses: same separators, escaping, float,
     # datetime and UUID forms, and the fields in the model's order.
-    return to_json({"id": id, "site_id": site_id, "seq": seq, "ts": ts, "type": message_type, "body": body})
+    return to_json({"id": id, "site_id": site_id, "store_id": store_id, "seq": seq,
+                    "category_seq": category_seq, "ts": ts, "type": message_type, "body": body})
 
 
 class CommandResult(BaseModel):

@@ -178,7 +178,9 @@ def build() -> dict[str, Any]:
             },
             "securitySchemes": {
                 "userPassword": {"type": "userPassword",
-                                 "description": "mosquitto_passwd users: one per site, plus evpark-cloud."},
+                                 "description": "One user per site (username = site id, `evpark sites add`) "
+                                                "and one per cloud service (evpark-<service>); the client "
+                                                "id is the username."},
             },
         },
     }

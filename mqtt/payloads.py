@@ -20,6 +20,14 @@ def _utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
+METER_MAX_WH = 999_999_999_999
+"""The largest energy figure (Wh) the contract carries: every meter value, meterStart/meterStop and
+energy. Under 1 TWh, so no real meter reaches it, and far inside a SQLite INTEGER and a PostgreSQL
+BIGINT (and exact as a JSON/JavaScript number). The edge refuses or drops a larger value where it
+enters (see the README, "Numbers from chargers")."""
+
+Wh = Annotated[int, Field(ge=0, le=METER_MAX_WH)]
+
 
 class _Body(BaseModel):
     TYPE: ClassVar[str]
@@ -50,6 +58,9 @@ class SiteHello(_Body):
     TYPE: ClassVar[str] = "site.hello"
     edge_version: str
     authlist_version: int = Field(ge=0)
+    high_water: dict[str, int] = Field(
+        default_factory=dict,
+        description="per uplink category, the last category_seq this store assigned (see SiteHighWater)")
 
 
 class ChargerBoot(_Body):
@@ -80,7 +91,7 @@ class SessionStarted(_Body):
     transaction_id: int = Field(ge=1)
     id_tag: str
     id_tag_status: IdTagStatus
-    meter_start_wh: int = Field(ge=0)
+    meter_start_wh: Wh
     started_at: UtcDatetime
     reservation_id: int | None = None
     clock_suspect: bool = False
@@ -91,7 +102,7 @@ class SessionMeter(_Body):
     charger_id: str
     connector_id: int = Field(ge=0)
     transaction_id: int | None = None
-    energy_register_wh: int | None = Field(default=None, ge=0)
+    energy_register_wh: Wh | None = None
     power_w: float | None = None
     sampled_at: UtcDatetime
     clock_suspect: bool = False
@@ -102,9 +113,9 @@ class SessionStopped(_Body):
     charger_id: str
     transaction_id: int
     id_tag: str | None = None
-    meter_start_wh: int | None = Field(default=None, ge=0)
-    meter_stop_wh: int = Field(ge=0)
-    energy_wh: int = Field(ge=0, description="billable energy, never negative")
+    meter_start_wh: Wh | None = None
+    meter_stop_wh: Wh
+    energy_wh: Wh = Field(description="billable energy, never negative")
     started_at: UtcDatetime | None = None
     stopped_at: UtcDatetime
     reason: str | None = None
@@ -112,6 +123,57 @@ class SessionStopped(_Body):
     reconciled: bool = Field(
         default=False, description="the edge never saw this transaction start (unknown id or -1)"
     )
+
+
+class SessionAnomaly(_Body):
+    """Something a charger said about a session that the edge answered but did not apply.
+
+    ``foreign_stop``: a StopTransaction from another charger than the one that started the
+    transaction; it was answered (the charger does not retry it) and never ended the session.
+    ``meter_out_of_range``: a meter value beyond :data:`METER_MAX_WH` (or not a number a register
+    can hold) was kept out of the energy figures."""
+
+    TYPE: ClassVar[str] = "session.anomaly"
+    kind: Literal["foreign_stop", "meter_out_of_range"]
+    charger_id: str = Field(description="the charger that sent the message")
+    transaction_id: int | None = None
+    session_charger_id: str | None = Field(default=None, description="the charger the transaction belongs to")
+    meter_wh: Wh | None = Field(default=None, description="foreign_stop: the meterStop it sent")
+    value: str | None = Field(default=None, max_length=64, description="meter_out_of_range: the value as sent")
+    detail: str = Field(max_length=500)
+    observed_at: UtcDatetime
+
+
+class OpenTransaction(_Body):
+    charger_id: str
+    connector_id: int = Field(ge=0)
+    transaction_id: int = Field(ge=1)
+
+
+class EndedTransaction(_Body):
+    """A transaction the edge has stopped, with its final figures."""
+
+    charger_id: str
+    transaction_id: int = Field(ge=1)
+    meter_start_wh: Wh
+    meter_stop_wh: Wh
+    energy_wh: Wh
+    started_at: UtcDatetime
+    stopped_at: UtcDatetime
+    reason: str | None = None
+
+
+class SessionsOpen(_Body):
+    """The edge's open transactions, sent every ``[uplink] sessions_report_every`` seconds and on
+    connect, so the cloud closes what the edge no longer has (reconciliation). ``ended`` holds the
+    transactions stopped in the last day with their figures (the latest 500); the cloud only
+    closes its sessions of this store with ``transaction_id <= last_transaction_id``."""
+
+    TYPE: ClassVar[str] = "session.open"
+    open: list[OpenTransaction] = Field(max_length=10_000)
+    ended: list[EndedTransaction] = Field(default_factory=list, max_length=500)
+    last_transaction_id: int = Field(ge=0, description="the highest transactionId the store has handed out")
+    at: UtcDatetime
 
 
 class ChargerConnection(_Body):
@@ -197,6 +259,39 @@ class OutboxDropped(_Body):
     at: UtcDatetime
 
 
+class SiteHighWater(_Body):
+    """The store's high-water marks, sent every minute while connected (and in every hello).
+
+    ``high_water`` maps an uplink category to the last ``category_seq`` the store assigned in it, so
+    a cloud service also learns of envelopes it never received at the end of a category (a lost
+    tail). The marks are of the store named by the envelope's ``store_id``.
+    """
+
+    TYPE: ClassVar[str] = "site.high_water"
+    high_water: dict[str, int]
+    at: UtcDatetime
+
+
+class SiteResent(_Body):
+    """The edge's answer to a ``site.resend``: what of the range it published again, and what is gone.
+
+    ``gone`` lists ``[first, last]`` ranges the store dropped on purpose (the outbox cap, or the
+    retention of acknowledged envelopes): they never arrive, and are not asked for again.
+    ``unknown_store``: the request named another store instance (a replaced database); nothing of
+    it can be sent. Envelopes still waiting in the outbox are neither resent nor gone: they come.
+    """
+
+    TYPE: ClassVar[str] = "site.resent"
+    command_id: str
+    store_id: str | None = None
+    category: str
+    first_seq: int = Field(ge=1)
+    last_seq: int = Field(ge=1)
+    resent: int = Field(ge=0)
+    gone: list[tuple[int, int]] = Field(default_factory=list)
+    unknown_store: bool = False
+
+
 class InventoryBay(_Body):
     bay_id: str = Field(min_length=1, max_length=64)
     type: Literal["ev", "regular", "accessible"]
@@ -262,6 +357,32 @@ class SetPowerLimit(_Body):
     def _one_limit(self) -> SetPowerLimit:
         if (self.limit_a is None) == (self.limit_w is None):
             raise ValueError("give exactly one of limit_a (amps per phase) or limit_w (watts)")
+        return self
+
+
+MAX_RESEND_RANGE = 1000
+"""The most envelopes one ``site.resend`` may ask for."""
+
+
+class Resend(_Body):
+    """Publish again the envelopes ``first_seq``..``last_seq`` of ``category`` written by store ``store_id``.
+
+    The edge re-publishes those it keeps (acknowledged envelopes are kept for a retention window) with
+    their own ids, and answers with a :class:`SiteResent`. At most :data:`MAX_RESEND_RANGE` per command.
+    """
+
+    TYPE: ClassVar[str] = "site.resend"
+    store_id: str = Field(min_length=1, max_length=64)
+    category: Literal["site", "charger", "session", "bay", "result"]
+    first_seq: int = Field(ge=1)
+    last_seq: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> Resend:
+        if self.last_seq < self.first_seq:
+            raise ValueError("last_seq must not be below first_seq")
+        if self.last_seq - self.first_seq + 1 > MAX_RESEND_RANGE:
+            raise ValueError(f"at most {MAX_RESEND_RANGE} envelopes per resend")
         return self
 
 
@@ -357,11 +478,14 @@ UPLINK_BODIES: dict[str, type[_Body]] = {
     model.TYPE: model
     for model in (SiteHello, ChargerBoot, ChargerStatus, ChargerConnection, ChargerNotification, ChargerCall,
                   SessionStarted,
-                  SessionMeter, SessionStopped, BayOccupancy, BayUsage, SiteInventory, OutboxDropped)
+                  SessionMeter, SessionStopped, BayOccupancy, BayUsage, SiteInventory, OutboxDropped, SiteHighWater,
+                  SiteResent)
 }
+UPLINK_BODIES.update({SessionAnomaly.TYPE: SessionAnomaly, SessionsOpen.TYPE: SessionsOpen})
 CHARGER_COMMANDS: tuple[type[_ChargerCommand], ...] = (
     RemoteStart, RemoteStop, Reserve, CancelReservation, ChangeAvailability, Reset, UnlockConnector,
     SetChargingProfile, ClearChargingProfile, AcceptCharger,
 )
-COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate, SetPowerLimit.TYPE: SetPowerLimit}
+COMMAND_BODIES: dict[str, type[_Body]] = {AuthListUpdate.TYPE: AuthListUpdate, SetPowerLimit.TYPE: SetPowerLimit,
+                                          Resend.TYPE: Resend}
 COMMAND_BODIES.update({model.TYPE: model for model in CHARGER_COMMANDS})

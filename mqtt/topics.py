@@ -7,6 +7,8 @@ other's messages)::
     <root>/sites/<site_id>/up/site/hello      retained, see RETAINED_TYPES
     <root>/sites/<site_id>/up/site/inventory  retained
     <root>/sites/<site_id>/down/command       cloud → edge, commands (QoS 1)
+    <root>/sites/<site_id>/status             the link's state, retained, set by the edge and by its
+                                              last will (mqtt.link; not an envelope)
 
 Categories: ``site`` (hello, inventory, outbox_dropped), ``charger`` (boot, status, connection,
 notification, call), ``session`` (started, meter, stopped), ``bay`` (occupancy, usage),
@@ -76,6 +78,20 @@ class Topics:
 
     def down(self, site_id: str) -> str:
         return f"{self.root}/sites/{validate_site_id(site_id)}/down/command"
+
+    def status(self, site_id: str) -> str:
+        """The site's retained link status (:mod:`mqtt.link`): online at connect, offline in its last will."""
+        return f"{self.root}/sites/{validate_site_id(site_id)}/status"
+
+    def status_all_sites(self) -> str:
+        """Subscription filter for every site's link status (cloud side)."""
+        return f"{self.root}/sites/+/status"
+
+    def is_status(self, topic: str) -> bool:
+        """True for a site's link-status topic under this root."""
+        prefix = f"{self.root}/sites/"
+        rest = topic[len(prefix):].split("/") if topic.startswith(prefix) else []
+        return len(rest) == 2 and rest[1] == "status"
 
     def site_of(self, topic: str) -> str | None:
         """The site id named by a topic of this root, or None."""

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cloud.contracts.charging import ChargingCompleted, ChargingStarted
-from cloud.contracts.vehicles import VehicleRegistered
+from cloud.contracts.charging import ChargingAnomaly, ChargingCompleted, ChargingStarted
+from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.platform.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -13,7 +13,7 @@ SPEC = ServiceSpec(
     description="Charging sessions reported by the sites' edge agents.",
     prefixes=("/charging",),
     migrations=Path(__file__).parent / "migrations",
-    publishes=(ChargingStarted, ChargingCompleted),
-    consumes=(VehicleRegistered,),
+    publishes=(ChargingStarted, ChargingCompleted, ChargingAnomaly),
+    consumes=(VehicleRegistered, VehicleUpdated, VehicleDeleted),
     mqtt_categories=("session",),
 )

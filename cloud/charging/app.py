@@ -8,7 +8,7 @@ from cloud.charging import SPEC, events
 from cloud.charging.api import router
 from cloud.charging.repository import SqlChargingRepository
 from cloud.charging.service import ChargingService
-from cloud.contracts.vehicles import VehicleRegistered
+from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.platform.mqtt_link import EnvelopeHandler, MqttLink
 from cloud.platform.outbox import Transaction
 from cloud.platform.ports import Cache, EventBus
@@ -31,7 +31,9 @@ def session_messages(service: ChargingService) -> EnvelopeHandler:
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
         service = ChargingService(sql_units_of_work(platform.outbox, SqlChargingRepository), platform.cache)
-        await platform.consume(events.QUEUE, {VehicleRegistered: service.on_vehicle_registered})
+        await platform.consume(events.QUEUE, {VehicleRegistered: service.on_vehicle_registered,
+                                              VehicleUpdated: service.on_vehicle_updated,
+                                              VehicleDeleted: service.on_vehicle_deleted})
         link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
                                       categories=SPEC.mqtt_categories, handler=session_messages(service),
                                       parked=platform.parked)

@@ -4,10 +4,13 @@ Messages arrive at least once and, after an outage, possibly out of order (a sto
 start). Each rule is idempotent and order-tolerant: a completed session never goes back to
 active, and its energy is the edge's non-negative figure, counted once.
 
-A :class:`Session` is one OCPP transaction of one site, keyed ``<site_id>:<transaction_id>``
-(transaction ids are unique per site's edge only). Its rules return whether the message is a
-fact the other services hear of: the session started (``charging.started``) or completed
-(``charging.completed``).
+A :class:`Session` is one OCPP transaction, identified by what makes it unique: the site, the
+edge's store instance (a replaced edge database starts its transaction ids at 1 again), the
+charger and the transaction id. Its ``id`` is opaque (:func:`session_key`); sessions recorded
+before store ids existed keep their old ``<site_id>:<transaction_id>`` id and belong to the
+store :data:`LEGACY_STORE`, as do the sessions of edges that send no store id. Its rules
+return whether the message is a fact the other services hear of: the session started
+(``charging.started``) or completed (``charging.completed``).
 
 Who reads a vehicle's sessions (:func:`reader_scope`): the vehicle's owner (the account the
 vehicle service named in ``vehicle.registered`` 1.1) and an admin see every session with its
@@ -18,19 +21,28 @@ to anyone else the vehicle does not exist (404, the same answer as for an unknow
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.contracts.identity import SITE_SCOPED, Forbidden, Principal
-from mqtt import SessionMeter, SessionStarted, SessionStopped
+from mqtt import EndedTransaction, SessionMeter, SessionStarted, SessionStopped
 
 ACTIVE = "active"
 COMPLETED = "completed"
+LEGACY_STORE = "legacy"
+"""The store of sessions recorded before edges sent store ids, and of edges that still send none."""
 
 
-def session_key(site_id: str, transaction_id: int) -> str:
-    return f"{site_id}:{transaction_id}"
+def store_of(store_id: str | None) -> str:
+    return store_id or LEGACY_STORE
+
+
+def session_key(site_id: str, store_id: str, charger_id: str, transaction_id: int) -> str:
+    """The opaque session id of (site, store, charger, transaction): ``cs_`` and 32 hex digits."""
+    digest = hashlib.sha256("\x00".join((site_id, store_id, charger_id, str(transaction_id))).encode()).hexdigest()
+    return f"cs_{digest[:32]}"
 
 
 @dataclass
@@ -41,6 +53,8 @@ class Session:
     transaction_id: int
     charger_id: str
     updated_at: datetime
+    store_id: str = LEGACY_STORE
+    id: str = field(default="")
     status: str = ACTIVE
     connector_id: int | None = None
     id_tag: str | None = None
@@ -53,15 +67,19 @@ class Session:
     stop_reason: str | None = None
     clock_suspect: bool = False
     reconciled: bool = False
+    closed_by: str | None = None
+    """How a completed session ended: ``stop`` (the charger's StopTransaction) or ``reconciliation``."""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = session_key(self.site_id, self.store_id, self.charger_id, self.transaction_id)
 
     @classmethod
-    def new(cls, site_id: str, transaction_id: int, charger_id: str, now: datetime) -> Session:
+    def new(cls, site_id: str, transaction_id: int, charger_id: str, now: datetime,
+            store_id: str = LEGACY_STORE) -> Session:
         """The session a first message of a transaction opens, whichever message that is."""
-        return cls(site_id=site_id, transaction_id=transaction_id, charger_id=charger_id, updated_at=now)
-
-    @property
-    def id(self) -> str:
-        return session_key(self.site_id, self.transaction_id)
+        return cls(site_id=site_id, transaction_id=transaction_id, charger_id=charger_id, updated_at=now,
+                   store_id=store_id)
 
     @property
     def active(self) -> bool:
@@ -109,6 +127,39 @@ class Session:
         self.stop_reason = body.reason
         self.reconciled = body.reconciled
         self.clock_suspect = self.clock_suspect or body.clock_suspect
+        self.closed_by = "stop"
+        self.updated_at = now
+        return True
+
+    def close_with(self, ended: EndedTransaction, now: datetime) -> bool:
+        """Reconciliation: the edge has this transaction stopped (its stop never came); complete it with
+        the edge's final figures. True only on the transition to completed."""
+        if self.status == COMPLETED:
+            return False
+        self.status = COMPLETED
+        self.stopped_at = ended.stopped_at
+        self.meter_stop_wh = ended.meter_stop_wh
+        self.meter_last_wh = ended.meter_stop_wh
+        self.energy_wh = ended.energy_wh
+        if self.meter_start_wh is None:
+            self.meter_start_wh = ended.meter_start_wh
+        if self.started_at is None:
+            self.started_at = ended.started_at
+        self.stop_reason = ended.reason
+        self.closed_by = "reconciliation"
+        self.updated_at = now
+        return True
+
+    def close_lost(self, now: datetime) -> bool:
+        """Reconciliation: the edge no longer has this transaction and cannot say how it ended; complete
+        it with the energy known so far (an anomaly tells the operator). True on the transition."""
+        if self.status == COMPLETED:
+            return False
+        self.status = COMPLETED
+        self.stopped_at = now
+        self.meter_stop_wh = self.meter_last_wh
+        self.stop_reason = "Lost"
+        self.closed_by = "reconciliation"
         self.updated_at = now
         return True
 

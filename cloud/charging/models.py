@@ -12,10 +12,12 @@ from cloud.platform.types import UtcDateTime
 
 class ChargingSession(SQLModel, table=True):
     __tablename__ = "charging_sessions"
-    __table_args__ = (UniqueConstraint("site_id", "transaction_id", name="uq_session_site_tx"),)
+    __table_args__ = (UniqueConstraint("site_id", "store_id", "charger_id", "transaction_id", name="uq_session_key"),)
 
-    id: str = Field(primary_key=True, max_length=100, description="<site_id>:<transaction_id>")
+    id: str = Field(primary_key=True, max_length=100,
+                    description="opaque: cs_<hash of site, store, charger, transaction>; <site>:<tx> before 0004")
     site_id: str = Field(max_length=64, index=True)
+    store_id: str = Field(max_length=64, default="legacy")
     transaction_id: int
     charger_id: str = Field(max_length=64)
     connector_id: int | None = None
@@ -30,7 +32,25 @@ class ChargingSession(SQLModel, table=True):
     stop_reason: str | None = Field(default=None, max_length=32)
     clock_suspect: bool = False
     reconciled: bool = False
+    closed_by: str | None = Field(default=None, max_length=16)
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ChargingAnomalyRow(SQLModel, table=True):
+    """What the service could not explain about a session, kept for the site's operators."""
+
+    __tablename__ = "charging_anomalies"
+
+    id: str = Field(primary_key=True, max_length=36)
+    site_id: str = Field(max_length=64, index=True)
+    store_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    charger_id: str = Field(max_length=64)
+    transaction_id: int | None = None
+    session_id: str | None = Field(default=None, max_length=100)
+    detail: str = Field(max_length=500)
+    observed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
 
 
 class VehicleIdTag(SQLModel, table=True):

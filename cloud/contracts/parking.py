@@ -60,3 +60,24 @@ class BayOverstayStarted(BayUsagePeriod):
 @event("parking.bay_overstay_ended", "1.0", "An overstay period of a charger-served bay ended.")
 class BayOverstayEnded(BayUsagePeriodEnded):
     pass
+
+
+@event("parking.site_online", "1.0", "A site's edge is connected to the cloud again (or for the first time).")
+class SiteOnline(EventBody):
+    site_id: str
+    since: AwareDatetime = Field(description="when the cloud learned it")
+    reason: Literal["connected", "hello"] = Field(description="connected: the edge's link status; hello: an edge "
+                                                  "that sends no link status said hello")
+    offline_since: AwareDatetime | None = Field(default=None, description="when it went offline; null the first "
+                                                "time it is seen")
+
+
+@event("parking.site_offline", "1.0", "A site's edge lost its link to the cloud: stopped, or gone without a word.")
+class SiteOffline(EventBody):
+    site_id: str
+    since: AwareDatetime = Field(description="when the cloud learned it")
+    reason: Literal["stopped", "lost"] = Field(description="stopped: the edge shut down cleanly; lost: the broker "
+                                               "published its last will (connection dropped, process or host gone)")
+    online_since: AwareDatetime | None = None
+    connected_at: AwareDatetime | None = Field(default=None, description="when the connection that ended began "
+                                               "(edge clock)")

@@ -9,6 +9,8 @@ from cloud.contracts.parking import (
     BayOverstayEnded,
     BayOverstayStarted,
     InventoryChanged,
+    SiteOffline,
+    SiteOnline,
 )
 from cloud.platform.spec import ServiceSpec
 
@@ -16,9 +18,11 @@ SPEC = ServiceSpec(
     name="parking",
     port=8103,
     app="cloud.parking.app:build_app",
-    description="Parking bays, their occupancy and charger usage as the sites report them; the sites' power limits.",
+    description="Parking bays, their occupancy and charger usage as the sites report them; the list of sites, "
+                "their link state and power limits.",
     prefixes=("/parking",),
     migrations=Path(__file__).parent / "migrations",
-    publishes=(BayChanged, InventoryChanged, BayIdleStarted, BayIdleEnded, BayOverstayStarted, BayOverstayEnded),
+    publishes=(BayChanged, InventoryChanged, BayIdleStarted, BayIdleEnded, BayOverstayStarted, BayOverstayEnded,
+               SiteOnline, SiteOffline),
     mqtt_categories=("bay", "site", "result"),
 )

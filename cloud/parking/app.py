@@ -23,7 +23,9 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
             settings, service=SPEC.name, outbox=platform.outbox, categories=SPEC.mqtt_categories,
             handler=lambda tx, envelope: service.record_site_message(SqlUnitOfWork(tx, SqlParkingRepository(tx)),
                                                                      envelope),
-            parked=platform.parked)
+            parked=platform.parked,
+            status_handler=lambda tx, site_id, status: service.record_link_status(
+                SqlUnitOfWork(tx, SqlParkingRepository(tx)), site_id, status))
         platform.start_task("power-limit-sync", lambda: service.run_power_limit_sync(link))
         return service, link
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from cloud.contracts.errors import DomainError, NotFound
+from cloud.contracts.errors import Conflict, DomainError, NotFound
 from cloud.contracts.identity import SITE_SCOPED, Forbidden, Principal
 from mqtt import (
     BayOccupancy,
@@ -32,6 +32,8 @@ from mqtt import (
     SetPowerLimit,
     SiteInventory,
 )
+from mqtt.link import OFFLINE, ONLINE, LinkState, LinkStatus
+from mqtt.topics import validate_site_id
 
 NEVER_REPORTED = datetime(1970, 1, 1, tzinfo=UTC)
 """``changed_at`` of a bay known from the inventory whose sensor has not reported yet: any
@@ -456,10 +458,57 @@ class UplinkDrop:
     backlog_bytes: int | None
 
 
+LinkReason = Literal["connected", "hello", "stopped", "lost"]
+
+
+@dataclass
+class Link:
+    """The state of a site's MQTT link as the cloud last learned it (``since``: cloud clock)."""
+
+    state: LinkState
+    since: datetime
+    reason: LinkReason
+    connection_id: str | None = None
+    """The edge connection the state belongs to (mqtt.link); None when known only from a hello."""
+    connected_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """The link went online or offline; ``previous_since``: when the state before it began."""
+
+    state: LinkState
+    since: datetime
+    reason: LinkReason
+    previous_since: datetime | None
+    connected_at: datetime | None
+
+
+class SiteExists(Conflict):
+    pass
+
+
+class InvalidSiteId(DomainError):
+    pass
+
+
+def check_new_site_id(site_id: str, reserved_prefix: str = "evpark-") -> str:
+    """A site id is its broker username and one topic level (:func:`mqtt.topics.validate_site_id`);
+    ids starting with ``evpark-`` are the cloud services' broker users."""
+    try:
+        validate_site_id(site_id)
+    except ValueError as exc:
+        raise InvalidSiteId(str(exc), code="invalid_site_id") from None
+    if site_id.startswith(reserved_prefix):
+        raise InvalidSiteId(f"site id {site_id!r} must not start with {reserved_prefix!r}: those are the cloud "
+                            "services' broker users", code="invalid_site_id")
+    return site_id
+
+
 @dataclass
 class Site:
     """A site as the parking service knows it: its inventory's power settings, the uplink drops
-    its edge reported, and the power limit an operator asked for."""
+    its edge reported, the power limit an operator asked for, and the state of its link."""
 
     site_id: str
     last_seen_at: datetime | None = None
@@ -473,9 +522,55 @@ class Site:
     last_drop: UplinkDrop | None = None
     power_request: PowerLimitRequest | None = None
     applied: AppliedLimit | None = None
+    registered_at: datetime | None = None
+    """When ``evpark sites add`` registered it; None for a site known only from its messages."""
+    link: Link | None = None
 
     def seen(self, now: datetime) -> None:
         self.last_seen_at = now
+
+    # the list of sites and their links
+
+    def register(self, now: datetime) -> None:
+        """Register the site (a site known from its messages may be registered once, too)."""
+        if self.registered_at is not None:
+            raise SiteExists(f"site {self.site_id!r} exists already (registered {self.registered_at.isoformat()})",
+                             code="site_exists")
+        self.registered_at = now
+
+    def report_link(self, status: LinkStatus, now: datetime) -> LinkChange | None:
+        """The edge's link status (its own ``online`` or ``stopped``, or its will: ``lost``).
+
+        Statuses are ordered by connection: news of a connection older than the current one
+        changes nothing, nor does an ``online`` of a connection already reported offline (only a
+        retained copy can arrive so late). Returns the change when the state flips."""
+        link = self.link
+        same = link is not None and link.connection_id == status.connection_id
+        if link is not None and not same and link.connected_at is not None \
+                and status.connected_at <= link.connected_at:
+            return None
+        if same and link is not None and link.state == OFFLINE and status.state == ONLINE:
+            return None
+        reason: LinkReason = status.reason
+        return self._set_link(Link(state=status.state, since=now, reason=reason, connection_id=status.connection_id,
+                                   connected_at=status.connected_at))
+
+    def said_hello(self, now: datetime) -> LinkChange | None:
+        """A hello proves the link is up; it decides the state only for edges that send no link
+        status (older versions): for the others the status and the will are the truth."""
+        if self.link is not None and self.link.connection_id is not None:
+            return None
+        return self._set_link(Link(state=ONLINE, since=now, reason="hello"))
+
+    def _set_link(self, new: Link) -> LinkChange | None:
+        old = self.link
+        if old is not None and old.state == new.state:
+            new.since = old.since  # the same state goes on (e.g. a reconnect whose will never came)
+            self.link = new
+            return None
+        self.link = new
+        return LinkChange(state=new.state, since=new.since, reason=new.reason,
+                          previous_since=None if old is None else old.since, connected_at=new.connected_at)
 
     def record_drop(self, report: OutboxDropped) -> None:
         """Every report adds to the total; only the newest is kept as the latest (a late older

@@ -13,8 +13,15 @@ Publishes on ``parking.events`` (through the transactional outbox):
   ended state means a new period of the same kind followed, and the reports in between were
   lost (the site's outbox dropped them), so ``ended_at`` is an upper bound.
 
+- ``parking.site_online`` {site_id, since, reason, offline_since}: a site's edge is connected
+  (its link status, or a hello from an edge that sends none).
+- ``parking.site_offline`` {site_id, since, reason, online_since, connected_at}: its link ended:
+  ``stopped`` (the edge shut down cleanly) or ``lost`` (its last will: the broker saw the
+  connection end without a goodbye).
+
 Consumes from MQTT: ``bay.occupancy``, ``bay.usage``, ``site.inventory``, ``site.hello``,
-``site.outbox_dropped`` and the ``command.result`` of ``site.set_power_limit``, of every site.
+``site.outbox_dropped``, the sites' link status (``<root>/sites/+/status``) and the
+``command.result`` of ``site.set_power_limit``, of every site.
 Sends over MQTT: ``site.set_power_limit`` commands.
 """
 
@@ -29,8 +36,11 @@ from cloud.contracts.parking import (
     BayUsagePeriod,
     BayUsagePeriodEnded,
     InventoryChanged,
+    SiteOffline,
+    SiteOnline,
 )
-from cloud.parking.domain import IDLE, OVERSTAY, Bay, EndedPeriod, MirroredInventory, Site, UsagePeriod
+from cloud.parking.domain import IDLE, OVERSTAY, Bay, EndedPeriod, LinkChange, MirroredInventory, Site, UsagePeriod
+from mqtt.link import ONLINE
 
 _STARTED: dict[str, type[BayUsagePeriod]] = {IDLE: BayIdleStarted, OVERSTAY: BayOverstayStarted}
 _ENDED: dict[str, type[BayUsagePeriodEnded]] = {IDLE: BayIdleEnded, OVERSTAY: BayOverstayEnded}
@@ -55,3 +65,12 @@ def usage_ended(bay: Bay, ended: EndedPeriod) -> BayUsagePeriodEnded:
         site_id=bay.site_id, bay_id=bay.bay_id, charger_id=bay.charger_id, connector_id=bay.connector_id,
         transaction_id=ended.period.transaction_id, started_at=ended.period.since, ended_at=ended.ended_at,
         duration_s=ended.duration_s, next_state=ended.next_state)
+
+
+def link_changed(site: Site, change: LinkChange) -> SiteOnline | SiteOffline:
+    if change.state == ONLINE:
+        return SiteOnline(site_id=site.site_id, since=change.since,
+                          reason="hello" if change.reason == "hello" else "connected",
+                          offline_since=change.previous_since)
+    return SiteOffline(site_id=site.site_id, since=change.since, reason="stopped" if change.reason == "stopped"
+                       else "lost", online_since=change.previous_since, connected_at=change.connected_at)

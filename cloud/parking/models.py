@@ -89,3 +89,11 @@ class Site(SQLModel, table=True):
     power_applied_a: float | None = None
     power_applied_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     power_applied_source: str | None = Field(default=None, max_length=16, description="command | inventory")
+    # the list of sites: registered by `evpark sites add` (null: known only from its messages)
+    registered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    # the site's MQTT link (mqtt.link statuses and hellos)
+    link_state: str | None = Field(default=None, max_length=16, description="online | offline; null: never heard")
+    link_since: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    link_reason: str | None = Field(default=None, max_length=16, description="connected | hello | stopped | lost")
+    link_connection_id: str | None = Field(default=None, max_length=64)
+    link_connected_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))

@@ -14,6 +14,7 @@ from cloud.parking.domain import (
     AppliedLimit,
     Bay,
     ChargerStation,
+    Link,
     PowerCommand,
     PowerLimitRequest,
     Site,
@@ -47,6 +48,12 @@ class ParkingRepository(Protocol):
 
     async def sites_with_power_due(self, now: datetime) -> list[str]:
         """The sites whose pending power-limit request has a command due by ``now``."""
+
+    async def all_sites(self) -> list[Site]:
+        """Every site, registered or known from its messages, by site id."""
+
+    async def delete_site(self, site_id: str) -> None:
+        """Forget the site's row (its bays and chargers stay; a message of it makes it known again)."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the unit of work has committed (never if it rolls back)."""
@@ -132,6 +139,15 @@ class SqlParkingRepository:
             select(models.Site.site_id).where(col(models.Site.power_status) == domain.PENDING,
                                               col(models.Site.power_next_send_at) <= now))).scalars())
 
+    async def all_sites(self) -> list[Site]:
+        rows = (await self._session.execute(select(models.Site).order_by(col(models.Site.site_id)))).scalars()
+        return [_site(row) for row in rows]
+
+    async def delete_site(self, site_id: str) -> None:
+        row = await self._session.get(models.Site, site_id)
+        if row is not None:
+            await self._session.delete(row)
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         # Woken before the commit, a reader in another transaction would not see the change yet.
         event.listen(self._session.sync_session, "after_commit", lambda _session: callback(), once=True)
@@ -167,9 +183,14 @@ def _site(row: models.Site) -> Site:
     applied = None if row.power_applied_at is None else AppliedLimit(
         limit_a=row.power_applied_a, at=row.power_applied_at,
         source=cast(domain.LimitSource, row.power_applied_source))
+    link = None if row.link_state is None or row.link_since is None else Link(
+        state=cast(domain.LinkState, row.link_state), since=row.link_since,
+        reason=cast(domain.LinkReason, row.link_reason or "hello"), connection_id=row.link_connection_id,
+        connected_at=row.link_connected_at)
     return Site(site_id=row.site_id, last_seen_at=row.last_seen_at, inventory_at=row.inventory_at,
                 power_limit_a=row.power_limit_a, phases=row.phases, voltage=row.voltage,
-                dropped_total=row.dropped_total or 0, last_drop=last_drop, power_request=request, applied=applied)
+                dropped_total=row.dropped_total or 0, last_drop=last_drop, power_request=request, applied=applied,
+                registered_at=row.registered_at, link=link)
 
 
 def _write_site(row: models.Site, site: Site) -> None:
@@ -205,6 +226,14 @@ def _write_site(row: models.Site, site: Site) -> None:
             row.power_command_issued_at = command.issued_at
             row.power_command_expires_at = command.expires_at
             row.power_command_sent_at = command.sent_at
+    row.registered_at = site.registered_at
+    link = site.link
+    if link is not None:
+        row.link_state = link.state
+        row.link_since = link.since
+        row.link_reason = link.reason
+        row.link_connection_id = link.connection_id
+        row.link_connected_at = link.connected_at
     applied = site.applied
     if applied is not None:
         row.power_applied_a = applied.limit_a

@@ -9,7 +9,7 @@ changed by its operators and admins. The sites' own messages (MQTT) need no call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,7 +20,7 @@ from cloud.contracts.identity import Principal
 from cloud.parking import domain, events
 from cloud.parking.domain import Bay, Site
 from cloud.parking.repository import ParkingRepository
-from cloud.parking.views import AvailabilityOut, BaysOut, ChargerStationsOut, PowerLimitOut, SiteOut
+from cloud.parking.views import AvailabilityOut, BaysOut, ChargerStationsOut, PowerLimitOut, SiteListed, SiteOut
 from cloud.platform.mqtt_link import NotConnected
 from cloud.platform.ports import Cache
 from cloud.platform.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -36,6 +36,7 @@ from mqtt import (
     SiteInventory,
     parse_body,
 )
+from mqtt.link import LinkStatus
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +79,24 @@ class ParkingService:
         elif isinstance(body, SiteHello):
             if site.reconnected(now):
                 uow.repo.after_commit(self.power_sync_wanted.set)
+            self._link_changed(uow, site, site.said_hello(now))
         elif isinstance(body, CommandResult) and body.command_type == SetPowerLimit.TYPE:
             self._settle_power_limit(uow, site, body, envelope.ts, now)
         await uow.repo.save_site(site)
         await self._cache.delete(_availability_key(envelope.site_id))
+
+    async def record_link_status(self, uow: Work, site_id: str, status: LinkStatus) -> None:
+        """The site's retained link status or its last will (idempotent: a copy changes nothing)."""
+        now = datetime.now(UTC)
+        site = await uow.repo.lock_site(site_id) or Site(site_id=site_id)
+        self._link_changed(uow, site, site.report_link(status, now))
+        await uow.repo.save_site(site)
+
+    def _link_changed(self, uow: Work, site: Site, change: domain.LinkChange | None) -> None:
+        if change is None:
+            return
+        log.info("site link changed", site_id=site.site_id, state=change.state, reason=change.reason)
+        uow.emit(events.link_changed(site, change))
 
     async def _mirror_inventory(self, uow: Work, site: Site, envelope: Envelope, inventory: SiteInventory,
                                 now: datetime) -> None:
@@ -172,6 +187,32 @@ class ParkingService:
         if not bays:
             raise domain.no_bays(site_id)
         return bays
+
+    # --- the list of sites (operator tools: `evpark sites`) ------------------------------------
+
+    async def register_site(self, site_id: str, provision: Callable[[str], Awaitable[None]]) -> None:
+        """Register ``site_id`` and run ``provision(site_id)`` (its broker credentials) in the same
+        unit of work: if provisioning fails, nothing is registered. A site known from its messages
+        is registered once like a new one; a registered one is :class:`domain.SiteExists`."""
+        domain.check_new_site_id(site_id)
+        async with self._uow() as uow:
+            site = await uow.repo.lock_site(site_id) or Site(site_id=site_id)
+            site.register(datetime.now(UTC))
+            await uow.repo.save_site(site)
+            await provision(site_id)
+
+    async def list_sites(self) -> list[SiteListed]:
+        async with self._uow() as uow:
+            return [SiteListed.of(site) for site in await uow.repo.all_sites()]
+
+    async def remove_site(self, site_id: str, deprovision: Callable[[str], Awaitable[None]]) -> None:
+        """Forget the site and run ``deprovision(site_id)`` (remove its broker credentials) in the same
+        unit of work. Its bays and chargers stay; a message it still sends makes it known again."""
+        async with self._uow() as uow:
+            if await uow.repo.lock_site(site_id) is None:
+                raise domain.unknown_site(site_id)
+            await uow.repo.delete_site(site_id)
+            await deprovision(site_id)
 
     # --- the site's power limit ----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from cloud.parking.domain import Availability, Bay, ChargerStation, Site, UsageState
+from cloud.parking.domain import Availability, Bay, ChargerStation, Link, Site, UsageState
 
 Usage = UsageState
 
@@ -106,9 +106,42 @@ class UplinkDropsOut(BaseModel):
     last: UplinkDropOut | None = Field(description="the latest report; null if the site never dropped any")
 
 
+class LinkOut(BaseModel):
+    state: Literal["online", "offline", "unknown"] = Field(description="the site's MQTT link as the cloud last "
+                                                           "learned it; unknown: never heard of it")
+    since: datetime | None = Field(description="when the cloud learned the state")
+    reason: str | None = Field(description="connected, hello (online); stopped: the edge shut down cleanly, lost: "
+                               "its connection ended without a word (offline)")
+    connected_at: datetime | None = Field(description="when the edge made the connection the state belongs to "
+                                          "(edge clock)")
+
+    @classmethod
+    def of(cls, link: Link | None) -> LinkOut:
+        if link is None:
+            return cls(state="unknown", since=None, reason=None, connected_at=None)
+        return cls(state=link.state, since=link.since, reason=link.reason, connected_at=link.connected_at)
+
+
+class SiteListed(BaseModel):
+    """A line of ``evpark sites list``."""
+
+    site_id: str
+    registered_at: datetime | None
+    last_seen_at: datetime | None
+    link: LinkOut
+
+    @classmethod
+    def of(cls, site: Site) -> SiteListed:
+        return cls(site_id=site.site_id, registered_at=site.registered_at, last_seen_at=site.last_seen_at,
+                   link=LinkOut.of(site.link))
+
+
 class SiteOut(BaseModel):
     site_id: str
+    registered_at: datetime | None = Field(default=None, description="when `evpark sites add` registered it; null "
+                                           "for a site known only from its messages")
     last_seen_at: datetime | None = Field(description="when the cloud last received a message of the site")
+    link: LinkOut
     inventory: InventorySummaryOut
     power: SitePowerOut
     uplink_drops: UplinkDropsOut
@@ -123,7 +156,9 @@ class SiteOut(BaseModel):
         request = site.power_request
         return cls(
             site_id=site.site_id,
+            registered_at=site.registered_at,
             last_seen_at=site.last_seen_at,
+            link=LinkOut.of(site.link),
             inventory=InventorySummaryOut(received_at=site.inventory_at, bays=bays, chargers=chargers),
             power=SitePowerOut(limit_a=site.power_limit_a, phases=site.phases, voltage=site.voltage,
                                applied_limit_a=None if site.applied is None else site.applied.limit_a,

@@ -12,6 +12,11 @@ handled in one database transaction, in arrival order, and acknowledged in that 
 commit, so a site's backlog after an outage costs one commit per batch, not one per envelope.
 If the batch fails, each of its messages is handled again on its own (with retries and, at
 worst, parking), so one bad envelope never holds the others back.
+
+With a ``status_handler``, the link also reads every site's retained link status
+(``<root>/sites/+/status``, :mod:`mqtt.link`: online, and offline by goodbye or last will). It is
+not an envelope: no inbox claim; the handler must be idempotent (a retained copy comes again on
+every subscription).
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 import structlog
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 
 from cloud.platform.backoff import Backoff, delay
+from cloud.platform.delivery import Delivery
 from cloud.platform.metrics import MESSAGES_CONSUMED
 from cloud.platform.outbox import Outbox, Transaction
 from cloud.platform.parked import ParkedMessages
@@ -31,13 +39,36 @@ from cloud.platform.ports import ParkedMessage
 from cloud.platform.settings import CloudSettings
 from mqtt import QOS, Command, Envelope, MalformedMessage, Topics, decode_envelope
 from mqtt.client import ack, enable_manual_ack
+from mqtt.link import LinkStatus, MalformedStatus, decode_status
+from mqtt.topics import category_of
 
 log = structlog.get_logger(__name__)
 
 EnvelopeHandler = Callable[[Transaction, Envelope], Awaitable[None]]
+StatusHandler = Callable[[Transaction, str, LinkStatus], Awaitable[None]]
+"""Handles a site's link status (site id, status) in a transaction; must be idempotent (retained)."""
 
 MAX_ATTEMPTS = 5
 MAX_BATCH = 200
+
+
+def permanent(exc: BaseException) -> bool:
+    """Whether handling a message failed for good: the message itself cannot be stored (a number out of the
+    column's range, a string longer than its column, a body that does not fit the contract). Such a message is
+    parked at once; anything else (a lost connection, a lock, a serialization failure, a unique-key race) is
+    retried."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MalformedMessage | ValidationError | OverflowError | DataError):
+            return True  # OverflowError: SQLite's "Python int too large to convert to SQLite INTEGER"
+        if str(getattr(current, "sqlstate", None) or getattr(current, "pgcode", None) or "").startswith("22"):
+            return True  # PostgreSQL class 22, data exception: value too long, integer out of range, bad text
+        if type(current).__name__ == "DataError":
+            return True  # asyncpg refusing a query argument before sending it (e.g. out of int64 range)
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
 
 
 class NotConnected(RuntimeError):
@@ -49,8 +80,10 @@ class MqttLink:
                  categories: Sequence[str], handler: EnvelopeHandler | None,
                  username: str | None = None, password: str | None = None, tls: bool = False,
                  on_connect: Callable[[], Awaitable[None]] | None = None,
-                 parked: ParkedMessages | None = None) -> None:
+                 parked: ParkedMessages | None = None, status_handler: StatusHandler | None = None,
+                 resend: bool = True, gap_grace: float = 5.0) -> None:
         self._service = service
+        self._status_handler = status_handler
         self._outbox = outbox
         self._host = host
         self._port = port
@@ -67,17 +100,25 @@ class MqttLink:
         """The inbox consumer and the parked messages' consumer of this link."""
         self._parked = parked or ParkedMessages(outbox.db, service=service)
         self._backoff = Backoff(initial=0.2, maximum=5.0)
+        self.delivery: Delivery | None = None
+        """The gap tracker of the categories read (end-to-end delivery), unless ``resend`` is off."""
+        if handler is not None and resend:
+            self.delivery = Delivery(outbox.db, consumer=self.consumer, service=service, categories=categories,
+                                     grace=gap_grace)
         # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so run
         # one consuming replica per service (see the README, "Scaling").
         self.client_id = f"evpark-{service}-{topics.root}"[:128]
 
     @classmethod
     def from_settings(cls, settings: CloudSettings, *, service: str, outbox: Outbox, categories: Sequence[str],
-                      handler: EnvelopeHandler | None, parked: ParkedMessages | None = None) -> MqttLink:
-        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+                      handler: EnvelopeHandler | None, parked: ParkedMessages | None = None,
+                      status_handler: StatusHandler | None = None) -> MqttLink:
+        username, password = settings.mqtt_login(service)
         return cls(service=service, outbox=outbox, host=settings.mqtt_host, port=settings.mqtt_port,
                    topics=Topics(settings.mqtt_topic_root), categories=categories, handler=handler,
-                   username=settings.mqtt_username, password=password, tls=settings.mqtt_tls, parked=parked)
+                   username=username, password=password, tls=settings.mqtt_tls, parked=parked,
+                   status_handler=status_handler, resend=settings.mqtt_resend,
+                   gap_grace=settings.mqtt_gap_grace_seconds)
 
     async def run(self) -> None:
         """Connect, consume and reconnect forever, with the platform's jittered back-off."""
@@ -102,24 +143,43 @@ class MqttLink:
             if self._handler is not None:
                 for category in self._categories:
                     await client.subscribe(self.topics.up_all_sites(category), qos=QOS)
+                if self.delivery is not None and "site" not in self._categories:
+                    # the hello, the high-water marks and the answers to site.resend
+                    await client.subscribe(self.topics.up_all_sites("site"), qos=QOS)
+            if self._status_handler is not None:
+                await client.subscribe(self.topics.status_all_sites(), qos=QOS)
             self._client = client
             self.connected.set()
             self._backoff.reset()
             log.info("mqtt link up", service=self._service, broker=f"{self._host}:{self._port}")
             if self._on_connect is not None:
                 await self._on_connect()
-            messages = client.messages
-            async for message in messages:
-                batch = [message]
-                while len(messages) and len(batch) < MAX_BATCH:  # already received: no wait
-                    batch.append(await anext(messages))
-                await self._handle_batch(batch)
-                for handled in batch:  # in receive order (MQTT 3.1.1 §4.6), after the commit
-                    ack(client, handled)
+            checker = None if self.delivery is None else asyncio.create_task(
+                self.delivery.run(self.send_command), name=f"mqtt.gaps:{self._service}")
+            try:
+                messages = client.messages
+                async for message in messages:
+                    batch = [message]
+                    while len(messages) and len(batch) < MAX_BATCH:  # already received: no wait
+                        batch.append(await anext(messages))
+                    if self.delivery is None:
+                        await self._handle_batch(batch)
+                    else:
+                        async with self.delivery.turn:
+                            await self._handle_batch(batch)
+                    for handled in batch:  # in receive order (MQTT 3.1.1 §4.6), after the commit
+                        ack(client, handled)
+            finally:
+                if checker is not None:
+                    checker.cancel()
+                    await asyncio.gather(checker, return_exceptions=True)
 
     async def _handle_batch(self, messages: list[aiomqtt.Message]) -> None:
         readable: list[tuple[str, bytes, Envelope]] = []
         for message in messages:
+            if self._status_handler is not None and self.topics.is_status(str(message.topic)):
+                await self._handle_status(message)  # before the batch's envelopes: receivers order by connection
+                continue
             decoded = await self._decode(message)
             if decoded is not None:
                 readable.append(decoded)
@@ -144,8 +204,40 @@ class MqttLink:
                 raise MalformedMessage(f"envelope of site {envelope.site_id!r} published on {topic!r}")
         except MalformedMessage as exc:
             await self._park(topic, payload, str(exc), 1)
+            readable = self.delivery.numbered(self.topics.site_of(topic), payload) if self.delivery else None
+            if readable is not None:  # its number arrived: an operator replays it, the edge need not resend it
+                await self._arrived_parked(readable)
             return None
         return topic, payload, envelope
+
+    async def _handle_status(self, message: aiomqtt.Message) -> None:
+        """A site's link status: not an envelope (no id to claim); the handler is idempotent."""
+        assert self._status_handler is not None
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        site_id = self.topics.site_of(topic)
+        if not payload or site_id is None:
+            return  # an empty retained message clears the topic: nothing to record
+        try:
+            status = decode_status(payload)
+        except MalformedStatus as exc:
+            await self._park(topic, payload, str(exc), 1)
+            return
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._outbox.transaction() as tx:
+                    await self._status_handler(tx, site_id, status)
+                MESSAGES_CONSUMED.labels(self._service, self.consumer, "handled").inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == MAX_ATTEMPTS:
+                    await self._park(topic, payload, f"status handler failed {attempt} times: {exc!r}", attempt)
+                    return
+                log.warning("link status handling failed; retrying", site_id=site_id, attempt=attempt,
+                            error=repr(exc))
+                await asyncio.sleep(delay(attempt, initial=0.4, maximum=10.0))
 
     async def _park(self, topic: str, payload: bytes, error: str, attempts: int) -> None:
         await self._parked.park(ParkedMessage(source=topic, payload=payload.decode("utf-8", "replace"), error=error,
@@ -170,8 +262,11 @@ class MqttLink:
                 if not await tx.claim(str(envelope.id), self.consumer):
                     outcomes.append("duplicate")
                     continue
-                await self._handler(tx, envelope)
+                if self._reads(envelope):
+                    await self._handler(tx, envelope)
                 outcomes.append("handled")
+            if self.delivery is not None:
+                await self.delivery.observe(tx, [envelope for _topic, _payload, envelope in envelopes])
         for outcome in outcomes:
             MESSAGES_CONSUMED.labels(self._service, self.consumer, outcome).inc()
 
@@ -183,18 +278,44 @@ class MqttLink:
                     if not await tx.claim(str(envelope.id), self.consumer):
                         MESSAGES_CONSUMED.labels(self._service, self.consumer, "duplicate").inc()
                         return
-                    await self._handler(tx, envelope)
+                    if self._reads(envelope):
+                        await self._handler(tx, envelope)
+                    if self.delivery is not None:
+                        await self.delivery.observe(tx, [envelope])
                 MESSAGES_CONSUMED.labels(self._service, self.consumer, "handled").inc()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if permanent(exc):  # retrying cannot help, and would hold back every message behind it
+                    await self._park(topic, payload, f"cannot be stored: {exc!r}", attempt)
+                    await self._arrived_parked(envelope)
+                    return
                 if attempt == MAX_ATTEMPTS:
                     await self._park(topic, payload, f"handler failed {attempt} times: {exc!r}", attempt)
+                    await self._arrived_parked(envelope)
                     return
                 log.warning("envelope handling failed; retrying", type=envelope.type, id=str(envelope.id),
                             attempt=attempt, error=repr(exc))
                 await asyncio.sleep(delay(attempt, initial=0.4, maximum=10.0))
+
+    def _reads(self, envelope: Envelope) -> bool:
+        """Whether the handler reads this envelope (the link also reads the site category's delivery
+        messages for its gap tracker, whatever the service's categories)."""
+        return category_of(envelope.type) in self._categories
+
+    async def _arrived_parked(self, envelope: Envelope) -> None:
+        """A parked envelope did arrive: its number is no gap (an operator replays it, not the edge)."""
+        if self.delivery is None:
+            return
+        try:
+            async with self._outbox.transaction() as tx:
+                await self.delivery.observe(tx, [envelope])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # then it is asked for again, and parked again: bounded by the tries
+            log.warning("parked envelope not booked as arrived", id=str(getattr(envelope, "id", None)),
+                        error=repr(exc))
 
     async def send_command(self, command: Command) -> None:
         """Publish a command to its site (QoS 1); returns after the broker's PUBACK."""

@@ -41,4 +41,4 @@ def service_app(spec: ServiceSpec, settings: CloudSettings, *, wire: Wiring, rou
             yield
 
     return create_app(spec.name, routers=[router], lifespan=lifespan, readiness=service_readiness,
-                      description=spec.description)
+                      description=spec.description, settings=settings)

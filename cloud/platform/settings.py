@@ -38,7 +38,16 @@ class CloudSettings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    mqtt_usernames: dict[str, str] = Field(default_factory=dict, description="broker user per service "
+                                           "(EVPARK_<NAME>_MQTT_USERNAME; default mqtt_username). The production "
+                                           "broker ties client ids to usernames: every service needs its own")
+    mqtt_passwords: dict[str, SecretStr] = Field(default_factory=dict, description="its password "
+                                                 "(EVPARK_<NAME>_MQTT_PASSWORD; default mqtt_password)")
     mqtt_tls: bool = False
+    mqtt_resend: bool = Field(default=True, description="check each site's uplink for envelopes the broker lost "
+                              "and ask the edge for them again (cloud/platform/delivery.py)")
+    mqtt_gap_grace_seconds: float = Field(default=5.0, gt=0, le=600, description="a missing envelope is asked "
+                                          "for after this long (envelopes of two topics may cross)")
     mqtt_topic_root: str = "evpark"
 
     host: str = "127.0.0.1"
@@ -67,7 +76,29 @@ class CloudSettings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8000", description="the gateway as users reach it (links in "
                             "e-mails)")
 
-    rate_limit_per_minute: int = Field(default=600, ge=1, description="per client address, at the gateway")
+    # the gateway's limits (defaults: ../shared/design/GLOSSARY.md); README "Gateway"
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="reads (GET, HEAD) per caller per minute, at "
+                                       "the gateway; a caller is its account, API key, or address when anonymous")
+    rate_limit_writes_per_minute: int = Field(default=120, ge=1, description="writes (POST, PUT, PATCH, DELETE) per "
+                                              "caller per minute")
+    rate_limit_public_per_minute: int = Field(default=30, ge=1, description="requests to public routes (login, "
+                                              "registration, key exchange) per client address per minute")
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or networks (CIDR) of the "
+                                       "proxies whose X-Forwarded-For the gateway believes; empty: none")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
+                                    "(CORS); empty: none")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="largest request body, at the gateway and "
+                                "every service (413 above)")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, description="a client must send its request headers "
+                                          "(and each part of its body) within this time")
+    upstream_timeout_seconds: float = Field(default=10.0, gt=0, description="the gateway waits this long for a "
+                                            "service's answer")
+    command_timeout_seconds: float = Field(default=30.0, gt=0, description="... and this long for routes that "
+                                           "wait for a charger (remote commands)")
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures of a service after which the "
+                                  "gateway stops calling it (503) ...")
+    breaker_reset_seconds: float = Field(default=30.0, gt=0, description="... for this long, then tries one request "
+                                         "(half-open)")
     log_level: str = "INFO"
 
     @model_validator(mode="before")
@@ -90,6 +121,24 @@ class CloudSettings(BaseSettings):
         data["ports"], data["urls"] = ports, urls
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _per_service_mqtt_logins(cls, data: Any) -> Any:
+        """``EVPARK_<NAME>_MQTT_USERNAME`` / ``_MQTT_PASSWORD`` per registered service, unless given."""
+        if not isinstance(data, dict):
+            return data
+        from cloud.registry import specs
+
+        usernames = dict(data.get("mqtt_usernames") or {})
+        passwords = dict(data.get("mqtt_passwords") or {})
+        for spec in specs():
+            for suffix, target in (("USERNAME", usernames), ("PASSWORD", passwords)):
+                value = os.environ.get(f"EVPARK_{spec.name.upper()}_MQTT_{suffix}")
+                if value and spec.name not in target:
+                    target[spec.name] = value
+        data["mqtt_usernames"], data["mqtt_passwords"] = usernames, passwords
+        return data
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> CloudSettings:
         if self.env == "production":
@@ -109,6 +158,12 @@ class CloudSettings(BaseSettings):
         if self.database_url:
             return self.database_url.replace("{service}", service)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
+
+    def mqtt_login(self, service: str) -> tuple[str | None, str | None]:
+        """The broker username and password of ``service``: its own, else the shared ones."""
+        password = self.mqtt_passwords.get(service) or self.mqtt_password
+        return (self.mqtt_usernames.get(service) or self.mqtt_username,
+                password.get_secret_value() if password else None)
 
     def jwks_endpoint(self) -> str:
         """The issuer's JWKS: ``EVPARK_JWKS_URL``, else the accounts service's (empty without one)."""

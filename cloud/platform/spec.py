@@ -34,6 +34,9 @@ class ServiceSpec:
     public_paths: tuple[str, ...] = ()
     """Paths the gateway lets through without a token (login, registration, public keys); the
     service itself decides what they answer. Everything else needs a verified caller."""
+    command_paths: tuple[str, ...] = ()
+    """Path templates (``/charging/chargers/{charger_id}/reset``) whose answer waits for a charger:
+    the gateway waits ``EVPARK_COMMAND_TIMEOUT_SECONDS`` (30 s) for them instead of 10 s."""
     migrations: Path | None = None
     """Alembic scripts of the service's own database."""
     publishes: tuple[type[EventBody], ...] = ()

@@ -1,8 +1,9 @@
-"""Tables every service database has: the transactional outbox, the inbox, parked messages."""
+"""Tables every service database has: the transactional outbox, the inbox, parked messages, and the
+uplink streams of a service that reads MQTT (:mod:`cloud.platform.delivery`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, inspect, text
+from sqlalchemy import BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, inspect, text
 from sqlalchemy.engine import Connection
 
 from cloud.platform.types import UtcDateTime
@@ -41,6 +42,26 @@ parked = Table(
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("replay_requested_at", UtcDateTime(), nullable=True,
            doc="set by `evpark events replay`; the service re-delivers the message and deletes the row"),
+)
+
+uplink_streams = Table(
+    "uplink_streams",
+    metadata,
+    Column("consumer", String(128), nullable=False, doc="mqtt:<service>"),
+    Column("site_id", String(64), nullable=False),
+    Column("store_id", String(64), nullable=False, doc="the edge database instance that numbered the stream"),
+    Column("category", String(16), nullable=False),
+    Column("done_through", BigInteger, nullable=False, doc="every category_seq up to it arrived, is gone or given up"),
+    Column("received", Text, nullable=False, doc="JSON [[first, last], ...] that arrived above done_through"),
+    Column("high_water", BigInteger, nullable=False, doc="the highest category_seq known to exist"),
+    Column("requests", Integer, nullable=False, server_default="0", doc="site.resend tries of the first gap"),
+    Column("next_request_at", UtcDateTime(), nullable=True, doc="when the first gap is asked for (NULL: no gap)"),
+    Column("asked_at", UtcDateTime(), nullable=True, doc="the last site.resend sent"),
+    Column("heard_at", UtcDateTime(), nullable=True, doc="the last time anything of this store reached the stream"),
+    Column("gone", BigInteger, nullable=False, server_default="0", doc="envelopes the edge said it dropped"),
+    Column("lost", BigInteger, nullable=False, server_default="0", doc="envelopes given up"),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("consumer", "site_id", "store_id", "category"),
 )
 
 

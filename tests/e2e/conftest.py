@@ -40,6 +40,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         "EVPARK_DATA_DIR": str(folder / "cloud-data"),
         "EVPARK_JWT_KEYS_DIR": str(folder / "jwt-keys"),
         "EVPARK_RATE_LIMIT_PER_MINUTE": "1000000",  # the tests poll hard; rate limits have their own tests
+        "EVPARK_ACCESS_TOKEN_MINUTES": "240",  # a soak outlives the default 15 minutes of the admin's token
         "EVPARK_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/evpark_{name}_{{service}}",
         "EVPARK_AMQP_URL": amqp_url,
         "EVPARK_REDIS_URL": "redis://127.0.0.1:6379/0",

@@ -98,12 +98,14 @@ class PrivateMosquitto:
     """A Mosquitto of a test's own, on a free port, that the test may stop and start.
 
     It keeps persistent sessions across a restart (persistence on, in a temp folder), like a
-    production broker.
+    production broker; with ``persistence=False`` a restart (or :meth:`kill`) loses every queued
+    message it acknowledged, its sessions and its retained messages: a broker crash at its worst.
     """
 
     port: int
     folder: Path
     process: subprocess.Popen[bytes] | None = None
+    persistence: bool = True
 
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -113,7 +115,8 @@ class PrivateMosquitto:
         # As root, Mosquitto drops to the 'mosquitto' user, which cannot write the temp folder.
         run_as = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.folder}/\nautosave_interval 1\n"
             "max_queued_messages 1000000\n"  # as mqtt/mosquitto.conf: a backlog is never dropped
         )
@@ -124,6 +127,13 @@ class PrivateMosquitto:
             if time.monotonic() > deadline:
                 raise RuntimeError("private mosquitto did not start")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """``kill -9``: no goodbye, nothing saved that was not saved already."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
@@ -137,9 +147,9 @@ class PrivateMosquitto:
 
 
 @contextlib.contextmanager
-def private_mosquitto() -> Iterator[PrivateMosquitto]:
+def private_mosquitto(*, persistence: bool = True) -> Iterator[PrivateMosquitto]:
     with tempfile.TemporaryDirectory(prefix="evpark-mosq-") as folder:
-        broker = PrivateMosquitto(port=free_port(), folder=Path(folder))
+        broker = PrivateMosquitto(port=free_port(), folder=Path(folder), persistence=persistence)
         broker.start()
         try:
             yield broker

@@ -89,11 +89,33 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
         (401, 201, 201, 403, 403, 403, 201)),
     ("GET", "/vehicles"): ("/vehicles?plate=MX-A", None, (401, 200, 200, 403, 403, 403, 200)),
     ("GET", "/vehicles/{vehicle_id}"): ("/vehicles/{vehicle_a}", None, (401, 200, 404, 404, 404, 404, 200)),
+    ("GET", "/vehicles/{vehicle_id}/status"): ("/vehicles/{vehicle_a}/status", None,
+                                               (401, 200, 404, 404, 404, 404, 200)),
+    # driver A's PUT over version 1 succeeds; the admin's, over the same version after it, is stale
+    ("PUT", "/vehicles/{vehicle_id}"): ("/vehicles/{vehicle_a}", {"plate": "MX-A", "id_tags": ["MXTAGA"],
+                                                                  "make": "Matrix", "version": 1},
+                                        (401, 200, 404, 403, 403, 403, 409)),
+    # driver B's spare vehicle: B deletes it, so for the admin after B it is gone
+    ("DELETE", "/vehicles/{vehicle_id}"): ("/vehicles/{vehicle_spare}", None, (401, 404, 204, 403, 403, 403, 404)),
+    # search: a driver their own, an operator and the admin everyone's; technicians no
+    ("GET", "/vehicles/search"): ("/vehicles/search?type=electric", None, (401, 200, 200, 200, 200, 403, 200)),
+    # the vehicle-type catalogue: read by every role, edited by the admin
+    ("GET", "/vehicles/types"): ("/vehicles/types", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/vehicles/types/{type_id}"): ("/vehicles/types/nissan-leaf-40", None, (401,) + (200,) * 6),
+    ("POST", "/vehicles/types"): ("/vehicles/types", lambda who: {
+        "type_id": f"matrix-{CALLERS.index(who)}", "make": "Matrix", "model": f"M{CALLERS.index(who)}"},
+        (401, 403, 403, 403, 403, 403, 201)),
+    ("PUT", "/vehicles/types/{type_id}"): ("/vehicles/types/nissan-leaf-40", {
+        "make": "Nissan", "model": "Leaf 40 kWh", "battery_kwh": "40", "connector_types": ["type2", "chademo"],
+        "version": 1}, (401, 403, 403, 403, 403, 403, 200)),
     # charging: driver A's vehicle charged at site 1
     ("GET", "/charging/status/{vehicle_id}"): ("/charging/status/{vehicle_a}", None,
                                                (401, 200, 404, 200, 404, 200, 200)),
     ("GET", "/charging/history/{vehicle_id}"): ("/charging/history/{vehicle_a}", None,
                                                 (401, 200, 404, 200, 404, 200, 200)),
+    # charging anomalies: the site's operators and the admin only (another operator's site is unknown)
+    ("GET", "/charging/anomalies"): ("/charging/anomalies?site_id=site-1", None,
+                                     (401, 403, 403, 200, 404, 403, 200)),
     # parking: site 1 is operator 1's and technician 1's
     ("GET", "/parking/sites/{site_id}"): ("/parking/sites/site-1", None, (401, 403, 403, 200, 404, 200, 200)),
     ("GET", "/parking/sites/{site_id}/bays"): ("/parking/sites/site-1/bays", None,
@@ -163,7 +185,8 @@ async def _publish(mosquitto: tuple[str, int], topics: Topics, *envelopes: Envel
 @pytest.fixture
 async def cloud(tmp_path: Path, mosquitto: tuple[str, int], topic_root: str) -> AsyncIterator[Cloud]:
     settings = CloudSettings(data_dir=tmp_path, database_url="", amqp_url="", mqtt_host=mosquitto[0],
-                             mqtt_port=mosquitto[1], mqtt_username="evpark-cloud", mqtt_topic_root=topic_root)
+                             mqtt_port=mosquitto[1], mqtt_username="evpark-cloud", mqtt_topic_root=topic_root,
+                             rate_limit_public_per_minute=10_000)  # one address asks the whole table
     bus, cache = InProcessBus(), MemoryCache()
     await bus.start()
     apps = {spec.name: spec.build_app(settings, bus=bus, cache=cache) for spec in domain_services()}
@@ -217,6 +240,9 @@ async def _vehicles_sessions_and_sites(cloud: Cloud, mosquitto: tuple[str, int],
                                         json={"plate": plate, "id_tags": [tag]})
         assert made.status_code == 201, made.text
         cloud.ids[f"vehicle_{who[-1]}"] = made.json()["vehicle_id"]
+    spare = await cloud.gateway.post("/vehicles/register", headers=cloud.as_("driver_b"), json={"plate": "MX-SPARE"})
+    assert spare.status_code == 201, spare.text
+    cloud.ids["vehicle_spare"] = spare.json()["vehicle_id"]
 
     async def owners_known() -> bool:
         answers = [await cloud.gateway.get(f"/charging/history/{cloud.ids[key]}", headers=cloud.as_(owner))

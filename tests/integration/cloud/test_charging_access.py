@@ -119,7 +119,7 @@ async def charging(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.Asy
 def _shown(response: httpx.Response) -> object:
     body = response.json()
     if response.status_code == 200:
-        return [(s["session_id"], s["id_tag"]) for s in body["sessions"]]
+        return [(f'{s["site_id"]}:{s["transaction_id"]}', s["id_tag"]) for s in body["sessions"]]
     return body.get("code")
 
 

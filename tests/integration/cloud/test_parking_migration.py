@@ -63,6 +63,8 @@ async def test_existing_sites_get_their_row_and_the_migration_can_be_undone(data
         service = ParkingService(sql_units_of_work(Outbox(db), SqlParkingRepository), MemoryCache())
         view = (await service.site(ADMIN, "old-site")).model_dump()
         assert view["uplink_drops"] == {"total": 0, "last": None}
+        assert (view["registered_at"], view["link"]["state"]) == (None, "unknown"), \
+            "a site known from its messages is listed, unregistered (0005), and its link not yet heard of"
         assert view["inventory"] == {"received_at": None, "bays": 2, "chargers": 0}
         bays = (await service.bays(ADMIN, "old-site")).model_dump()["bays"]
         assert [(b["bay_id"], b["usage"]) for b in bays] == [("B1", None), ("B2", None)]

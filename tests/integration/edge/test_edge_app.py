@@ -46,7 +46,7 @@ async def test_edge_binds_a_free_port_runs_its_loops_as_named_tasks_and_closes_t
         assert edge.ocpp_port > 0
         assert {name: task.get_name() for name, task in edge.tasks.items()} == {
             "ocpp-server": "edge.ocpp-server", "liveness": "edge.liveness", "uplink": "edge.uplink",
-            "outbox-maintenance": "edge.outbox-maintenance",
+            "outbox-maintenance": "edge.outbox-maintenance", "sessions-report": "edge.sessions-report",
             "admin-api": "edge.admin-api"}
         assert edge.admin_port > 0
         before = REGISTRY.get_sample_value("evpark_edge_ocpp_messages_total", {"action": "Heartbeat"}) or 0

@@ -89,6 +89,8 @@ async def test_a_full_outbox_keeps_the_session_and_tells_the_cloud_what_was_drop
         assert shown["outbox"]["cap"] == {"max_events": CAP, "max_bytes": 512 * 1024 * 1024, "policy": policy}
         assert shown["outbox"]["dropped"]["session.meter"] >= SAMPLES - CAP
         assert shown["outbox"]["oldest_age_s"] > 0
+        # nothing was acknowledged, so nothing is kept for a resend yet (defaults: GLOSSARY.md)
+        assert shown["retention"] == {"kept": 0, "max_envelopes": 100_000, "days": 7.0}
         gauges = {line.split(" ")[0]: float(line.split(" ")[1]) for line in scraped.splitlines()
                   if line.startswith("evpark_edge_outbox_") and "{" not in line}
         assert gauges["evpark_edge_outbox_backlog"] >= len(waiting)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from cloud.registry import domain_services, specs
+from cloud.registry import spec as registry_spec
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 K8S = DEPLOY / "k8s"
@@ -153,6 +154,8 @@ def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() ->
         assert env["EVPARK_AMQP_URL"].startswith("amqp://") and "@rabbitmq:5672" in env["EVPARK_AMQP_URL"]
         assert "@redis:6379" in env["EVPARK_REDIS_URL"]
         assert (env["EVPARK_MQTT_HOST"], env["EVPARK_MQTT_PORT"]) == ("mosquitto", "8883")
+        if registry_spec(name).mqtt_categories:  # its own broker user: client id = username on the broker
+            assert env["EVPARK_MQTT_USERNAME"] == f"evpark-{name}"
         assert env[f"EVPARK_{name.upper()}_PORT"] == str(PORTS[name])
         assert str(PORTS[name]) in " ".join(services[name]["healthcheck"]["test"])
     for name in SERVICES:
@@ -169,8 +172,9 @@ def test_compose_runs_every_part_with_the_right_commands_ports_and_settings() ->
 
 def test_no_secret_is_written_into_compose() -> None:
     text = (DEPLOY / "compose.yaml").read_text()
-    for variable in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD", "CLOUD_MQTT_PASSWORD",
-                     "SITE_MQTT_PASSWORD"):
+    mqtt_passwords = [f"{spec.env_name}_MQTT_PASSWORD" for spec in specs() if spec.mqtt_categories]
+    for variable in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD", "SITE_MQTT_PASSWORD",
+                     *mqtt_passwords):
         assert f"${{{variable}:?" in text, f"{variable} must come from the environment, required"
 
 

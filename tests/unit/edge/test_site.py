@@ -120,7 +120,8 @@ async def test_hello_carries_the_auth_list_version(site: Site, clock: Clock) -> 
     await site.handle_command(Command.new(SITE, update(7, "A", full=True), now=clock.now))
     await site.say_hello("1.2.3")
     hello = [row.body for row in await site.store.outbox_batch() if row.type == "site.hello"]
-    assert hello == [{"edge_version": "1.2.3", "authlist_version": 7}]
+    # and the store's high-water marks: the command's result was the first envelope of "result"
+    assert hello == [{"edge_version": "1.2.3", "authlist_version": 7, "high_water": {"result": 1}}]
 
 
 async def test_rule_boot_a_charger_unknown_at_boot_time_is_rejected_and_told_when_to_retry(site: Site) -> None:

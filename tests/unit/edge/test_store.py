@@ -69,6 +69,17 @@ async def test_transaction_ids_are_never_reused_after_delete_and_reopen(tmp_path
     assert 1 <= first < second < third
 
 
+async def test_a_store_keeps_its_instance_id_across_restarts_and_a_new_database_gets_a_new_one(
+        tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "edge.db") as store:
+        first = store.store_id
+    async with await Store.open(tmp_path / "edge.db") as store:
+        assert store.store_id == first  # a restart is the same store
+    assert uuid.UUID(hex=first).version == 4 and first == uuid.UUID(hex=first).hex
+    async with await Store.open(tmp_path / "replaced" / "edge.db") as store:
+        assert store.store_id != first  # a replaced disk is another store: its seq and ids start over
+
+
 async def test_outbox_rows_exist_only_if_their_transaction_commits(store: Store) -> None:
     with pytest.raises(RuntimeError):
         async with store.transaction() as tx:
@@ -134,10 +145,10 @@ async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_pat
         transaction = await store.get_transaction(1)
         next_id = await new_transaction(store, 7)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands",
-            "bays"} <= tables
+            "bays", "outbox_sent", "outbox_streams"} <= tables
     assert charger is not None and charger.accepted and charger.security_profile == 0
     assert charger.auth_key_hash is None
     assert transaction is not None and transaction.active and transaction.meter_start == 5

@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.uplink import _Pubacks
 from mqtt.envelope import CommandResult, Envelope, envelope_bytes, parse_body
 from mqtt.payloads import (
+    METER_MAX_WH,
     ChargerBoot,
     ChargerCall,
     ChargerConnection,
@@ -47,7 +48,7 @@ def _bodies() -> st.SearchStrategy[Any]:
     return st.one_of(
         st.builds(SessionMeter, charger_id=_TEXT, connector_id=st.integers(0, 10),
                   transaction_id=st.none() | st.integers(-5, 2**40),
-                  energy_register_wh=st.none() | st.integers(0, 2**50),
+                  energy_register_wh=st.none() | st.integers(0, METER_MAX_WH),
                   power_w=st.none() | st.floats(allow_nan=False, allow_infinity=False), sampled_at=_TIMES,
                   clock_suspect=st.booleans()),
         st.builds(ChargerStatus, charger_id=_TEXT, connector_id=st.integers(0, 10), status=_TEXT, error_code=_TEXT,
@@ -69,23 +70,33 @@ def _bodies() -> st.SearchStrategy[Any]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=_bodies(), seq=st.integers(1, 2**62), ts=_TIMES, envelope_id=st.uuids())
+@given(body=_bodies(), seq=st.integers(1, 2**62), ts=_TIMES, envelope_id=st.uuids(),
+       store_id=st.none() | st.uuids().map(lambda u: u.hex))
 def test_envelope_from_a_stored_row_is_the_models_envelope_byte_for_byte(
-        body: Any, seq: int, ts: datetime, envelope_id: uuid.UUID) -> None:
+        body: Any, seq: int, ts: datetime, envelope_id: uuid.UUID, store_id: str | None) -> None:
     # What the store keeps (model_dump_json) and hands back to the relay (json.loads).
     stored = json.loads(body.model_dump_json())
-    expected = Envelope.wrap("site-1", seq, parse_body(body.TYPE, stored), id=envelope_id, ts=ts).to_bytes()
-    assert envelope_bytes("site-1", seq, body.TYPE, stored, id=envelope_id, ts=ts) == expected
+    expected = Envelope.wrap("site-1", seq, parse_body(body.TYPE, stored), id=envelope_id, ts=ts,
+                             store_id=store_id).to_bytes()
+    assert envelope_bytes("site-1", seq, body.TYPE, stored, id=envelope_id, ts=ts, store_id=store_id) == expected
 
 
-@pytest.mark.parametrize(("site_id", "seq", "ts"), [
-    ("site-1", 0, NOW),  # seq >= 1
-    ("site-1", 1, NOW.replace(tzinfo=None)),  # a UTC offset is required
-    ("site/1", 1, NOW),  # one topic level
+@pytest.mark.parametrize(("site_id", "seq", "ts", "store_id"), [
+    ("site-1", 0, NOW, None),  # seq >= 1
+    ("site-1", 1, NOW.replace(tzinfo=None), None),  # a UTC offset is required
+    ("site/1", 1, NOW, None),  # one topic level
+    ("site-1", 1, NOW, ""),  # a store id is 1-64 letters, digits, _ or -
+    ("site-1", 1, NOW, "a/b"),
+    ("site-1", 1, NOW, "x" * 65),
 ])
-def test_envelope_fields_are_checked_as_the_model_checks_them(site_id: str, seq: int, ts: datetime) -> None:
+def test_envelope_fields_are_checked_as_the_model_checks_them(site_id: str, seq: int, ts: datetime,
+                                                              store_id: str | None) -> None:
     with pytest.raises(ValueError):
-        envelope_bytes(site_id, seq, "site.hello", {"edge_version": "1", "authlist_version": 0}, id=uuid.uuid4(), ts=ts)
+        envelope_bytes(site_id, seq, "site.hello", {"edge_version": "1", "authlist_version": 0}, id=uuid.uuid4(), ts=ts,
+                       store_id=store_id)
+    if store_id is not None:
+        with pytest.raises(ValueError):
+            Envelope.wrap(site_id, seq, SiteHello(edge_version="1", authlist_version=0), store_id=store_id)
 
 
 class _FakeAiomqtt:

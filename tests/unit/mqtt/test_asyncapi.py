@@ -97,6 +97,8 @@ def test_real_envelopes_and_commands_validate_against_the_document(document: dic
     stopped = SessionStopped(charger_id="CP-1", transaction_id=7, meter_start_wh=100, meter_stop_wh=7600,
                              energy_wh=7500, stopped_at=now)
     _validate(document, "session.stopped", Envelope.wrap("S1", 3, stopped).model_dump(mode="json"))
+    _validate(document, "session.stopped",
+              Envelope.wrap("S1", 3, stopped, store_id=uuid.uuid4().hex).model_dump(mode="json"))
     bay = BayOccupancy(bay_id="B-12", state="occupied", changed_at=now)
     _validate(document, "bay.occupancy", Envelope.wrap("S1", 4, bay).model_dump(mode="json"))
     result = CommandResult(command_id=uuid.uuid4(), command_type="authlist.update",

@@ -1,19 +1,20 @@
-"""mqtt/mosquitto.conf + mqtt/acl.conf on a real Mosquitto: each site sees only its own topics.
+"""mqtt/mosquitto.conf + mqtt/acl.conf on a real Mosquitto: each site sees only its own topics,
+and nobody takes a cloud service's session.
 
 The broker runs on a free port with the production configuration, rewritten only where a test
 must differ: its own port and temp paths, and no TLS listener (one test keeps TLS, with a
-throw-away certificate, when openssl is installed).
+throw-away certificate, when openssl is installed). Its password file and ACL start from
+``mqtt/acl.conf`` and get their sites as ``evpark sites add`` writes them (evpark.broker_access).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import shutil
+import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,97 +23,28 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
+from evpark.broker_access import BrokerFiles, cloud_acl
 from mqtt.topics import Topics
-from tests.support.services import free_port, in_ci, reachable
+from tests.support.production_broker import REPO_ACL, Broker, production_broker
 
-MQTT_DIR = Path(__file__).resolve().parents[3] / "mqtt"
-PRODUCTION_CONF = MQTT_DIR / "mosquitto.conf"
-ACL = MQTT_DIR / "acl.conf"
-PASSWORDS = {"site-a": "password-of-site-a", "site-b": "password-of-site-b",
-             "evpark-cloud": "password-of-the-cloud"}
-TLS_OPTIONS = ("cafile", "certfile", "keyfile", "tls_version", "require_certificate")
+SITES = {"site-a": "password-of-site-a", "site-b": "password-of-site-b"}
+CLOUD = {"evpark-parking": "password-of-parking", "evpark-charging": "password-of-charging"}
+PASSWORDS = {**SITES, **CLOUD}
+PARKING_READS = ("bay", "site", "result")
 TOPICS = Topics()  # the ACL names the production root, evpark
-
-
-def _need(binary: str, fallback: str) -> str:
-    path = shutil.which(binary) or fallback
-    if not Path(path).exists():
-        message = f"{binary} is not installed (apt-get install mosquitto mosquitto-clients)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def broker_conf(folder: Path, port: int, *, certs: Path | None = None) -> str:
-    """The production mosquitto.conf with the test's port and paths; TLS kept only with ``certs``."""
-    lines = []
-    for line in PRODUCTION_CONF.read_text().splitlines():
-        option = line.split(" ", 1)[0]
-        if option == "listener":
-            line = f"listener {port} 127.0.0.1"
-        elif option in TLS_OPTIONS:
-            if certs is None:
-                continue
-            if option in ("cafile", "certfile", "keyfile"):
-                line = f"{option} {certs / Path(line.split(' ', 1)[1]).name}"
-        elif option == "password_file":
-            line = f"password_file {folder / 'passwd'}"
-        elif option == "acl_file":
-            line = f"acl_file {folder / 'acl.conf'}"
-        elif option == "persistence_location":
-            line = f"persistence_location {folder}/"
-        elif option == "log_dest":
-            line = f"log_dest file {folder / 'mosquitto.log'}"
-        lines.append(line)
-    if os.geteuid() == 0:
-        lines.append("user root")  # as root Mosquitto would switch to user mosquitto, locked out of tmp
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Broker:
-    port: int
-    folder: Path
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        path = self.folder / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else "<no log>"
 
 
 @contextlib.contextmanager
 def broker(tmp_path: Path, *, certs: Path | None = None) -> Iterator[Broker]:
-    mosquitto = _need("mosquitto", "/usr/sbin/mosquitto")
-    mosquitto_passwd = _need("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
-    passwd = tmp_path / "passwd"
-    for index, (user, password) in enumerate(PASSWORDS.items()):
-        create = ["-c"] if index == 0 else []
-        subprocess.run([mosquitto_passwd, *create, "-b", str(passwd), user, password], check=True,
-                       capture_output=True, timeout=30)
-    passwd.chmod(0o600)
-    shutil.copy(ACL, tmp_path / "acl.conf")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(broker_conf(tmp_path, port, certs=certs))
-    process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    running = Broker(port, tmp_path, process)
-    try:
-        deadline = time.monotonic() + 10
-        while not reachable("127.0.0.1", port, 0.2):
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                pytest.fail(f"mosquitto did not start with the production config:\n{stderr}\n{running.log()}")
-            time.sleep(0.05)
+    files = BrokerFiles(tmp_path / "passwd", tmp_path / "acl.conf")
+    shutil.copy(REPO_ACL, files.acl_file)
+    for user, password in CLOUD.items():
+        files.add_user(user, password)
+    for site, password in SITES.items():
+        files.add_site(site, password)
+    with production_broker(tmp_path, password_file=files.password_file, acl_file=files.acl_file,
+                           certs=certs) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -123,6 +55,7 @@ class Client:
     client: paho.Client
     received: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
     subacks: queue.Queue[list[int]] = field(default_factory=queue.Queue)
+    disconnects: queue.Queue[object] = field(default_factory=queue.Queue)
 
     def subscribe(self, topic: str) -> list[int]:
         self.client.subscribe(topic, qos=1)
@@ -146,9 +79,9 @@ class Client:
 
 @contextlib.contextmanager
 def client(port: int, username: str | None, *, password: str | None = None,
-           ca_file: Path | None = None) -> Iterator[Client]:
-    inner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{username}-{uuid.uuid4().hex[:8]}",
-                        protocol=paho.MQTTv311)
+           ca_file: Path | None = None, client_id: str | None = None) -> Iterator[Client]:
+    inner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or f"{username}-{uuid.uuid4().hex[:8]}",
+                        protocol=paho.MQTTv311, clean_session=client_id is None)
     if username is not None:
         inner.username_pw_set(username, PASSWORDS.get(username) if password is None else password)
     if ca_file is not None:
@@ -161,7 +94,11 @@ def client(port: int, username: str | None, *, password: str | None = None,
         outcome["reason"] = reason
         connected.set()
 
+    def on_disconnect(_c: paho.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        wrapper.disconnects.put(reason)
+
     inner.on_connect = on_connect
+    inner.on_disconnect = on_disconnect
     inner.on_message = lambda _c, _u, message: wrapper.received.put((message.topic, bytes(message.payload)))
     inner.on_subscribe = lambda _c, _u, _mid, codes, _p: wrapper.subacks.put([int(c.value) for c in codes])
     inner.connect("127.0.0.1", port, keepalive=30)
@@ -178,21 +115,27 @@ def client(port: int, username: str | None, *, password: str | None = None,
         inner.loop_stop()
 
 
+def subscribe_as_parking(cloud: Client) -> None:
+    for category in PARKING_READS:
+        assert cloud.subscribe(TOPICS.up_all_sites(category)) == [1]
+    assert cloud.subscribe(TOPICS.status_all_sites()) == [1]
+
+
 def test_each_site_uses_its_own_topics_and_cannot_touch_another_site(tmp_path: Path) -> None:
-    with broker(tmp_path) as running, client(running.port, "evpark-cloud") as cloud, \
+    with broker(tmp_path) as running, client(running.port, "evpark-parking") as cloud, \
             client(running.port, "site-a") as site_a, client(running.port, "site-b") as site_b:
-        cloud.subscribe("evpark/sites/+/up/#")
+        subscribe_as_parking(cloud)
         site_a.subscribe(TOPICS.down("site-a"))
         site_b.subscribe(TOPICS.down("site-b"))
 
         # A site publishes into its own up/ and the cloud gets it.
-        site_a.publish(TOPICS.up("site-a", "session"), "a-own")
-        assert cloud.next_message() == (TOPICS.up("site-a", "session"), b"a-own")
+        site_a.publish(TOPICS.up("site-a", "bay"), "a-own")
+        assert cloud.next_message() == (TOPICS.up("site-a", "bay"), b"a-own")
 
         # Site A cannot publish into site B's up/: the broker drops it, the cloud never sees it.
-        site_a.publish(TOPICS.up("site-b", "session"), "a-forged-as-b")
-        site_a.publish(TOPICS.up("site-a", "session"), "marker-1")
-        assert cloud.messages_until(b"marker-1") == [(TOPICS.up("site-a", "session"), b"marker-1")]
+        site_a.publish(TOPICS.up("site-b", "bay"), "a-forged-as-b")
+        site_a.publish(TOPICS.up("site-a", "bay"), "marker-1")
+        assert cloud.messages_until(b"marker-1") == [(TOPICS.up("site-a", "bay"), b"marker-1")]
 
         # Nor command itself, nor command site B.
         site_a.publish(TOPICS.down("site-a"), "a-commands-itself")
@@ -241,8 +184,62 @@ def test_production_config_serves_tls_with_real_certificates(tmp_path: Path) -> 
     folder = tmp_path / "broker"
     folder.mkdir()
     with broker(folder, certs=certs) as running, \
-            client(running.port, "evpark-cloud", ca_file=certs / "ca.crt") as cloud, \
+            client(running.port, "evpark-parking", ca_file=certs / "ca.crt") as cloud, \
             client(running.port, "site-a", ca_file=certs / "ca.crt") as site_a:
-        cloud.subscribe("evpark/sites/+/up/#")
+        subscribe_as_parking(cloud)
         site_a.publish(TOPICS.up("site-a", "site"), "hello over TLS")
         assert cloud.next_message() == (TOPICS.up("site-a", "site"), b"hello over TLS")
+
+
+def test_the_acl_in_mqtt_is_the_one_generated_from_the_registry() -> None:
+    assert REPO_ACL.read_text(encoding="utf-8") == cloud_acl("evpark"), \
+        "mqtt/acl.conf is out of date: run .venv/bin/python -m evpark.broker_access"
+
+
+def test_a_site_cannot_take_a_cloud_services_session_by_its_client_id(tmp_path: Path) -> None:
+    with broker(tmp_path) as running, \
+            client(running.port, "evpark-parking", client_id="evpark-parking-evpark") as cloud, \
+            client(running.port, "site-b") as site_b:
+        subscribe_as_parking(cloud)
+        # Site A sends the cloud service's client ids (the one MqttLink uses, and its username).
+        for stolen in ("evpark-parking-evpark", "evpark-parking"):
+            with client(running.port, "site-a", client_id=stolen) as site_a:
+                site_a.publish(TOPICS.up("site-a", "bay"), f"a-as-{stolen}")
+                site_b.publish(TOPICS.up("site-b", "bay"), f"b-while-a-is-{stolen}")
+                received = cloud.messages_until(f"b-while-a-is-{stolen}".encode())
+                assert (TOPICS.up("site-b", "bay"), f"b-while-a-is-{stolen}".encode()) in received
+        # The cloud service was never kicked off, and keeps receiving.
+        assert cloud.disconnects.empty()
+        site_b.publish(TOPICS.up("site-b", "bay"), "still-there")
+        assert cloud.messages_until(b"still-there")[-1] == (TOPICS.up("site-b", "bay"), b"still-there")
+
+
+def test_a_cloud_service_reads_only_the_categories_it_consumes(tmp_path: Path) -> None:
+    with broker(tmp_path) as running, client(running.port, "evpark-charging") as charging, \
+            client(running.port, "site-a") as site_a:
+        charging.subscribe("evpark/sites/+/up/#")
+        site_a.publish(TOPICS.up("site-a", "bay"), "bay-not-for-charging")
+        site_a.publish(TOPICS.up("site-a", "session"), "session-for-charging")
+        assert charging.messages_until(b"session-for-charging") == [
+            (TOPICS.up("site-a", "session"), b"session-for-charging")]
+
+
+def test_a_site_publishes_its_own_status_and_will_but_not_another_sites(tmp_path: Path) -> None:
+    with broker(tmp_path) as running, client(running.port, "evpark-parking") as cloud:
+        subscribe_as_parking(cloud)
+        with client(running.port, "site-a") as site_a:
+            site_a.publish(TOPICS.status("site-b"), "a-says-b-is-offline")
+            site_a.publish(TOPICS.status("site-a"), "a-online")
+            assert cloud.messages_until(b"a-online") == [(TOPICS.status("site-a"), b"a-online")]
+        inner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="site-a", protocol=paho.MQTTv311)
+        inner.username_pw_set("site-a", SITES["site-a"])
+        inner.will_set(TOPICS.status("site-a"), "a-lost", qos=1, retain=True)
+        inner.connect("127.0.0.1", running.port, keepalive=30)
+        inner.loop_start()
+        try:
+            sock = inner.socket()
+            assert isinstance(sock, socket.socket)
+            sock.shutdown(socket.SHUT_RDWR)  # gone without DISCONNECT: the broker publishes the will
+            assert cloud.next_message() == (TOPICS.status("site-a"), b"a-lost")
+        finally:
+            inner.loop_stop()

@@ -11,7 +11,16 @@ from cloud.charging.service import ChargingService
 from cloud.contracts import Received
 from cloud.contracts.vehicles import VehicleRegistered
 from cloud.platform.cache import MemoryCache
-from mqtt import ChargerConnection, Envelope, IdTagStatus, SessionMeter, SessionStarted, SessionStopped
+from mqtt import (
+    ChargerConnection,
+    Envelope,
+    IdTagStatus,
+    SessionAnomaly,
+    SessionMeter,
+    SessionsOpen,
+    SessionStarted,
+    SessionStopped,
+)
 from tests.support.events import received
 from tests.support.identity import PRINCIPALS
 from tests.support.uow import MemoryUnits
@@ -19,7 +28,7 @@ from tests.unit.cloud.charging.fakes import InMemoryChargingRepository
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 
-SiteMessage = SessionStarted | SessionMeter | SessionStopped | ChargerConnection
+SiteMessage = SessionStarted | SessionMeter | SessionStopped | ChargerConnection | SessionAnomaly | SessionsOpen
 
 OWNER = PRINCIPALS["driver_a"]
 """Who registers the vehicles of these tests, unless a test says otherwise."""
@@ -43,10 +52,11 @@ class Charging:
         self.service = ChargingService(self.units, self.cache)
         self._seq = 0
 
-    async def receive(self, body: SiteMessage, site_id: str = "site-a") -> Envelope:
-        """One session envelope, handled in its own unit of work as the MQTT link does."""
+    async def receive(self, body: SiteMessage, site_id: str = "site-a", store_id: str | None = None) -> Envelope:
+        """One session envelope (of an edge store ``store_id``; None: an edge before store ids), handled in
+        its own unit of work as the MQTT link does."""
         self._seq += 1
-        envelope = Envelope.wrap(site_id, self._seq, body)
+        envelope = Envelope.wrap(site_id, self._seq, body, store_id=store_id)
         async with self.units() as uow:
             await self.service.record_session_message(uow, envelope)
         return envelope

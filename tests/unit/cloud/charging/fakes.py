@@ -6,7 +6,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from cloud.charging.domain import COMPLETED, Session, session_key
+from cloud.charging.domain import ACTIVE, COMPLETED, Session
+from cloud.contracts.charging import ChargingAnomaly
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -21,9 +22,25 @@ class InMemoryChargingRepository:
         self.vehicle_owners: dict[str, str | None] = {}
         """vehicle id → owner account id (None: a vehicle of no driver)."""
 
-    async def get(self, site_id: str, transaction_id: int) -> Session | None:
-        session = self.sessions.get(session_key(site_id, transaction_id))
-        return replace(session) if session is not None else None
+        self.anomaly_list: list[ChargingAnomaly] = []
+
+    async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
+        for session in self.sessions.values():
+            if (session.site_id, session.store_id, session.charger_id, session.transaction_id) == (
+                    site_id, store_id, charger_id, transaction_id):
+                return replace(session)
+        return None
+
+    async def open_sessions_of_store(self, site_id: str, store_id: str) -> list[Session]:
+        return [replace(s) for s in sorted(self.sessions.values(), key=lambda s: s.transaction_id)
+                if s.site_id == site_id and s.store_id == store_id and s.status == ACTIVE]
+
+    async def add_anomaly(self, anomaly: ChargingAnomaly, recorded_at: datetime) -> None:
+        self.anomaly_list.append(anomaly)
+
+    async def anomalies(self, site_ids: Collection[str] | None, *, limit: int, offset: int) -> list[ChargingAnomaly]:
+        found = [a for a in reversed(self.anomaly_list) if site_ids is None or a.site_id in site_ids]
+        return found[offset:offset + limit]
 
     async def save(self, session: Session) -> None:
         self.sessions[session.id] = replace(session)
@@ -52,6 +69,11 @@ class InMemoryChargingRepository:
 
     async def has_sessions_at(self, id_tags: Sequence[str], sites: Collection[str]) -> bool:
         return any(s.id_tag in id_tags and s.site_id in sites for s in self.sessions.values())
+
+    async def forget_vehicle(self, vehicle_id: str, *, owner_too: bool = False) -> None:
+        self.owners = {tag: v for tag, v in self.owners.items() if v != vehicle_id}
+        if owner_too:
+            self.vehicle_owners.pop(vehicle_id, None)
 
     async def owner_of(self, vehicle_id: str) -> str | None:
         return self.vehicle_owners.get(vehicle_id)

@@ -25,7 +25,7 @@ NOBODY = Principal(subject="acc-no-role", roles=frozenset())
 
 NOT_FOUND = 404
 
-# (transaction id, id_tag shown) of each session in the answer, in the answer's order; 404: not found.
+# (site:transaction id, id_tag shown) of each session in the answer, in the answer's order; 404: not found.
 STATUS: dict[tuple[str, str], list[tuple[str, str | None]] | int] = {
     ("veh-a", "driver_a"): [("site-2:3", "TAG-A2"), ("site-1:1", "TAG-A1")],
     ("veh-a", "driver_b"): NOT_FOUND,
@@ -119,7 +119,7 @@ async def _answer(read) -> list[tuple[str, str | None]] | int:  # type: ignore[n
     except NotFound as refused:
         assert refused.code == "unknown_vehicle"
         return NOT_FOUND
-    return [(s.session_id, s.id_tag) for s in view.sessions]
+    return [(f"{s.site_id}:{s.transaction_id}", s.id_tag) for s in view.sessions]
 
 
 @pytest.mark.parametrize("vehicle, who", sorted(STATUS))
@@ -179,10 +179,10 @@ async def test_an_operators_history_pages_over_their_sites_only(garage: Charging
         await garage.receive(started(transaction_id=n, id_tag="TAG-A2", at=T0 + timedelta(hours=n)), "site-2")
         await garage.receive(stopped(transaction_id=n, at=T0 + timedelta(hours=n + 1)), "site-2")
     page = await garage.service.history(PRINCIPALS["operator_1"], "veh-a", limit=1, offset=0)
-    assert [s.session_id for s in page.sessions] == ["site-1:2"]
+    assert [f"{s.site_id}:{s.transaction_id}" for s in page.sessions] == ["site-1:2"]
     assert (await garage.service.history(PRINCIPALS["operator_1"], "veh-a", limit=1, offset=1)).sessions == []
     owner = await garage.service.history(PRINCIPALS["driver_a"], "veh-a", limit=2, offset=0)
-    assert [s.session_id for s in owner.sessions] == ["site-2:13", "site-2:12"]
+    assert [f"{s.site_id}:{s.transaction_id}" for s in owner.sessions] == ["site-2:13", "site-2:12"]
 
 
 async def test_a_caller_without_any_role_is_refused(garage: Charging) -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from cloud.charging.domain import session_key
 from cloud.charging.service import STATUS_TTL_SECONDS
 from cloud.contracts.errors import NotFound
 from tests.unit.cloud.charging.conftest import OWNER, T0, Charging, registered, started, stopped
@@ -64,10 +65,11 @@ async def test_sessions_read_as_the_rest_api_shows_them(driver: Charging) -> Non
     await driver.receive(stopped(energy=7_500))
     [session] = (await driver.service.history(OWNER, "veh-1", limit=1, offset=0)).sessions
     assert json.loads(session.model_dump_json()) == {
-        "session_id": "site-a:7", "site_id": "site-a", "charger_id": "CP1", "connector_id": 1,
+        "session_id": session_key("site-a", "legacy", "CP1", 7), "site_id": "site-a", "store_id": "legacy",
+        "charger_id": "CP1", "connector_id": 1,
         "transaction_id": 7, "id_tag": "TAG1", "status": "completed", "started_at": "2026-11-23T18:00:00Z",
         "stopped_at": "2026-11-23T19:00:00Z", "duration_s": 3_600, "energy_wh": 7_500, "stop_reason": "Local",
-        "clock_suspect": False}
+        "clock_suspect": False, "closed_by": "stop"}
 
 
 async def test_an_unknown_vehicle_is_not_found_and_not_cached(charging: Charging) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloud.charging import domain
-from cloud.charging.domain import Session
+from cloud.charging.domain import Session, session_key
 from mqtt import IdTagStatus, SessionMeter, SessionStarted, SessionStopped
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
@@ -89,5 +89,10 @@ def test_a_start_after_its_stop_is_not_announced() -> None:
 
 
 def test_a_session_is_keyed_by_its_site_and_transaction() -> None:
-    assert Session.new("site-a", 7, "CP1", T0).id == "site-a:7"
+    assert Session.new("site-a", 7, "CP1", T0).id == session_key("site-a", "legacy", "CP1", 7)
+    # opaque, and one per (site, store, charger, transaction): a new store or another charger is another session
+    keys = {session_key(site, store, charger, 7) for site in ("site-a", "site-b") for store in ("legacy", "s1")
+            for charger in ("CP1", "CP2")}
+    assert len(keys) == 8 and all(k.startswith("cs_") and len(k) == 35 for k in keys)
+    assert Session.new("site-a", 7, "CP1", T0, "s1").id == session_key("site-a", "s1", "CP1", 7)
     assert Session.new("site-a", 7, "CP1", T0).active

@@ -6,9 +6,12 @@ from typing import cast
 
 import pytest
 
+from cloud.charging.domain import session_key
 from cloud.contracts.charging import ChargingCompleted, ChargingStarted
 from mqtt import ChargerConnection, Envelope, MalformedMessage
 from tests.unit.cloud.charging.conftest import OWNER, T0, Charging, meter, registered, started, stopped
+
+SITE_A_7 = session_key("site-a", "legacy", "CP1", 7)  # an envelope without store_id: an edge before store ids
 
 
 async def test_a_start_opens_an_active_session_and_announces_it_with_its_vehicle(charging: Charging) -> None:
@@ -17,12 +20,12 @@ async def test_a_start_opens_an_active_session_and_announces_it_with_its_vehicle
     assert charging.units.names() == ["charging.started"]
     event = cast(ChargingStarted, charging.units.events[0])
     assert (event.session_id, event.site_id, event.transaction_id, event.charger_id, event.connector_id) == (
-        "site-a:7", "site-a", 7, "CP1", 1)
+        SITE_A_7, "site-a", 7, "CP1", 1)
     assert (event.id_tag, event.vehicle_id, event.started_at, event.energy_wh) == ("TAG1", "veh-1", T0, 0)
-    assert (event.VERSION, event.owner_id) == ("1.1", OWNER.subject)
+    assert (event.VERSION, event.owner_id) == ("1.2", OWNER.subject)
     status = await charging.service.status(OWNER, "veh-1")
     assert status.charging
-    assert [(s.session_id, s.status) for s in status.sessions] == [("site-a:7", "active")]
+    assert [(s.session_id, s.status) for s in status.sessions] == [(SITE_A_7, "active")]
 
 
 async def test_a_session_of_an_unknown_idtag_is_announced_without_a_vehicle(charging: Charging) -> None:
@@ -57,7 +60,7 @@ async def test_a_stop_completes_the_session_with_the_edges_energy_and_duration(c
     assert charging.units.names() == ["charging.started", "charging.completed"]
     completed = cast(ChargingCompleted, charging.units.events[1])
     assert (completed.energy_wh, completed.vehicle_id, completed.stopped_at) == (7_500, "veh-1", T0.replace(hour=19))
-    assert (completed.VERSION, completed.owner_id) == ("1.1", OWNER.subject)
+    assert (completed.VERSION, completed.owner_id) == ("1.2", OWNER.subject)
     [session] = (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions
     assert (session.status, session.energy_wh, session.duration_s, session.stop_reason) == (
         "completed", 7_500, 3_600, "Local")
@@ -93,7 +96,7 @@ async def test_a_meter_value_before_its_start_opens_the_session_and_the_start_st
     await charging.receive(started(meter_start=1_000))
     assert charging.units.names() == ["charging.started"]
     [session] = (await charging.service.status(OWNER, "veh-1")).sessions
-    assert session.session_id == "site-a:7"
+    assert session.session_id == SITE_A_7
 
 
 async def test_a_meter_value_outside_any_transaction_is_ignored(charging: Charging) -> None:
@@ -122,7 +125,7 @@ async def test_the_same_transaction_id_at_two_sites_is_two_sessions(charging: Ch
     await charging.receive(started(at=T0), site_id="site-a")
     await charging.receive(started(at=T0.replace(hour=19)), site_id="site-b")
     status = await charging.service.status(OWNER, "veh-1")
-    assert [s.session_id for s in status.sessions] == ["site-b:7", "site-a:7"]
+    assert [s.session_id for s in status.sessions] == [session_key("site-b", "legacy", "CP1", 7), SITE_A_7]
 
 
 async def test_a_session_message_drops_the_vehicles_cached_status(charging: Charging) -> None:

@@ -77,3 +77,30 @@ async def test_registering_drops_the_cached_owner(charging: Charging) -> None:
     await charging.service.on_vehicle_registered(registered("veh-1", "TAG1", owner="acc-new-owner"))
     with pytest.raises(NotFound):
         await charging.service.status(OWNER, "veh-1")
+
+
+async def test_an_updated_vehicle_has_exactly_the_id_tags_of_the_event(charging: Charging) -> None:
+    from cloud.contracts.vehicles import VehicleUpdated
+    from tests.support.events import received
+
+    await charging.service.on_vehicle_registered(registered("veh-1", "OLD1", "KEEP"))
+    update = received(VehicleUpdated(vehicle_id="veh-1", plate="VEH-1", id_tags=["KEEP", "NEW1"],
+                                     owner_id=OWNER.subject, type="electric", version=2))
+    await charging.service.on_vehicle_updated(update)
+    await charging.service.on_vehicle_updated(update)  # redelivered: nothing more
+    assert charging.repo.owners == {"KEEP": "veh-1", "NEW1": "veh-1"}
+    assert (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions == []
+
+
+async def test_a_deleted_vehicle_is_unknown_and_its_id_tags_belong_to_no_vehicle(charging: Charging) -> None:
+    from cloud.contracts.vehicles import VehicleDeleted
+    from tests.support.events import received
+
+    await charging.service.on_vehicle_registered(registered("veh-1", "TAG1"))
+    await charging.service.on_vehicle_registered(registered("veh-2", "TAG2"))
+    await charging.service.on_vehicle_deleted(received(VehicleDeleted(
+        vehicle_id="veh-1", plate="VEH-1", id_tags=["TAG1"], owner_id=OWNER.subject, type="electric")))
+    assert charging.repo.owners == {"TAG2": "veh-2"}
+    with pytest.raises(NotFound):
+        await charging.service.history(ADMIN, "veh-1", limit=10, offset=0)
+    assert "veh-1" not in charging.repo.vehicle_owners

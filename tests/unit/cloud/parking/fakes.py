@@ -55,6 +55,12 @@ class InMemoryParkingRepository:
                 if site.power_request is not None and site.power_request.status == domain.PENDING
                 and site.power_request.next_send_at is not None and site.power_request.next_send_at <= now]
 
+    async def all_sites(self) -> list[Site]:
+        return copy.deepcopy([self.sites[key] for key in sorted(self.sites)])
+
+    async def delete_site(self, site_id: str) -> None:
+        self.sites.pop(site_id, None)
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         # A unit of work of this fake cannot fail to commit once the use case asks this.
         self.wakeups += 1
