@@ -280,6 +280,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX outbox_sent_by_category ON outbox_sent (category, category_seq)",
     ),
+    # v5: idTags are case-insensitive (OCPP 1.6 IdToken: "case insensitive"): the list's key compares
+    # without case, so a card the charger reads as 04a2b3c4 finds the entry 04A2B3C4. Of entries that
+    # differ only in case (the cloud refuses new ones), the first stored is kept.
+    (
+        """CREATE TABLE auth_list_v5 (
+            id_tag        TEXT PRIMARY KEY COLLATE NOCASE,
+            status        TEXT NOT NULL,
+            expiry_date   TEXT,
+            parent_id_tag TEXT COLLATE NOCASE,
+            vehicle_id    TEXT
+        )""",
+        """INSERT OR IGNORE INTO auth_list_v5 (id_tag, status, expiry_date, parent_id_tag, vehicle_id)
+           SELECT id_tag, status, expiry_date, parent_id_tag, vehicle_id FROM auth_list ORDER BY rowid""",
+        "DROP TABLE auth_list",
+        "ALTER TABLE auth_list_v5 RENAME TO auth_list",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -883,7 +899,7 @@ class StoreTransaction:
     async def active_transactions_of(self, id_tag: str, *, live: bool = False) -> list[TransactionRecord]:
         """The idTag's transactions not stopped; ``live``: without the ghosts (see :meth:`live_transactions`)."""
         rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN if live else ''} "
-                               f"WHERE t.id_tag = ? AND t.state = 'active' {_LIVE_WHERE if live else ''} ORDER BY t.id",
+                               f"WHERE t.id_tag = ? COLLATE NOCASE AND t.state = 'active' {_LIVE_WHERE if live else ''} ORDER BY t.id",
                                (id_tag,))
         return [_transaction(r) for r in rows]
 

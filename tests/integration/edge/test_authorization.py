@@ -139,3 +139,23 @@ async def test_a_transaction_whose_connector_went_available_no_longer_blocks_its
     assert (busy.id_tag_info["status"], free.id_tag_info["status"]) == ("ConcurrentTx", "Accepted")
     stopped = [row.body for row in await edge.store.outbox_batch(100) if row.type == "session.stopped"]
     assert [(s["transaction_id"], s["energy_wh"]) for s in stopped] == [(started.transaction_id, 900)]
+
+
+async def test_id_tags_are_compared_without_case(edge: Edge) -> None:
+    # OCPP 1.6 IdToken is case-insensitive: readers differ in how they print a card's UID
+    await load_list(edge, AuthListEntry(id_tag="04A2B3C4", status=IdTagStatus.ACCEPTED),
+                    AuthListEntry(id_tag="CARD-b", status=IdTagStatus.BLOCKED))
+    async with charger(edge.ocpp_port, "CP-1") as cp, charger(edge.ocpp_port, "CP-2") as other:
+        assert (await cp.call(call.Authorize(id_tag="04a2b3c4"), suppress=False)).id_tag_info["status"] == "Accepted"
+        assert (await cp.call(call.Authorize(id_tag="card-B"), suppress=False)).id_tag_info["status"] == "Blocked"
+        await cp.call(call.StartTransaction(connector_id=1, id_tag="04a2b3c4", meter_start=0, timestamp=now_iso()),
+                      suppress=False)
+        second = await other.call(call.StartTransaction(connector_id=1, id_tag="04A2B3C4", meter_start=0,
+                                                        timestamp=now_iso()), suppress=False)
+    assert second.id_tag_info["status"] == "ConcurrentTx", "the same card in other case is the same driver"
+    # a differential update in other case changes the entry, it does not add a second one
+    update = Command.new(edge.settings.site_id, AuthListUpdate(version=2, full=False, entries=[
+        AuthListEntry(id_tag="04a2b3c4", status=IdTagStatus.BLOCKED)]))
+    assert await edge.site.handle_command(update) == CommandStatus.ACCEPTED
+    entries = [(e.id_tag.upper(), e.status) for e in await edge.store.auth_entries()]
+    assert entries == [("04A2B3C4", IdTagStatus.BLOCKED), ("CARD-B", IdTagStatus.BLOCKED)]

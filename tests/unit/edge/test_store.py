@@ -145,7 +145,7 @@ async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_pat
         transaction = await store.get_transaction(1)
         next_id = await new_transaction(store, 7)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands",
             "bays", "outbox_sent", "outbox_streams"} <= tables
@@ -170,3 +170,23 @@ async def test_old_charger_history_is_forgotten_but_sessions_are_kept(store: Sto
         assert [c["sent_at"] for c in await tx.charger_calls("CP-1")] == [recent.isoformat()]
         assert (await tx.get_transaction(tx_id)) is not None
     assert await store.prune_history(NOW - timedelta(days=90)) == 0
+
+
+async def test_id_tags_that_differ_only_in_case_become_one_entry_the_first_stored(tmp_path: Path) -> None:
+    from edge.store import MIGRATIONS
+
+    path = tmp_path / "edge.db"
+    with sqlite3.connect(path) as db:  # a version 4 list kept both spellings of one card
+        for step in MIGRATIONS[:4]:
+            for statement in step:
+                db.execute(statement)
+        db.execute("INSERT INTO auth_list (id_tag, status) VALUES ('04A2B3C4', 'Accepted')")
+        db.execute("INSERT INTO auth_list (id_tag, status) VALUES ('04a2b3c4', 'Blocked')")
+        db.execute("INSERT INTO auth_list (id_tag, status) VALUES ('OTHER', 'Accepted')")
+        db.execute("PRAGMA user_version = 4")
+    async with await Store.open(path) as store:
+        entries = [(e.id_tag, str(e.status)) for e in await store.auth_entries()]
+        async with store.transaction() as tx:
+            found = await tx.get_auth_entry("04A2b3C4")
+    assert entries == [("04A2B3C4", "Accepted"), ("OTHER", "Accepted")]
+    assert found is not None and found.id_tag == "04A2B3C4"
