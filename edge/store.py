@@ -899,7 +899,8 @@ class StoreTransaction:
     async def active_transactions_of(self, id_tag: str, *, live: bool = False) -> list[TransactionRecord]:
         """The idTag's transactions not stopped; ``live``: without the ghosts (see :meth:`live_transactions`)."""
         rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN if live else ''} "
-                               f"WHERE t.id_tag = ? COLLATE NOCASE AND t.state = 'active' {_LIVE_WHERE if live else ''} ORDER BY t.id",
+                               f"WHERE t.id_tag = ? COLLATE NOCASE AND t.state = 'active' "
+                               f"{_LIVE_WHERE if live else ''} ORDER BY t.id",
                                (id_tag,))
         return [_transaction(r) for r in rows]
 
