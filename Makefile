@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# make test runs test files side by side (pytest-xdist; every test uses its own database, vhost,
+# topic root and ports): one worker per core, at most 4, a file's tests on one worker and every end-to-end
+# test on the same one (tests/conftest.py). PYTEST_WORKERS=0 runs them one by one.
+PYTEST_WORKERS ?= auto
 
 .PHONY: up demo test lint typecheck unit services install bench soak clean
 
@@ -13,7 +17,7 @@ demo: $(STAMP)          ## the same, plus 3 simulated chargers that keep chargin
 	$(BIN)/evpark up --demo 3 $(ARGS)
 
 test: $(STAMP) services lint typecheck   ## the full suite: lint, types, unit, integration, end-to-end
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)          ## ruff, and the import rules of ARCHITECTURE.md (import-linter, pyproject.toml)
 	$(BIN)/ruff check .

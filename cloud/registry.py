@@ -17,6 +17,8 @@ SERVICES: list[str] = [
     "charging",
     "parking",
     "payments",
+    "analytics",
+    "notifications",
     "gateway",
 ]
 

@@ -67,6 +67,12 @@ class AuthKeyIn(BaseModel):
     security_profile: int = Field(default=1, ge=1, le=2, description="1: Basic auth; 2: TLS and Basic auth")
 
 
+class SecurityProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    security_profile: int = Field(ge=1, le=3, description="1 or 2 (a key stored first), or 3: a client certificate "
+                                                          "of the charger CA whose subject CN is the charger id")
+
+
 class IdTagIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: IdTagStatus = IdTagStatus.ACCEPTED
@@ -210,6 +216,14 @@ def build_admin_app(site: Site, *, token: str | None, load_manager: LoadManager 
         """Set the charger's AuthorizationKey and Security Profile (1 or 2; never downgraded)."""
         try:
             await site.set_auth_key(charger_id, body.authorization_key, body.security_profile)
+        except ValueError as exc:
+            raise Problem(409, "Security profile conflict", str(exc)) from None
+
+    @app.put("/chargers/{charger_id}/security-profile", status_code=204)
+    async def set_security_profile(charger_id: str, body: SecurityProfileIn, _: Auth) -> None:
+        """Raise the charger's Security Profile (3: client certificate; never downgraded)."""
+        try:
+            await site.set_security_profile(charger_id, body.security_profile)
         except ValueError as exc:
             raise Problem(409, "Security profile conflict", str(exc)) from None
 

@@ -81,7 +81,8 @@ class Edge:
                                      accept_unknown_chargers=settings.accept_unknown_chargers,
                                      unknown_chargers_pending=settings.unknown_chargers_pending,
                                      offline_accept_unknown_id_tags=settings.offline_accept_unknown_id_tags,
-                                     call_timeout=settings.charger_call_timeout)
+                                     call_timeout=settings.charger_call_timeout,
+                                     min_security_profile=settings.min_security_profile)
             self._ocpp = await stack.enter_async_context(OcppServer(
                 site, host=settings.ocpp_host, port=settings.ocpp_port,
                 ping_interval=settings.ocpp_ping_interval or None, ping_timeout=settings.ocpp_ping_timeout,
@@ -115,7 +116,7 @@ class Edge:
                 if self.load_manager is not None:
                     self.load_manager.on_limit_changed = self.inventory.wake
             if settings.admin_enabled:
-                token = settings.admin_token.get_secret_value() if settings.admin_token else None
+                token = settings.admin_secret
                 self._admin = AdminServer(build_admin_app(site, token=token, load_manager=self.load_manager,
                                                           uplink=self._uplink, bay_usage=self.bay_usage),
                                           host=settings.admin_host, port=settings.admin_port)
@@ -236,12 +237,18 @@ def _retention(config: SiteConfig | None) -> Retention:
 
 
 def _tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:
-    """TLS for wss:// (Security Profile 2): TLS 1.2 or newer only (security whitepaper §2.2)."""
+    """TLS for wss:// (Security Profile 2): TLS 1.2 or newer only (security whitepaper §2.2). With
+    ``ocpp_tls_client_ca`` the handshake asks for a client certificate (Security Profile 3) and refuses one
+    that the CA did not sign or that is expired; a charger may still send none (profile 2, Basic auth) and the
+    admission then decides by the charger's own profile."""
     if settings.ocpp_tls_cert is None or settings.ocpp_tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.ocpp_tls_cert, settings.ocpp_tls_key)
+    if settings.ocpp_tls_client_ca is not None:
+        context.load_verify_locations(cafile=settings.ocpp_tls_client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 

@@ -1,4 +1,5 @@
-"""How each bay served by a charger is used: charging, idle, overstay (the cloud bills the last two).
+"""How each bay served by a charger is used: charging, blocked, idle (the cloud bills the last two),
+in the glossary's words (``bay.usage`` with ``words: 2``, MQTT contract 1.1).
 
 Combines the bay's occupancy (its sensor, :mod:`edge.sensors`) with the sessions on the
 connector that serves it (the site's observers, :class:`edge.site.SiteObserver`):
@@ -8,15 +9,15 @@ usage       when                                                                
 ==========  ==================================================================  =================
 charging    a session is in progress on the bay's connector (whatever the        session start
             sensor says: a car is plugged in)
-idle        occupied, and no session started on its connector since the car      the car's arrival
+blocked     occupied, and no session started on its connector since the car      the car's arrival
             arrived (an EV bay blocked by a car that does not charge)
-overstay    occupied, and the session on its connector ended while the car was   the session's end
+idle        occupied, and the session on its connector ended while the car was   the session's end
             there (not free since): the car stays after charging
 free        the sensor says free and no session is in progress                  the change
 unknown     the sensor failed or has not reported yet, no session in progress   the change
 ==========  ==================================================================  =================
 
-Order, not clocks, decides overstay: a charger's clock may be seconds off the sensor's, so a
+Order, not clocks, decides idle: a charger's clock may be seconds off the sensor's, so a
 session counts as the parked car's when it ended while the bay was not free, and the bay has
 not been free since.
 
@@ -25,8 +26,9 @@ are :func:`usage_of`; :class:`BayUsageTracker` keeps the state and queues the en
 :meth:`BayUsageTracker.run` writes to the outbox in order.
 
 Each reported usage is kept in the store with the bay's occupancy (:mod:`edge.baystates`), so
-after an edge restart a car already parked keeps its arrival time and an overstay stays an
-overstay (unless the bay's sensor says otherwise once it reads again).
+after an edge restart a car already parked keeps its arrival time and an idle bay stays idle
+(unless the bay's sensor says otherwise once it reads again). Usage stored by an edge before
+contract 1.1 said ``overstay`` for idle; it is read as idle.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def usage_of(bay: BayUse, now: datetime) -> tuple[str, datetime, int | None]:
     arrived = bay.occupancy_since or now
     if bay.occupancy == "occupied":
         if bay.ended is not None:
-            return "overstay", bay.ended_at or arrived, bay.ended
-        return "idle", arrived, None
+            return "idle", bay.ended_at or arrived, bay.ended
+        return "blocked", arrived, None
     return bay.occupancy, arrived, None
 
 
@@ -90,7 +92,7 @@ class BayUsageTracker(SiteObserver):
 
     async def restore(self, store: Store) -> None:
         """What was known before the edge restarted: each bay's last occupancy and usage (an
-        overstay's session), and the sessions in progress on the bays' connectors."""
+        idle bay's ended session), and the sessions in progress on the bays' connectors."""
         async with store.transaction() as tx:
             active = await tx.transactions(state="active", limit=10_000)
             records = await tx.bays()
@@ -100,7 +102,8 @@ class BayUsageTracker(SiteObserver):
                 continue
             if record.occupancy is not None:
                 use.occupancy, use.occupancy_since = record.occupancy, record.occupancy_since
-            if record.usage == "overstay" and record.usage_tx is not None and use.occupancy == "occupied":
+            # "overstay": stored before contract 1.1; an old "idle" (now blocked) has no transaction
+            if record.usage in ("idle", "overstay") and record.usage_tx is not None and use.occupancy == "occupied":
                 use.ended, use.ended_at = record.usage_tx, record.usage_since
             if record.usage is not None:
                 self._reported[record.bay_id] = (record.usage, record.usage_tx)
@@ -151,7 +154,7 @@ class BayUsageTracker(SiteObserver):
         self._reported[use.bay_id] = (state, transaction_id)
         self._queue.put_nowait(BayUsage(bay_id=use.bay_id, charger_id=use.charger_id,
                                         connector_id=use.connector_id, state=state,  # type: ignore[arg-type]
-                                        since=since.astimezone(UTC), transaction_id=transaction_id))
+                                        since=since.astimezone(UTC), transaction_id=transaction_id, words=2))
         log.info("bay.usage", bay_id=use.bay_id, state=state, since=since.isoformat(), transaction_id=transaction_id)
 
     def usage(self) -> list[dict[str, object]]:

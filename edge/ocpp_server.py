@@ -19,7 +19,9 @@ and return its answer. This module owns only the protocol quirks:
   one at a time per connection; a CALLRESULT nobody waits for is dropped.
 * Security profiles 1 and 2 (OCPP 1.6 security whitepaper): HTTP Basic auth on the upgrade
   request, checked against the charger's stored key; wrong or missing credentials get 401, a
-  profile 2 charger on a connection without TLS gets 401 too (never downgraded).
+  profile 2 charger on a connection without TLS gets 401 too (never downgraded). Profile 3: a client
+  certificate of the charger CA (the TLS handshake refuses an expired or foreign one) whose subject CN
+  is the charger id, else 401.
 * Liveness (OCPP-NOTES "Status"): WebSocket pings, and a deadline on the time since the
   charger's last message; a charger that misses either is closed and reported offline.
 * Every CALL gets an answer: an unexpected failure is answered with InternalError, and numbers a
@@ -258,6 +260,14 @@ def charger_id_from_path(path: str) -> str | None:
     if not charger_id or len(charger_id) > MAX_CHARGER_ID_LENGTH or not charger_id.isprintable():
         return None
     return charger_id
+
+
+def certificate_cn(peer: dict[str, Any] | None) -> str | None:
+    """The subject common name of a client certificate the TLS handshake verified (``getpeercert()``)."""
+    if not peer:
+        return None
+    names = [value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return names[0] if len(names) == 1 else None
 
 
 def ocpp_time(value: datetime) -> str:
@@ -621,13 +631,15 @@ class OcppServer:
         charger_id = charger_id_from_path(request.path)
         if charger_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, f"Connect to {PATH_PREFIX}<chargePointId>\n")
-        tls = connection.transport.get_extra_info("ssl_object") is not None
-        admission = await self._site.admit(charger_id, request.headers.get("Authorization"), tls=tls)
+        tls_object = connection.transport.get_extra_info("ssl_object")
+        tls = tls_object is not None
+        admission = await self._site.admit(charger_id, request.headers.get("Authorization"), tls=tls,
+                                           certificate_cn=certificate_cn(tls_object.getpeercert() if tls else None))
         if admission is Admission.UNKNOWN:
             log.warning("ocpp.unknown_charger", charger_id=charger_id)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charge point\n")
         if admission is Admission.UNAUTHORIZED:
-            log.warning("ocpp.unauthorized", charger_id=charger_id, tls=tls)
+            log.warning("ocpp.unauthorized", charger_id=charger_id, tls=tls)  # never the credentials
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
             return response

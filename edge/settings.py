@@ -25,6 +25,8 @@ from pydantic_settings import (
 from mqtt.topics import validate_site_id, validate_topic_root
 
 ENV_PREFIX = "EVPARK_EDGE_"
+ADMIN_TOKEN_MIN = 24
+"""Characters an admin token needs off loopback (``openssl rand -hex 32`` gives 64)."""
 SITE_FILE_TABLES = frozenset({"bays", "sensors", "power", "uplink"})
 
 
@@ -74,12 +76,19 @@ class EdgeSettings(BaseSettings):
     charger_call_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a charger's answer")
     ocpp_tls_cert: Path | None = Field(default=None, description="PEM chain: serve wss:// (Security Profile 2)")
     ocpp_tls_key: Path | None = Field(default=None, description="PEM private key of ocpp_tls_cert")
+    ocpp_tls_client_ca: Path | None = Field(default=None, description=(
+        "PEM CA certificate(s) that sign the chargers' client certificates (Security Profile 3); needs "
+        "ocpp_tls_cert"))
+    min_security_profile: int = Field(default=0, ge=0, le=3, description=(
+        "chargers below this OCPP Security Profile get HTTP 401 (production: at least 1, so no charger id "
+        "can be taken over by a connection without credentials)"))
 
     admin_enabled: bool = True
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(default=9001, ge=0, le=65535, description="0 picks a free port")
     admin_token: SecretStr | None = Field(
-        default=None, description="bearer token of the admin API; required unless it binds to loopback")
+        default=None, description=f"bearer token of the admin API, at least {ADMIN_TOKEN_MIN} characters; "
+                                  "required unless it binds to loopback")
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -107,12 +116,27 @@ class EdgeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _admin_token_off_loopback(self) -> EdgeSettings:
-        if self.admin_enabled and self.admin_token is None and not _loopback(self.admin_host):
-            raise ValueError(f"admin_token (EVPARK_EDGE_ADMIN_TOKEN) is required when the admin API binds to "
-                             f"{self.admin_host!r}, which is not a loopback address")
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        if self.admin_enabled and not _loopback(self.admin_host):
+            if not token.strip():
+                raise ValueError(f"admin_token (EVPARK_EDGE_ADMIN_TOKEN) is required when the admin API binds to "
+                                 f"{self.admin_host!r}, which is not a loopback address; an empty token is none")
+            if len(token) < ADMIN_TOKEN_MIN:
+                raise ValueError(f"admin_token (EVPARK_EDGE_ADMIN_TOKEN) has {len(token)} characters; it needs at "
+                                 f"least {ADMIN_TOKEN_MIN} when the admin API binds to {self.admin_host!r} "
+                                 "(e.g. openssl rand -hex 32)")
         if (self.ocpp_tls_cert is None) != (self.ocpp_tls_key is None):
             raise ValueError("ocpp_tls_cert and ocpp_tls_key go together")
+        if self.ocpp_tls_client_ca is not None and self.ocpp_tls_cert is None:
+            raise ValueError("ocpp_tls_client_ca (Security Profile 3) needs ocpp_tls_cert and ocpp_tls_key: client "
+                             "certificates are asked for over TLS only")
         return self
+
+    @property
+    def admin_secret(self) -> str | None:
+        """The admin API's token; None (no authentication, loopback only) when unset or empty."""
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        return token if token.strip() else None
 
     @property
     def offline_after(self) -> float:

@@ -8,6 +8,7 @@ uplink envelopes it causes commit together, or not at all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import json
 import uuid
@@ -99,6 +100,29 @@ CHARGER_ACTIONS = frozenset({
 
 NOT_WHILE_PENDING = frozenset({"RemoteStartTransaction", "RemoteStopTransaction"})
 """OCPP 1.6 §4.2.1: no remote start/stop to a charger whose registration is Pending."""
+
+SECRET_KEYS = frozenset({"authorizationkey"})
+"""Configuration keys whose value is a credential (security whitepaper: AuthorizationKey is write-only)."""
+KEY_ADOPTED = frozenset({"Accepted", "RebootRequired"})
+"""ChangeConfiguration answers after which the charger uses the new AuthorizationKey (now or after a reboot)."""
+MASK = "********"
+
+
+def is_secret_key(key: Any) -> bool:
+    return isinstance(key, str) and key.lower() in SECRET_KEYS
+
+
+def mask_secrets(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as it may be stored, listed, logged and relayed: a credential's value masked (in the
+    request of a ChangeConfiguration, and in a GetConfiguration answer of a charger that lists its key)."""
+    if action == "ChangeConfiguration" and is_secret_key(payload.get("key")) and "value" in payload:
+        return {**payload, "value": MASK}
+    keys = payload.get("configurationKey")
+    if action == "GetConfiguration" and isinstance(keys, list):
+        return {**payload, "configurationKey": [
+            {**item, "value": MASK} if isinstance(item, dict) and is_secret_key(item.get("key")) and "value" in item
+            else item for item in keys]}
+    return dict(payload)
 
 
 class Admission(enum.Enum):
@@ -223,6 +247,12 @@ def _ocpp_time(value: datetime) -> str:
 CHARGER_STATES = frozenset({"Available", "Unavailable", "Faulted"})
 """The only statuses connector 0 (the whole charger) can have."""
 
+FREE_STATES = frozenset({"Available", "Preparing"})
+"""Connector statuses that no transaction has (OCPP 1.6 §4.9): one reported after a start ends it there."""
+
+DEFAULT_STOP_REASON = "Local"
+"""OCPP 1.6 §7.45: a StopTransaction without ``reason`` means Local."""
+
 
 class SiteObserver:
     """Told of what happened at the site, after it is committed. Methods must be quick and must not
@@ -255,6 +285,9 @@ class PowerControl(Protocol):
 
 SESSIONS_REPORT_EVERY = 300.0
 """Default seconds between two ``session.open`` reports (``EVPARK_EDGE_SESSIONS_REPORT_EVERY``)."""
+WRITTEN_OFF_GRACE = timedelta(days=1)
+"""A session the charger forgot stays in the ``session.open`` report this long for its late StopTransaction
+(ended with the charger's own figures); after that the cloud closes it with the energy it knows."""
 ENDED_WITHIN = timedelta(days=1)
 """A ``session.open`` report carries the transactions stopped this recently, with their figures."""
 MAX_OPEN_REPORTED = 10_000
@@ -269,7 +302,8 @@ class Site:
 
     def __init__(self, store: Store, *, site_id: str, heartbeat_interval: int, accept_unknown_chargers: bool,
                  unknown_chargers_pending: bool = False, offline_accept_unknown_id_tags: bool = False,
-                 call_timeout: float = 30.0, clock: Callable[[], datetime] = utc_now) -> None:
+                 call_timeout: float = 30.0, min_security_profile: int = 0,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.site_id = site_id
         self.heartbeat_interval = heartbeat_interval
@@ -277,6 +311,7 @@ class Site:
         self.unknown_chargers_pending = unknown_chargers_pending
         self.offline_accept_unknown_id_tags = offline_accept_unknown_id_tags
         self.call_timeout = call_timeout
+        self.min_security_profile = min_security_profile
         self.chargers: ChargerLink = _NoChargers()
         """Set by the composition root once the OCPP server exists."""
         self.cloud_online: Callable[[], bool] = lambda: False
@@ -301,22 +336,58 @@ class Site:
             return True
         return await self.store.get_charger(charger_id) is not None
 
-    async def admit(self, charger_id: str, authorization: str | None, *, tls: bool) -> Admission:
-        """The handshake decision (OCPP-NOTES "Security profiles"): unknown → 404; a charger with
-        profile 1 or 2 must send HTTP Basic ``<id>:<AuthorizationKey>``, profile 2 over TLS, else 401."""
+    async def admit(self, charger_id: str, authorization: str | None, *, tls: bool,
+                    certificate_cn: str | None = None) -> Admission:
+        """The handshake decision (OCPP-NOTES "Security profiles"): unknown → 404; a charger below
+        ``min_security_profile`` → 401; a charger with profile 1 or 2 must send HTTP Basic
+        ``<id>:<AuthorizationKey>``, profile 2 over TLS; a profile 3 charger must present, over TLS, a client
+        certificate of the site's charger CA (checked by the TLS handshake) whose subject CN is its id.
+
+        ``certificate_cn`` is the subject common name of the verified client certificate, if any. A new
+        AuthorizationKey the charger accepted replaces the old one at its first use.
+        """
         charger = await self.store.get_charger(charger_id)
         if charger is None:
-            return Admission.OK if self.accept_unknown_chargers else Admission.UNKNOWN
+            if not self.accept_unknown_chargers:
+                return Admission.UNKNOWN
+            return Admission.OK if self.min_security_profile == 0 else Admission.UNAUTHORIZED
+        if charger.security_profile < self.min_security_profile:
+            return Admission.UNAUTHORIZED  # e.g. a profile 0 charger anyone could impersonate
         if charger.security_profile == 0:
             return Admission.OK
+        if charger.security_profile >= 3:
+            return Admission.OK if tls and certificate_cn == charger_id else Admission.UNAUTHORIZED
         credentials = basic_credentials(authorization)
         if credentials is None or credentials[0] != charger_id or charger.auth_key_hash is None:
             return Admission.UNAUTHORIZED
         if charger.security_profile >= 2 and not tls:
             return Admission.UNAUTHORIZED  # never downgraded to plain ws://
-        if not await asyncio.to_thread(verify_key, credentials[1], charger.auth_key_hash):
-            return Admission.UNAUTHORIZED
-        return Admission.OK
+        if await asyncio.to_thread(verify_key, credentials[1], charger.auth_key_hash):
+            return Admission.OK
+        if charger.next_auth_key_hash is not None and \
+                await asyncio.to_thread(verify_key, credentials[1], charger.next_auth_key_hash):
+            async with self.store.transaction() as tx:
+                await tx.promote_next_auth_key(charger_id, charger.next_auth_key_hash)
+            log.info("charger.auth_key_adopted", charger_id=charger_id)
+            return Admission.OK
+        return Admission.UNAUTHORIZED
+
+    async def set_security_profile(self, charger_id: str, security_profile: int) -> None:
+        """Raise a charger's Security Profile (registers the id if new). Profile 3 needs no key (its client
+        certificate names it); profiles 1 and 2 need a key stored first (:meth:`set_auth_key`). Never lowered."""
+        if security_profile not in (1, 2, 3):
+            raise ValueError("security_profile must be 1, 2 or 3")
+        async with self.store.transaction() as tx:
+            current = await tx.get_charger(charger_id)
+            if current is not None and current.security_profile > security_profile:
+                raise ValueError(f"charger {charger_id!r} uses profile {current.security_profile}; "
+                                 "a profile is never downgraded")
+            key = current.auth_key_hash if current is not None else None
+            if security_profile < 3 and key is None:
+                raise ValueError(f"charger {charger_id!r} has no AuthorizationKey: set one with its profile")
+            await tx.set_charger_security(charger_id, security_profile=security_profile, auth_key_hash=key,
+                                          now=self._clock())
+        log.info("charger.security_profile_set", charger_id=charger_id, security_profile=security_profile)
 
     async def set_auth_key(self, charger_id: str, key: str, security_profile: int) -> None:
         """Store a charger's AuthorizationKey for Security Profile 1 or 2 (registers the id if new)."""
@@ -385,19 +456,30 @@ class Site:
             charger = await self.store.get_charger(charger_id)
             if charger is not None and charger.pending:
                 raise ChargerNotAccepted(f"charger {charger_id!r} is Pending: no {action} until it is accepted")
+        new_key_hash: str | None = None
+        recorded = payload
+        if action == "ChangeConfiguration" and is_secret_key(payload.get("key")):
+            # The key never goes to the calls log, the uplink or a log line in clear (see mask_secrets).
+            value = payload.get("value")
+            if not isinstance(value, str) or not valid_key(value):
+                raise ChargerCallRefused("an AuthorizationKey is 16 to 40 printable characters")
+            new_key_hash = await asyncio.to_thread(hash_key, value)
+            recorded = mask_secrets(action, payload)
         answer: CallAnswer | None = None
         try:
             answer = await self.chargers.call(charger_id, action, payload, answer_within or self.call_timeout)
         except TimeoutError:
-            await self._record_call(charger_id, action, payload, "timeout", None, origin)
+            await self._record_call(charger_id, action, recorded, "timeout", None, origin)
             raise ChargerCallTimeout(f"charger {charger_id!r} did not answer {action} within "
                                      f"{answer_within or self.call_timeout} s") from None
-        await self._record_call(charger_id, action, payload, answer.kind, answer, origin)
+        if action == "GetConfiguration" and answer.kind == "result":
+            answer = dataclasses.replace(answer, payload=mask_secrets(action, answer.payload))
+        await self._record_call(charger_id, action, recorded, answer.kind, answer, origin, new_key_hash=new_key_hash)
         return answer
 
     async def _record_call(self, charger_id: str, action: str, request: dict[str, Any],
                            outcome: Literal["result", "error", "invalid", "timeout"],
-                           answer: CallAnswer | None, origin: str) -> None:
+                           answer: CallAnswer | None, origin: str, *, new_key_hash: str | None = None) -> None:
         now = self._clock()
         async with self.store.transaction() as tx:
             response = answer.as_dict() if answer else None
@@ -407,6 +489,11 @@ class Site:
                                       outcome=outcome, response=response, sent_at=now))
             if answer is not None and answer.kind == "result":
                 await self._apply_answer(tx, charger_id, action, request, answer.payload, now)
+                if new_key_hash is not None and answer.payload.get("status") in KEY_ADOPTED:
+                    # Adopted now; the old key stays valid until the charger's first connection with this one.
+                    await tx.set_next_auth_key(charger_id, new_key_hash)
+                    log.info("charger.auth_key_accepted", charger_id=charger_id,
+                             status=answer.payload.get("status"))
 
     async def _apply_answer(self, tx: StoreTransaction, charger_id: str, action: str, request: Mapping[str, Any],
                             response: Mapping[str, Any], now: datetime) -> None:
@@ -478,11 +565,16 @@ class Site:
                 status = "Pending"
             await tx.record_boot(charger_id, vendor=info.vendor, model=info.model, serial=info.serial,
                                  firmware=info.firmware, registration_status=status, now=now)
+            # A boot is a reboot: the charger's transactions of before have ended there (their
+            # StopTransaction may still come from its queue), and so have their TxProfiles.
+            forgotten = await self._write_off(tx, charger_id, reason="reboot", now=now)
+            await tx.end_tx_profiles(charger_id)
             await tx.emit(ChargerBoot(charger_id=charger_id, vendor=info.vendor, model=info.model,
                                       serial_number=info.serial, firmware_version=info.firmware,
                                       registration_status=status))
         log.info("charger.booted", charger_id=charger_id, vendor=info.vendor, model=info.model,
                  registered=not known, status=status)
+        self._tell_written_off(forgotten, now)
         self._tell("charger_seen", charger_id, 0)
         return BootAnswer(status, self.heartbeat_interval, now)
 
@@ -511,26 +603,52 @@ class Site:
             await tx.emit(ChargerStatus(charger_id=charger_id, connector_id=connector_id, status=status,
                                         error_code=error_code, info=info, observed_at=observed.at,
                                         clock_suspect=observed.suspect))
+        if connector_id >= 1 and status in FREE_STATES:
+            # A connector with a transaction is Charging, Suspended… or Finishing (§4.9): one reported
+            # Available or Preparing after a transaction started has ended it at the charger.
+            async with self.store.transaction() as tx:
+                forgotten = await self._write_off(tx, charger_id, reason=f"connector_{status.lower()}", now=now,
+                                                  connector_id=connector_id, started_before=observed.at)
+                if forgotten:
+                    await tx.end_tx_profiles(charger_id, connector_id)
+            self._tell_written_off(forgotten, now)
         if connector_id >= 0:
             self._tell("charger_seen", charger_id, connector_id)
+
+    async def _write_off(self, tx: StoreTransaction, charger_id: str, *, reason: str, now: datetime,
+                         **which: Any) -> list[TransactionRecord]:
+        """Write off the running transactions the charger forgot (README "Sessions a charger forgot")."""
+        forgotten = await tx.write_off(charger_id, reason=reason, now=now, **which)
+        for record in forgotten:
+            log.warning("session.written_off", charger_id=charger_id, connector_id=record.connector_id,
+                        transaction_id=record.id, reason=reason)
+        return forgotten
+
+    def _tell_written_off(self, forgotten: Sequence[TransactionRecord], now: datetime) -> None:
+        for record in forgotten:
+            if record.connector_id >= 1:
+                self._tell("session_stopped", record.charger_id, record.connector_id, record.id, now)
 
     # --- authorization and sessions -----------------------------------------------------
 
     async def _decide(self, tx: StoreTransaction, id_tag: str, now: datetime,
                       charging_at: tuple[str, int] | None = None) -> AuthDecision:
-        """The idTag's status: local list, its group, other transactions, the offline policy.
+        """The idTag's status: local list, its group, the offline policy, and for a start (``charging_at``,
+        the charger and connector asking) the idTag's other running transactions (ConcurrentTx).
 
-        ``charging_at`` is the (charger, connector) asking for a start: a transaction of the same
-        idTag there is the one being replaced or retried, not a concurrent one.
+        OCPP 1.6 §7.2: ConcurrentTx "is only relevant for a StartTransaction.req", so an Authorize
+        (``charging_at`` None) never gets it. A transaction of the same idTag on the asking connector is the
+        one being replaced or retried, not a concurrent one.
         """
         entry = await tx.get_auth_entry(id_tag)
         parent = await tx.get_auth_entry(entry.parent_id_tag) if entry and entry.parent_id_tag else None
-        others = [t for t in await tx.active_transactions_of(id_tag, live=True)
-                  if charging_at is None or (t.charger_id, t.connector_id) != charging_at]
+        others = [] if charging_at is None else [t for t in await tx.active_transactions_of(id_tag, live=True)
+                                                 if (t.charger_id, t.connector_id) != charging_at]
         accept_unknown = self.offline_accept_unknown_id_tags and not self.cloud_online()
         return authorize(entry, now, parent=parent, in_other_transaction=bool(others), accept_unknown=accept_unknown)
 
     async def authorize(self, id_tag: str) -> AuthDecision:
+        """Authorize.req: the idTag's status, never ConcurrentTx (see :meth:`_decide`)."""
         async with self.store.transaction() as tx:
             return await self._decide(tx, id_tag, self._clock())
 
@@ -565,6 +683,9 @@ class Site:
             if reservation_id is not None:
                 await tx.end_reservation(reservation_id, "used", now)
             if connector_id >= 1:
+                # One transaction per connector: one still running there was forgotten by the charger.
+                await self._write_off(tx, charger_id, reason="new_transaction", now=now, connector_id=connector_id,
+                                      except_id=transaction_id)
                 await tx.emit(SessionStarted(
                     charger_id=charger_id, connector_id=connector_id, transaction_id=transaction_id, id_tag=id_tag,
                     id_tag_status=decision.status, meter_start_wh=meter_wh(meter_start), started_at=started.at,
@@ -629,6 +750,8 @@ class Site:
         now = self._clock()
         reported = charger_time(timestamp, now)
         stop_wh = meter_wh(meter_stop)
+        if reason is None:
+            reason = DEFAULT_STOP_REASON
         async with self.store.transaction() as tx:
             decision = authorize(await tx.get_auth_entry(id_tag), now) if id_tag else None
             record = await tx.get_transaction(transaction_id) if transaction_id > 0 else None
@@ -691,6 +814,7 @@ class Site:
         if not first:
             log.info("session.stop_repeated", charger_id=record.charger_id, transaction_id=record.id)
             return None
+        await tx.end_tx_profiles(record.charger_id, record.connector_id)  # §3.13.2: one transaction only
         start_wh, stop_wh = meter_wh(record.meter_start), meter_wh(meter_stop)
         energy = billable_energy_wh(start_wh, stop_wh)
         await tx.emit(SessionStopped(
@@ -726,7 +850,8 @@ class Site:
             ended = await tx.ended_transactions(since=now - ENDED_WITHIN, limit=MAX_ENDED_REPORTED)
             report = SessionsOpen(
                 open=[OpenTransaction(charger_id=t.charger_id, connector_id=t.connector_id, transaction_id=t.id)
-                      for t in open_ if t.connector_id >= 1],
+                      for t in open_ if t.connector_id >= 1
+                      and (t.written_off_at is None or now - t.written_off_at < WRITTEN_OFF_GRACE)],
                 ended=[EndedTransaction(
                     charger_id=t.charger_id, transaction_id=t.id, meter_start_wh=meter_wh(t.meter_start),
                     meter_stop_wh=meter_wh(t.meter_stop or 0),
@@ -777,7 +902,9 @@ class Site:
         if earlier is not None:
             outcome = CommandOutcome(CommandStatus(earlier), "already handled; not sent to the charger again")
         else:
-            outcome = await self._run_charger_command(body)
+            # The charger's answer is awaited only until the command expires: the cloud stops waiting then.
+            left = (command.expires_at - self._clock()).total_seconds()
+            outcome = await self._run_charger_command(body, max(0.1, min(self.call_timeout, left)))
         async with self.store.transaction() as tx:
             await tx.mark_command_handled(command.id, str(outcome.status), self._clock())
             await tx.emit(CommandResult(command_id=command.id, command_type=command.type, status=outcome.status,
@@ -791,7 +918,7 @@ class Site:
         async with self.store.transaction() as tx:
             return await tx.handled_command(command_id)
 
-    async def _run_charger_command(self, body: Any) -> CommandOutcome:
+    async def _run_charger_command(self, body: Any, answer_within: float | None = None) -> CommandOutcome:
         if isinstance(body, AcceptCharger):
             try:
                 triggered = await self.accept_charger(body.charger_id)
@@ -800,7 +927,8 @@ class Site:
             return CommandOutcome(CommandStatus.ACCEPTED, "charger accepted", {"boot_triggered": triggered})
         action, payload = ocpp_request(body)
         try:
-            answer = await self.call_charger(body.charger_id, action, payload, origin="cloud")
+            answer = await self.call_charger(body.charger_id, action, payload, origin="cloud",
+                                             answer_within=answer_within)
         except ChargerCallRefused as exc:
             return CommandOutcome(CommandStatus.REJECTED, str(exc))
         except ChargerCallError as exc:

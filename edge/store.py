@@ -296,6 +296,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE auth_list",
         "ALTER TABLE auth_list_v5 RENAME TO auth_list",
     ),
+    # v6: a session the charger forgot is written off once and for all (it never counts as running
+    # again, whatever the connector reports later; a late stop still ends it), and a charger's next
+    # AuthorizationKey, adopted on the charger's Accepted, valid beside the old one until first used.
+    (
+        "ALTER TABLE transactions ADD COLUMN written_off_at TEXT",
+        "ALTER TABLE transactions ADD COLUMN written_off_reason TEXT",
+        """UPDATE transactions SET written_off_reason = 'connector_available', written_off_at = (
+               SELECT c.updated_at FROM connectors c WHERE c.charger_id = transactions.charger_id
+               AND c.connector_id = transactions.connector_id)
+           WHERE state = 'active' AND EXISTS (
+               SELECT 1 FROM connectors c WHERE c.charger_id = transactions.charger_id
+               AND c.connector_id = transactions.connector_id AND c.status IN ('Available', 'Preparing')
+               AND c.updated_at > transactions.started_at)""",
+        "ALTER TABLE chargers ADD COLUMN next_auth_key_hash TEXT",  # scrypt, see edge.security
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -326,6 +341,9 @@ class ChargerRecord:
     firmware_status: str | None = None
     diagnostics_status: str | None = None
     local_list_version: int | None = None
+    next_auth_key_hash: str | None = None
+    """An AuthorizationKey the charger accepted (ChangeConfiguration), valid beside ``auth_key_hash`` until
+    the charger's first connection with it."""
 
     @property
     def accepted(self) -> bool:
@@ -362,10 +380,17 @@ class TransactionRecord:
     reason: str | None
     state: str
     clock_suspect: bool
+    written_off_at: datetime | None = None
+    written_off_reason: str | None = None
 
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+    @property
+    def running(self) -> bool:
+        """Active and not written off (the charger forgot it: see :meth:`StoreTransaction.write_off`)."""
+        return self.state == "active" and self.written_off_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +408,8 @@ def _charger(row: sqlite3.Row) -> ChargerRecord:
                          firmware=row["firmware"], registration_status=row["registration_status"],
                          last_seen=_dt(row["last_seen"]), security_profile=row["security_profile"],
                          auth_key_hash=row["auth_key_hash"], firmware_status=row["firmware_status"],
-                         diagnostics_status=row["diagnostics_status"], local_list_version=row["local_list_version"])
+                         diagnostics_status=row["diagnostics_status"], local_list_version=row["local_list_version"],
+                         next_auth_key_hash=row["next_auth_key_hash"])
 
 
 def _transaction(row: sqlite3.Row) -> TransactionRecord:
@@ -393,6 +419,7 @@ def _transaction(row: sqlite3.Row) -> TransactionRecord:
         started_at=datetime.fromisoformat(row["started_at"]), reported_started_at=row["reported_started_at"],
         reservation_id=row["reservation_id"], meter_stop=row["meter_stop"], stopped_at=_dt(row["stopped_at"]),
         reason=row["reason"], state=row["state"], clock_suspect=bool(row["clock_suspect"]),
+        written_off_at=_dt(row["written_off_at"]), written_off_reason=row["written_off_reason"],
     )
 
 
@@ -502,8 +529,7 @@ class OutboxStatus:
 
 # --- the units of work ------------------------------------------------------------------
 
-_LIVE_JOIN = "LEFT JOIN connectors c ON c.charger_id = t.charger_id AND c.connector_id = t.connector_id"
-_LIVE_WHERE = "AND NOT (coalesce(c.status IN ('Available', 'Preparing'), 0) AND c.updated_at > t.started_at)"
+_LIVE_WHERE = "AND t.written_off_at IS NULL"
 # category_seq: the next of the category; the outbox_category_seq trigger books it in outbox_streams
 # (per row, so it also holds for the rows of one group commit's executemany).
 _INSERT_OUTBOX = """INSERT INTO outbox (envelope_id, type, body, ts, category, category_seq) VALUES
@@ -714,8 +740,24 @@ class StoreTransaction:
     async def set_charger_security(self, charger_id: str, *, security_profile: int, auth_key_hash: str | None,
                                    now: datetime) -> None:
         await self.register_charger(charger_id, now)
-        await self._run("UPDATE chargers SET security_profile = ?, auth_key_hash = ? WHERE id = ?",
-                        (security_profile, auth_key_hash, charger_id))
+        await self._run("UPDATE chargers SET security_profile = ?, auth_key_hash = ?, next_auth_key_hash = NULL"
+                        " WHERE id = ?", (security_profile, auth_key_hash, charger_id))
+
+    async def set_next_auth_key(self, charger_id: str, next_hash: str) -> None:
+        """The charger accepted a new AuthorizationKey: valid beside the current one until first used. A
+        charger without a key (profile 0) moves to profile 1 with it."""
+        await self._run(
+            """UPDATE chargers SET
+                   security_profile = CASE WHEN security_profile = 0 THEN 1 ELSE security_profile END,
+                   auth_key_hash = CASE WHEN auth_key_hash IS NULL THEN ?1 ELSE auth_key_hash END,
+                   next_auth_key_hash = CASE WHEN auth_key_hash IS NULL THEN NULL ELSE ?1 END
+               WHERE id = ?2""", (next_hash, charger_id))
+
+    async def promote_next_auth_key(self, charger_id: str, next_hash: str) -> bool:
+        """The charger connected with its new key: it replaces the old one, which is no longer valid."""
+        changed = await self._run("UPDATE chargers SET auth_key_hash = next_auth_key_hash, next_auth_key_hash = NULL"
+                                  " WHERE id = ? AND next_auth_key_hash = ?", (charger_id, next_hash))
+        return changed == 1
 
     async def set_charger_field(self, charger_id: str, column: str, value: Any) -> None:
         if column not in {"firmware_status", "diagnostics_status", "local_list_version"}:
@@ -794,6 +836,15 @@ class StoreTransaction:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         return await self._run(f"DELETE FROM charging_profiles WHERE {' AND '.join(clauses)}", params)
+
+    async def end_tx_profiles(self, charger_id: str, connector_id: int | None = None) -> int:
+        """OCPP 1.6 §3.13.2: a TxProfile applies to one transaction; the charger deletes it when the
+        transaction stops (or the charger reboots). Forget them here too; returns how many."""
+        if connector_id is None:
+            return await self._run("DELETE FROM charging_profiles WHERE charger_id = ? AND purpose = 'TxProfile'",
+                                   (charger_id,))
+        return await self._run("DELETE FROM charging_profiles WHERE charger_id = ? AND connector_id = ? "
+                               "AND purpose = 'TxProfile'", (charger_id, connector_id))
 
     async def charging_profiles(self, charger_id: str) -> list[dict[str, Any]]:
         rows = await self._all("SELECT * FROM charging_profiles WHERE charger_id = ? ORDER BY profile_id",
@@ -898,20 +949,42 @@ class StoreTransaction:
 
     async def active_transactions_of(self, id_tag: str, *, live: bool = False) -> list[TransactionRecord]:
         """The idTag's transactions not stopped; ``live``: without the ghosts (see :meth:`live_transactions`)."""
-        rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN if live else ''} "
+        rows = await self._all(f"SELECT t.* FROM transactions t "
                                f"WHERE t.id_tag = ? COLLATE NOCASE AND t.state = 'active' "
                                f"{_LIVE_WHERE if live else ''} ORDER BY t.id",
                                (id_tag,))
         return [_transaction(r) for r in rows]
 
     async def live_transactions(self) -> list[TransactionRecord]:
-        """Transactions in progress, without the ghosts: a transaction whose connector reported
-        Available or Preparing after it started has ended at the charger (a connector with a
-        transaction is Charging, Suspended… or Finishing, OCPP 1.6 §4.9), even if its
-        StopTransaction never came. It stays active in the store, so a late stop is still billed;
-        it no longer takes a share of the site limit nor blocks its idTag (ConcurrentTx)."""
-        rows = await self._all(f"SELECT t.* FROM transactions t {_LIVE_JOIN} WHERE t.state = 'active' {_LIVE_WHERE} "
+        """Transactions in progress, without the ghosts: a transaction written off because its charger
+        forgot it (:meth:`write_off`) stays active in the store, so a late stop is still billed, but it
+        no longer takes a share of the site limit nor blocks its idTag (ConcurrentTx), ever again."""
+        rows = await self._all(f"SELECT t.* FROM transactions t WHERE t.state = 'active' {_LIVE_WHERE} "
                                "ORDER BY t.id")
+        return [_transaction(r) for r in rows]
+
+    async def write_off(self, charger_id: str, *, reason: str, now: datetime, connector_id: int | None = None,
+                        started_before: datetime | None = None,
+                        except_id: int | None = None) -> list[TransactionRecord]:
+        """Mark the charger's running transactions (of one connector, started before a time, but one) as
+        forgotten by the charger; returns those newly written off. Written off is for good: a later
+        status of the connector does not bring a transaction back; only its StopTransaction ends it."""
+        clauses = ["charger_id = ?", "state = 'active'", "written_off_at IS NULL"]
+        params: list[Any] = [charger_id]
+        if connector_id is not None:
+            clauses.append("connector_id = ?")
+            params.append(connector_id)
+        if started_before is not None:
+            clauses.append("started_at < ?")
+            params.append(_iso(started_before))
+        if except_id is not None:
+            clauses.append("id != ?")
+            params.append(except_id)
+        where = " AND ".join(clauses)
+        rows = await self._all(f"SELECT * FROM transactions WHERE {where} ORDER BY id", params)
+        if rows:
+            await self._run(f"UPDATE transactions SET written_off_at = ?, written_off_reason = ? WHERE {where}",
+                            [_iso(now), reason, *params])
         return [_transaction(r) for r in rows]
 
     async def transactions(self, *, charger_id: str | None = None, state: str | None = None,
@@ -1182,9 +1255,12 @@ class Store:
             self._unreported.update(refused)
             self._bays_refused = self._bays_refused or any(t in _BAY_TYPES for t in refused)
             self._maintenance.set()
-        self._check_cap()
+        # A commit that added nothing (the upkeep's own, when it could drop nothing) must not wake the upkeep
+        # again: at the cap with every droppable row in flight, it spun on itself and starved the edge.
+        self._check_cap(wake=bool(emitted))
 
-    def _check_cap(self) -> None:
+    def _check_cap(self, *, wake: bool = True) -> None:
+        """Keep the at-cap gauge and the refuse_new switch; wake the upkeep (``wake``) when over the cap."""
         at_cap = self.cap.reached(self._backlog, self._bytes)
         OUTBOX_AT_CAP.set(int(at_cap))
         if self.cap.policy == "refuse_new":
@@ -1197,7 +1273,7 @@ class Store:
                 log.warning("outbox.at_cap" if at_cap else "outbox.below_cap", policy=self.cap.policy,
                             backlog=self._backlog, backlog_bytes=self._bytes)
                 self._maintenance.set()  # report what was refused once the cap is left
-        elif at_cap:
+        elif at_cap and wake:
             self._maintenance.set()
 
     async def _count_outbox(self) -> None:
@@ -1212,7 +1288,7 @@ class Store:
         self._oldest_ts = datetime.fromisoformat(oldest[0][0]) if oldest else None
         OUTBOX_BACKLOG.set(self._backlog)
         OUTBOX_BYTES.set(self._bytes)
-        self._check_cap()
+        self._check_cap(wake=False)  # the upkeep recounts; at open, it runs first thing anyway
 
     async def outbox_batch(self, limit: int = 100, *, sending: bool = False) -> list[OutboxRow]:
         """The oldest ``limit`` rows. ``sending``: the uplink is about to publish them; the cap

@@ -1,7 +1,8 @@
 """The store-and-forward MQTT link between the site and the cloud (aiomqtt).
 
-On every (re)connection, with client id ``evpark-edge-<site_id>`` and a persistent session
-(clean_session=False, so commands sent while the site was offline wait at the broker):
+On every (re)connection, with client id ``evpark-edge-<site_id>`` (``evpark-edge-<site_id>-<topic root>`` under
+a topic root other than ``evpark``: two deployments sharing a broker must not take over each other's session)
+and a persistent session (clean_session=False, so commands sent while the site was offline wait at the broker):
 
 1. subscribe to the site's command topic (QoS 1);
 2. publish its retained link status ``online`` (:mod:`mqtt.link`; the CONNECT carries the last
@@ -85,6 +86,14 @@ class Backoff:
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not crypto
 
 
+def uplink_client_id(site_id: str, topic_root: str = "evpark") -> str:
+    """The edge's MQTT client id. A broker lets one connection per client id live and hands it that id's
+    persistent session (its subscriptions, its queued commands), so two edges of the same site id under
+    different topic roots (staging and production on one broker, or tests side by side) must not share one.
+    The default root keeps the id the edge has always used, so an upgraded site resumes its session."""
+    return f"evpark-edge-{site_id}" if topic_root == "evpark" else f"evpark-edge-{site_id}-{topic_root}"
+
+
 class Uplink:
     """Runs until cancelled: connect, subscribe, hello, drain and receive; reconnect on loss."""
 
@@ -95,7 +104,7 @@ class Uplink:
         self._site = site
         self._store = site.store
         self.site_id = site_id
-        self.client_id = f"evpark-edge-{site_id}"
+        self.client_id = uplink_client_id(site_id, topic_root)
         self._host = host
         self._port = port
         self._topics = Topics(topic_root)

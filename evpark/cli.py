@@ -18,7 +18,7 @@ from cloud.platform.logging import configure_logging
 
 app = typer.Typer(help="evpark: edge-to-cloud control for parking garages with EV chargers.",
                   no_args_is_help=True, add_completion=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a path or URL in a message stays whole (copyable)
 
 
 def _service_names() -> list[str]:
@@ -40,16 +40,21 @@ def up(
     admin_port: Annotated[int, typer.Option(help="edge admin API")] = 9001,
     mqtt_port: Annotated[int, typer.Option(help="embedded MQTT broker (1883 is left to Mosquitto)")] = 1884,
     site_id: Annotated[str, typer.Option(help="id of the embedded site")] = "demo-site",
+    site: Annotated[Path | None, typer.Option("--site", help="run the edge with this site file instead of the "
+                                              "bundled demo site (bays of each type, some served by chargers)")
+                    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     **service_ports: int,
 ) -> None:
     """Run broker, services, gateway and one edge on this machine, on embedded defaults."""
+    from edge.siteconfig import SiteConfigError
     from evpark.up import ComponentFailed, PortInUse, UpOptions, run_up
 
     configure_logging(log_level)
     ports = {name.removesuffix("_port"): port for name, port in service_ports.items()}
     options = UpOptions(data_dir=data_dir, host=host, service_ports=ports, ocpp_port=ocpp_port,
-                        admin_port=admin_port, mqtt_port=mqtt_port, site_id=site_id, demo_chargers=demo)
+                        admin_port=admin_port, mqtt_port=mqtt_port, site_id=site_id, demo_chargers=demo,
+                        site_file=site)
     try:
         asyncio.run(run_up(options))
     except PortInUse as exc:
@@ -58,6 +63,9 @@ def up(
     except ComponentFailed as exc:
         err.print(f"[red]evpark up: {exc}; see the log above[/red]")
         raise typer.Exit(1) from None
+    except SiteConfigError as exc:
+        err.print(f"[red]evpark up: {exc}[/red]")
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
 
@@ -179,6 +187,10 @@ app.add_typer(events_app, name="events")
 from evpark.sites_cli import sites_app  # noqa: E402
 
 app.add_typer(sites_app, name="sites")
+
+from evpark.analytics_cli import analytics_app  # noqa: E402
+
+app.add_typer(analytics_app, name="analytics")
 
 accounts_app = typer.Typer(help="Accounts of the built-in accounts service.", no_args_is_help=True,
                            add_completion=False)

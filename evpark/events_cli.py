@@ -30,7 +30,7 @@ from cloud.platform.spec import ServiceSpec
 events_app = typer.Typer(help="Parked events and envelopes: list them, replay them after a fix.",
                          no_args_is_help=True, add_completion=False)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a path or URL in a message stays whole (copyable)
 
 
 def _settings() -> CloudSettings:

@@ -2,7 +2,9 @@
 
 Broker (amqtt), every registered cloud service (:mod:`cloud.registry`), the gateway and one
 site's edge, sharing an in-process event bus and cache; with ``demo`` also simulated chargers
-that keep charging.
+that keep charging and simulated bay sensors (arrivals and departures). The edge runs the
+bundled demo site (``evpark/demo-site.toml``: bays of each type, some served by chargers) unless
+``site_file`` names the operator's own site file.
 Production runs each part as its own process instead (``evpark serve …``, ``evpark edge``).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from cloud.platform.settings import CloudSettings
 from cloud.registry import specs
 from edge.app import Edge
 from edge.settings import EdgeSettings
+from edge.siteconfig import SiteConfig, load_site_config
 from evpark.broker import EMBEDDED_USER, EmbeddedBroker
 from evpark.servers import make_server, port_free, wait_started
 
@@ -50,6 +54,8 @@ class UpOptions:
     mqtt_port: int = 1884
     site_id: str = "demo-site"
     demo_chargers: int = 0
+    site_file: Path | None = None
+    """The operator's site file; None: the bundled demo site (:data:`DEMO_SITE`)."""
 
     @property
     def gateway_port(self) -> int:
@@ -81,6 +87,9 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
+    site_config = site_config_for(options)
+    if options.site_file is not None:  # the operator's file names its site
+        options = dataclasses.replace(options, site_id=site_config.site_id)
     cloud, edge_settings = _settings(options)
     bus = InProcessBus()
     cache = MemoryCache()
@@ -95,11 +104,18 @@ async def run_up(options: UpOptions, *, stop: asyncio.Event | None = None,
                 app = spec.build_app(cloud, **adapters)
                 port = cloud.port_of(spec.name)
                 watched.append(await stack.enter_async_context(serving(app, options.host, port, spec.name)))
+            # On the way out the bus closes before any service stops: no service delivers into one that
+            # is shutting down; what its outbox did not relay yet waits there for the next start.
+            stack.push_async_callback(bus.close)
             logins = await _bootstrap_accounts(options, cloud)
-            edge = await stack.enter_async_context(Edge(edge_settings))
+            edge = await stack.enter_async_context(Edge(edge_settings, site_config))
             watched.append(asyncio.create_task(edge.run_forever(), name="edge"))
             if options.demo_chargers:
                 watched.append(asyncio.create_task(_demo(options, stop, logins), name="demo"))
+                sensors = _demo_sensors(site_config)
+                if sensors:
+                    watched.append(asyncio.create_task(_demo_bays(options, site_config, sensors, stop),
+                                                       name="demo-bays"))
             _announce(options)
             if ready is not None:
                 ready.set()
@@ -153,6 +169,40 @@ def _settings(options: UpOptions) -> tuple[CloudSettings, EdgeSettings]:
         mqtt_port=options.mqtt_port, mqtt_username=options.site_id, mqtt_topic_root=topic_root,
     )
     return cloud, edge
+
+
+DEMO_SITE = Path(__file__).parent / "demo-site.toml"
+"""The site `evpark up` runs when no site file is given: {site_id}, {host}, {mqtt_port} filled in."""
+
+
+def site_config_for(options: UpOptions) -> SiteConfig:
+    """The operator's site file (``--site``), or the bundled demo site written to the data dir."""
+    if options.site_file is not None:
+        return load_site_config(options.site_file)
+    text = DEMO_SITE.read_text(encoding="utf-8")
+    for key, value in (("site_id", options.site_id), ("host", options.host), ("mqtt_port", str(options.mqtt_port))):
+        text = text.replace("{" + key + "}", value)
+    path = options.data_dir / "demo-site.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return load_site_config(path)
+
+
+def _demo_sensors(config: SiteConfig) -> dict[str, str]:
+    """bay id → sensor id of the site's MQTT sensors (those `--demo` simulates)."""
+    mqtt = config.sensors.mqtt
+    if mqtt is None:
+        return {}
+    return {bay_id: sensor_id for sensor_id, bay_id in mqtt.sensors.items()}
+
+
+async def _demo_bays(options: UpOptions, config: SiteConfig, sensors: dict[str, str], stop: asyncio.Event) -> None:
+    from chargepoint_sim.bay_demo import run_bay_demo
+
+    mqtt = config.sensors.mqtt
+    assert mqtt is not None
+    await run_bay_demo(config.site_id, sensors, host=mqtt.host, port=mqtt.port, root=mqtt.topic_root,
+                       username=mqtt.username or f"{config.site_id}-sensors", stop=stop)
 
 
 ADMIN_EMAIL = "admin@evpark.local"

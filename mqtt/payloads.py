@@ -223,22 +223,48 @@ class BayOccupancy(_Body):
     changed_at: UtcDatetime
 
 
-class BayUsage(_Body):
-    """How a bay served by a charger is used; sent when it changes (the cloud bills idle and overstay).
+BAY_USAGE_V1_WORDS: dict[str, str] = {"idle": "blocked", "overstay": "idle"}
+"""What the words of ``bay.usage`` reports with ``words: 1`` (edges before contract 1.1) mean in the
+glossary's words; the others (free, charging, unknown) mean the same."""
 
-    ``charging``: occupied and its connector has a session in progress. ``idle``: occupied and no
-    session has started since the car arrived. ``overstay``: occupied after the session on its
-    connector ended. ``free`` / ``unknown``: as the bay's occupancy. ``since`` is when this state
-    began (the car's arrival for ``idle``, the session's end for ``overstay``).
+
+class BayUsage(_Body):
+    """How a bay served by a charger is used; sent when it changes (the cloud bills idle and blocked).
+
+    The glossary's words (``words: 2``, since contract 1.1): ``charging``: its connector has a
+    session in progress. ``blocked``: occupied and no session has started since the car arrived.
+    ``idle``: occupied after the session on its connector ended (the car stays after charging).
+    ``free`` / ``unknown``: as the bay's occupancy. ``since`` is when this state began (the car's
+    arrival for ``blocked``, the session's end for ``idle``).
+
+    Reports of older edges carry no ``words`` (1) and the old words: ``idle`` for what the glossary
+    calls ``blocked`` and ``overstay`` for ``idle`` (:data:`BAY_USAGE_V1_WORDS`); read
+    :attr:`glossary_state`, never ``state``.
     """
 
     TYPE: ClassVar[str] = "bay.usage"
     bay_id: str
     charger_id: str
     connector_id: int = Field(ge=1)
-    state: Literal["free", "charging", "idle", "overstay", "unknown"]
+    state: Literal["free", "charging", "idle", "blocked", "overstay", "unknown"]
     since: UtcDatetime
     transaction_id: int | None = Field(default=None, description="the session in progress, or the one that ended")
+    words: Literal[1, 2] = Field(default=1, description="2: the glossary's words (blocked, idle); 1 (absent): the "
+                                 "words of edges before contract 1.1 (idle meaning blocked, overstay meaning idle)")
+
+    @model_validator(mode="after")
+    def _words_of_its_version(self) -> BayUsage:
+        if self.words == 2 and self.state == "overstay":
+            raise ValueError("bay.usage with words 2 says idle, not overstay (glossary)")
+        if self.words == 1 and self.state == "blocked":
+            raise ValueError("bay.usage without words 2 cannot say blocked (that was idle)")
+        return self
+
+    @property
+    def glossary_state(self) -> Literal["free", "charging", "idle", "blocked", "unknown"]:
+        """The state in the glossary's words, whichever words the edge used."""
+        state = BAY_USAGE_V1_WORDS.get(self.state, self.state) if self.words == 1 else self.state
+        return state  # type: ignore[return-value]
 
 
 class OutboxDropped(_Body):

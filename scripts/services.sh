@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real services the integration tests use are running on their standard ports:
 # PostgreSQL 5432, Redis 6379, RabbitMQ 5672, Mosquitto 1883. Starts a stopped one; installs a
-# missing one with apt. Idempotent and quick when everything already runs.
+# missing one with apt. Idempotent and quick when everything already runs. Also installs the
+# command-line tools the tests call: pdftotext (poppler-utils) for the invoice PDFs.
 set -uo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 APT_UPDATED=0
@@ -30,6 +31,18 @@ ensure() {  # name port binary package start-command...
   wait_port "$name" "$port" 60
 }
 
+ensure_tool() {  # binary package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "services: $1 is missing and this user cannot install it (not root, no sudo);" \
+         "install $2 (apt-get install -y $2 as root)" >&2
+    return 1
+  fi
+  echo "services: installing $2"; apt_install "$2"
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "services: installing $2 did not provide $1; install it by hand" >&2; return 1
+}
+
 ensure PostgreSQL 5432 pg_ctlcluster postgresql \
   'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | sort -V | tail -1) main start' || exit 1
 ensure Redis 6379 redis-server redis-server \
@@ -43,4 +56,7 @@ if ! psql -h 127.0.0.1 -U postgres -c 'select 1' >/dev/null 2>&1; then
        "allow it in pg_hba.conf (host all postgres 127.0.0.1/32 trust) for the tests" >&2
   exit 1
 fi
-echo "services: PostgreSQL, Redis, RabbitMQ and Mosquitto are up"
+
+# The end-to-end billing test reads the invoice PDF with pdftotext.
+ensure_tool pdftotext poppler-utils || exit 1
+echo "services: PostgreSQL, Redis, RabbitMQ and Mosquitto are up; pdftotext is installed"

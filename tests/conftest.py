@@ -6,6 +6,22 @@ import pytest
 
 from tests.support import services
 
+E2E_GROUP = "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """How `make test` spreads the tests over its xdist workers (``--dist loadgroup``): a test file's tests
+    stay together, as under ``loadfile``; every end-to-end test, each of which starts a whole system of a
+    dozen processes, goes to one worker, first, so that two such systems never start at once on 2 cores
+    (they did, and their start-ups took 30 to 50 s and pushed timing bounds over)."""
+    def end_to_end(item: pytest.Item) -> bool:
+        return item.nodeid.startswith("tests/e2e/") or item.get_closest_marker("e2e") is not None
+
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(E2E_GROUP if end_to_end(item) else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: not end_to_end(item))  # stable: e2e first, the rest as collected
+
 
 @pytest.fixture
 def topic_root() -> str:

@@ -102,6 +102,13 @@ class Faults:
     """The energy register in kWh (unit ``kWh``) instead of Wh, as some chargers send it."""
     repeat: set[str] = field(default_factory=set)
     """Actions sent twice, as a charger retrying after a lost CALLRESULT does."""
+    silent: set[str] = field(default_factory=set)
+    """Central-system CALLs (e.g. ``RemoteStartTransaction``) this charger never answers nor carries out."""
+    refuse_remote_start: bool = False
+    """RemoteStartTransaction is answered Rejected, whatever the connectors' state."""
+    stay_plugged: bool = False
+    """A session started by RemoteStartTransaction does not stop when the car is full: the connector turns
+    SuspendedEV and meter values at 0 W follow until a RemoteStopTransaction (or stop_session) ends it."""
 
 
 _QUEUED_OFFLINE = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -461,7 +468,8 @@ class SimulatedCharger:
 
     async def _session(self, connector: _Connector, id_tag: str, energy_wh: int, *, authorize: bool,
                        meter_interval: float, power_w: float, meter_start_wh: int | None,
-                       speedup: float, on_sample: SampleCallback | None) -> SessionReport:
+                       speedup: float, on_sample: SampleCallback | None,
+                       stay_plugged: bool = False) -> SessionReport:
         if authorize:
             answer = await self._call(call.Authorize(id_tag=id_tag))
             status = answer.id_tag_info["status"]
@@ -503,6 +511,17 @@ class SimulatedCharger:
                 meter_value=[self._meter_value(sample.register_wh, sample.power_w)]))
             if on_sample is not None:
                 on_sample(sample)
+        if stay_plugged and connector.stop_reason is None:
+            # The battery is full and the car stays plugged in: the EV suspends charging (OCPP 1.6 §7.7).
+            connector.last_power_w = 0.0
+            await self._set_status(connector, ChargePointStatus.suspended_ev)
+            while connector.stop_reason is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(connector.stop_requested.wait(), meter_interval)
+                if connector.stop_reason is None:
+                    await self._call(call.MeterValues(
+                        connector_id=connector.id, transaction_id=connector.transaction_id,
+                        meter_value=[self._meter_value(connector.register_wh, 0.0)]))
         reason = connector.stop_reason or "Local"
         await self._stop_transaction(connector, id_tag, meter_start, reason)
         return SessionReport(transaction_id=started.transaction_id, meter_start_wh=meter_start,
@@ -539,7 +558,7 @@ class SimulatedCharger:
             report = await self._session(connector, id_tag, self.remote_session_energy_wh,
                                          authorize=authorize, meter_interval=meter_interval,
                                          power_w=11000, meter_start_wh=None, speedup=self.speedup,
-                                         on_sample=None)
+                                         on_sample=None, stay_plugged=self.faults.stay_plugged)
             log.info("%s: remote session %s ended: %s Wh", self.charger_id, report.transaction_id,
                      report.energy_wh)
         except CpsimError as exc:
@@ -939,8 +958,19 @@ class _OcppLink(ChargePoint):  # type: ignore[misc]
         self._firmware: tuple[str, datetime] | None = None
         self._diagnostics: str | None = None
 
+    async def route_message(self, raw_msg: str) -> None:
+        if self.sim.faults.silent:
+            with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
+                message = json.loads(raw_msg)
+                if message[0] == 2 and message[2] in self.sim.faults.silent:
+                    log.info("%s: %s left unanswered (fault)", self.sim.charger_id, message[2])
+                    return
+        await super().route_message(raw_msg)
+
     @on(Action.remote_start_transaction)
     def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any) -> Any:
+        if self.sim.faults.refuse_remote_start:
+            return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
         connector = self.sim._accept_remote_start(connector_id, id_tag)
         if connector is None:
             return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)

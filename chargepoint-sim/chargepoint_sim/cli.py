@@ -61,6 +61,12 @@ PasswordOption = Annotated[str | None, typer.Option(
 CaFileOption = Annotated[Path | None, typer.Option(
     "--ca-file", exists=True, dir_okay=False, readable=True,
     help="PEM file of the CA that signed the central system's TLS certificate (wss:// only).")]
+CertFileOption = Annotated[Path | None, typer.Option(
+    "--cert-file", exists=True, dir_okay=False, readable=True,
+    help="PEM client certificate of the charger, subject CN = its charger id (Security Profile 3, wss:// only).")]
+KeyFileOption = Annotated[Path | None, typer.Option(
+    "--key-file", exists=True, dir_okay=False, readable=True,
+    help="PEM private key of --cert-file (default: the key is in the certificate file).")]
 MeterIntervalOption = Annotated[float, typer.Option(
     "--meter-interval", min=0.001, help="Wall-clock seconds between MeterValues.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log every OCPP message.")]
@@ -86,13 +92,15 @@ def session(
         "--meter-start-wh", min=0, help="Set the connector's energy register first (default: 0).")] = None,
     password: PasswordOption = None,
     ca_file: CaFileOption = None,
+    cert_file: CertFileOption = None,
+    key_file: KeyFileOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary only.")]
     = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Play one full charging session and print a summary."""
     _configure_logging(verbose)
-    context = _ssl_context(ca_file)
+    context = _ssl_context(ca_file, cert_file, key_file)
     out = Console(highlight=False)
     started = time.monotonic()
     report = _run(_play_session(
@@ -222,13 +230,15 @@ def shell(
     connectors: Annotated[int, typer.Option("--connectors", min=1, help="Connectors of the charger.")] = 1,
     password: PasswordOption = None,
     ca_file: CaFileOption = None,
+    cert_file: CertFileOption = None,
+    key_file: KeyFileOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Connect one charger and send OCPP messages by hand (type help at the prompt)."""
     from chargepoint_sim.shell import run_shell
 
     _configure_logging(verbose)
-    context = _ssl_context(ca_file)
+    context = _ssl_context(ca_file, cert_file, key_file)
     charger = SimulatedCharger(charger_id, url, connectors=connectors, basic_auth_password=password,
                                ssl_context=context)
     _run(run_shell(charger, out=typer.echo))
@@ -412,14 +422,26 @@ def _on_first_sigint(callback: Callable[[], object]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
-def _ssl_context(ca_file: Path | None) -> ssl.SSLContext | None:
-    if ca_file is None:
+def _ssl_context(ca_file: Path | None, cert_file: Path | None = None,
+                 key_file: Path | None = None) -> ssl.SSLContext | None:
+    if ca_file is None and cert_file is None:
+        if key_file is not None:
+            typer.echo("cpsim: --key-file goes with --cert-file.", err=True)
+            raise typer.Exit(EXIT_ERROR)
         return None
     try:
-        return ssl.create_default_context(cafile=str(ca_file))
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (ssl.SSLError, OSError) as exc:
         typer.echo(f"cpsim: {ca_file} is not a PEM CA certificate ({exc}): check --ca-file.", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+    if cert_file is not None:
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+        except (ssl.SSLError, OSError) as exc:
+            typer.echo(f"cpsim: {cert_file} and its key are not a PEM certificate and private key that belong "
+                       f"together ({exc}): check --cert-file and --key-file.", err=True)
+            raise typer.Exit(EXIT_ERROR) from None
+    return context
 
 
 def _configure_logging(verbose: bool, *, demo: bool = False) -> None:

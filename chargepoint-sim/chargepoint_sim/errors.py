@@ -70,7 +70,8 @@ def explain_connect_error(exc: BaseException, url: str, charger_id: str, *, has_
         if status == 401:
             if not has_password:
                 return (f"the central system at {url} requires a password for charger {charger_id!r} "
-                        "(HTTP 401): pass --password with the charger's AuthorizationKey.")
+                        "(HTTP 401): pass --password with the charger's AuthorizationKey (or, for Security "
+                        "Profile 3, --cert-file with its client certificate).")
             return (f"the central system at {url} rejected the password of charger {charger_id!r} "
                     "(HTTP 401): check --password against the charger's AuthorizationKey on the edge.")
         if status == 403:

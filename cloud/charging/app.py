@@ -8,6 +8,7 @@ from cloud.charging import SPEC, events
 from cloud.charging.api import router
 from cloud.charging.repository import SqlChargingRepository
 from cloud.charging.service import ChargingService
+from cloud.contracts.payments import PaymentCompleted, PaymentFailed, TariffChanged
 from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.platform.mqtt_link import EnvelopeHandler, MqttLink
 from cloud.platform.outbox import Transaction
@@ -20,7 +21,8 @@ from mqtt import Envelope
 
 
 def session_messages(service: ChargingService) -> EnvelopeHandler:
-    """The MQTT link's handler: a session envelope recorded in the link's own transaction."""
+    """The MQTT link's handler: a session, charger, site or command-result envelope recorded in the link's
+    own transaction."""
 
     async def handle(tx: Transaction, envelope: Envelope) -> None:
         await service.record_session_message(SqlUnitOfWork(tx, SqlChargingRepository(tx)), envelope)
@@ -30,13 +32,18 @@ def session_messages(service: ChargingService) -> EnvelopeHandler:
 
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
-        service = ChargingService(sql_units_of_work(platform.outbox, SqlChargingRepository), platform.cache)
+        service = ChargingService(sql_units_of_work(platform.outbox, SqlChargingRepository), platform.cache,
+                                  low_power_seconds=settings.charging_low_power_seconds)
         await platform.consume(events.QUEUE, {VehicleRegistered: service.on_vehicle_registered,
                                               VehicleUpdated: service.on_vehicle_updated,
                                               VehicleDeleted: service.on_vehicle_deleted})
+        await platform.consume(events.RATES_QUEUE, {TariffChanged: service.on_tariff_changed})
+        await platform.consume(events.DEBTS_QUEUE, {PaymentFailed: service.on_payment_failed,
+                                                    PaymentCompleted: service.on_payment_completed})
         link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
                                       categories=SPEC.mqtt_categories, handler=session_messages(service),
                                       parked=platform.parked)
+        service.sender = link
         return service, link
 
     return service_app(SPEC, settings, wire=wire, router=router, bus=bus, cache=cache)

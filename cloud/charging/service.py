@@ -1,4 +1,6 @@
-"""Charging use cases: record the edge's sessions, answer status and history to who may see them.
+"""Charging use cases: record the edge's sessions and the chargers' state (stations, energy finished,
+faults, links), answer status (with cost so far), history, stations and rates to who may see them, and
+send remote commands (start, stop, unlock, reset, availability) that wait for the charger's answer.
 
 Status and history: the vehicle's owner and an admin see every session; an operator or technician
 the sessions at their sites without their idTags; to anyone else the vehicle is unknown
@@ -8,24 +10,69 @@ the owner): every caller's answer is cut from it by that caller's scope after re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from cloud.charging import domain, events
-from cloud.charging.domain import Session
+from cloud.charging.domain import RemoteCommand, Session, SiteRates, Station
 from cloud.charging.repository import ChargingRepository
-from cloud.charging.views import AnomaliesView, HistoryView, SessionView, StatusView
+from cloud.charging.views import (
+    AnomaliesView,
+    AvailabilityRequest,
+    CommandAnswer,
+    HistoryView,
+    RatesView,
+    ResetRequest,
+    SessionView,
+    StartRequest,
+    StationCommandAnswer,
+    StationsView,
+    StationView,
+    StatusView,
+    StopRequest,
+    UnlockRequest,
+)
 from cloud.contracts import Received
-from cloud.contracts.charging import ChargingAnomaly
-from cloud.contracts.errors import NotFound
+from cloud.contracts.charging import ChargerFaulted, ChargerOffline, ChargerOnline, ChargingAnomaly, ChargingFailed
+from cloud.contracts.errors import Conflict, DomainError, NotFound
 from cloud.contracts.identity import OPERATOR, Forbidden, Principal
+from cloud.contracts.payments import PaymentCompleted, PaymentFailed, TariffChanged
 from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.platform.ports import Cache
 from cloud.platform.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from mqtt import Envelope, SessionAnomaly, SessionMeter, SessionsOpen, SessionStarted, SessionStopped, parse_body
+from cloud.pricing import Tariff
+from mqtt import (
+    ChangeAvailability,
+    ChargerBoot,
+    ChargerCall,
+    ChargerConnection,
+    ChargerStatus,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Envelope,
+    RemoteStart,
+    RemoteStop,
+    Reset,
+    SessionAnomaly,
+    SessionMeter,
+    SessionsOpen,
+    SessionStarted,
+    SessionStopped,
+    SiteInventory,
+    UnlockConnector,
+    parse_body,
+)
+
+log = structlog.get_logger(__name__)
 
 STATUS_TTL_SECONDS = 5.0
 
@@ -39,10 +86,26 @@ class CachedStatus(BaseModel):
     status: StatusView
 
 
+class CommandSender(Protocol):
+    """The MQTT link (or a test's stand-in): publishes a command to its site."""
+
+    async def send_command(self, command: Command) -> None: ...
+
+
 class ChargingService:
-    def __init__(self, units: UnitOfWorkFactory[ChargingRepository], cache: Cache) -> None:
+    def __init__(self, units: UnitOfWorkFactory[ChargingRepository], cache: Cache, *,
+                 sender: CommandSender | None = None, answer_within: float = domain.REMOTE_START_WAIT_S,
+                 command_ttl: float = domain.COMMAND_TTL_S, session_wait: float = domain.SESSION_WAIT_S,
+                 low_power_seconds: float = domain.LOW_POWER_SECONDS) -> None:
         self._units = units
         self._cache = cache
+        self.sender = sender
+        self.answer_within = answer_within
+        self.command_ttl = command_ttl
+        self.session_wait = session_wait
+        self.low_power_seconds = low_power_seconds
+        self._answered: dict[str, asyncio.Event] = {}
+        """Commands this process waits for, woken when their result is recorded (the wait also re-reads)."""
 
     # --- consumers ------------------------------------------------------------------
 
@@ -58,26 +121,192 @@ class ChargingService:
         if isinstance(body, SessionStarted):
             session = await self._get_or_open(uow, site_id, store_id, body.transaction_id, body.charger_id, now)
             if session.apply_started(body, now):
+                station = await uow.repo.station(site_id, body.charger_id)
+                session.power_class = station.power_class if station is not None else None
                 uow.emit(events.started(session, *await self._vehicle_and_owner(uow, session)))
         elif isinstance(body, SessionMeter):
             if body.transaction_id is None:
                 return
             # A meter value may come before its start (replay after an outage): the start follows.
             session = await self._get_or_open(uow, site_id, store_id, body.transaction_id, body.charger_id, now)
-            session.apply_meter(body, now)
+            if session.active and body.energy_register_wh is None and body.power_w is None:
+                return
+            station = await uow.repo.station(site_id, body.charger_id)
+            held = station is not None and station.held_at_zero(session.connector_id or body.connector_id)
+            if domain.note_meter(session, body.energy_register_wh, body.power_w, body.sampled_at, held_at_zero=held,
+                                 low_power_seconds=self.low_power_seconds):
+                uow.emit(events.energy_finished(session, *await self._vehicle_and_owner(uow, session), "low_power"))
+            session.updated_at = now
         elif isinstance(body, SessionStopped):
             session = await self._get_or_open(uow, site_id, store_id, body.transaction_id, body.charger_id, now)
             if session.apply_stopped(body, now):
-                uow.emit(events.completed(session, *await self._vehicle_and_owner(uow, session)))
+                await self._completed(uow, session)
         elif isinstance(body, SessionAnomaly):
             await self._anomaly(uow, site_id, store_id, body, now)
             return
         elif isinstance(body, SessionsOpen):
             await self._reconcile(uow, site_id, store_id, body, now)
             return
+        elif isinstance(body, ChargerStatus | ChargerConnection | ChargerBoot | ChargerCall):
+            await self._charger_message(uow, site_id, body, now)
+            return
+        elif isinstance(body, SiteInventory):
+            await self._inventory(uow, site_id, body, now)
+            return
+        elif isinstance(body, CommandResult):
+            await self._command_result(uow, body, now)
+            return
         else:
             return
         await self._saved(uow, session)
+
+    async def _completed(self, uow: Work, session: Session) -> None:
+        """A session ended: ``charging.completed`` 1.3, its summary in the history, and ``charging.failed`` for a
+        stop the driver did not make (EmergencyStop, PowerLoss, a reset, ...)."""
+        vehicle_id, owner_id = await self._vehicle_and_owner(uow, session)
+        uow.emit(events.completed(session, vehicle_id, owner_id))
+        await uow.repo.add_history(session, vehicle_id)
+        if session.stop_reason in domain.ABNORMAL_STOPS:
+            uow.emit(ChargingFailed(site_id=session.site_id, charger_id=session.charger_id, reason="abnormal_stop",
+                                    connector_id=session.connector_id, session_id=session.id, vehicle_id=vehicle_id,
+                                    owner_id=owner_id, stop_reason=session.stop_reason,
+                                    detail=f"the charger stopped the session: {session.stop_reason}",
+                                    failed_at=session.stopped_at or datetime.now(UTC)))
+
+    # --- chargers ---------------------------------------------------------------------
+
+    async def _station(self, uow: Work, site_id: str, charger_id: str, now: datetime) -> Station:
+        station = await uow.repo.station(site_id, charger_id)
+        return station if station is not None else Station(site_id=site_id, charger_id=charger_id, updated_at=now)
+
+    async def _inventory(self, uow: Work, site_id: str, inventory: SiteInventory, now: datetime) -> None:
+        """The site's chargers as configured at the site: maximum power, connectors (the link state and
+        statuses come from the chargers' own messages)."""
+        for charger in inventory.chargers:
+            station = await self._station(uow, site_id, charger.charger_id, now)
+            station.apply_inventory(charger.max_power_w, charger.connectors, now)
+            await uow.repo.save_station(station)
+
+    async def _charger_message(self, uow: Work, site_id: str,
+                               body: ChargerStatus | ChargerConnection | ChargerBoot | ChargerCall,
+                               now: datetime) -> None:
+        station = await self._station(uow, site_id, body.charger_id, now)
+        if isinstance(body, ChargerConnection):
+            if station.apply_connection(body.online, body.at):
+                event = ChargerOnline if body.online else ChargerOffline
+                uow.emit(event(site_id=site_id, charger_id=body.charger_id, since=body.at))
+        elif isinstance(body, ChargerBoot):
+            if station.apply_connection(True, now):
+                uow.emit(ChargerOnline(site_id=site_id, charger_id=body.charger_id, since=now))
+        elif isinstance(body, ChargerStatus):
+            await self._charger_status(uow, station, body, now)
+        elif isinstance(body, ChargerCall):
+            self._charger_call(station, body)
+        await uow.repo.save_station(station)
+
+    async def _charger_status(self, uow: Work, station: Station, body: ChargerStatus, now: datetime) -> None:
+        if not station.online and station.apply_connection(True, body.observed_at):
+            uow.emit(ChargerOnline(site_id=station.site_id, charger_id=station.charger_id, since=body.observed_at))
+        error = None if body.error_code == "NoError" else body.error_code
+        faulted = station.apply_status(body.connector_id, body.status, error, body.info, body.observed_at)
+        running = [s for s in await uow.repo.active_at_charger(station.site_id, station.charger_id)
+                   if body.connector_id == 0 or s.connector_id == body.connector_id]
+        if faulted:
+            uow.emit(ChargerFaulted(site_id=station.site_id, charger_id=station.charger_id,
+                                    connector_id=body.connector_id, error_code=body.error_code, info=body.info,
+                                    faulted_at=body.observed_at))
+        for session in running:
+            vehicle_id, owner_id = await self._vehicle_and_owner(uow, session)
+            if faulted:
+                uow.emit(ChargingFailed(site_id=session.site_id, charger_id=session.charger_id,
+                                        reason="charger_faulted", connector_id=session.connector_id,
+                                        session_id=session.id, vehicle_id=vehicle_id, owner_id=owner_id,
+                                        detail=f"{body.error_code}: {body.info or ''}".rstrip(": "),
+                                        failed_at=body.observed_at))
+            if body.connector_id == 0:
+                continue
+            trigger = domain.note_status(session, body.status, body.observed_at)
+            if trigger is not None:
+                uow.emit(events.energy_finished(session, vehicle_id, owner_id, trigger))
+            session.updated_at = now
+            await self._saved(uow, session)
+
+    @staticmethod
+    def _charger_call(station: Station, body: ChargerCall) -> None:
+        """A charging profile the charger accepted (the site's load manager's, or another): it may hold the car
+        at 0 A, which is never energy finished."""
+        if body.outcome != "result" or (body.response or {}).get("payload", {}).get("status") != "Accepted":
+            return
+        connector = body.request.get("connectorId")
+        if body.action == "SetChargingProfile" and isinstance(connector, int):
+            station.apply_profile(connector, domain.profile_limit(body.request))
+        elif body.action == "ClearChargingProfile":
+            targets = [connector] if isinstance(connector, int) else list(station.connectors)
+            for n in targets:
+                station.apply_profile(n, None)
+
+    async def _command_result(self, uow: Work, result: CommandResult, now: datetime) -> None:
+        """The edge's answer to a command of ours (results of other services' commands are not ours: skipped)."""
+        command = await uow.repo.command(str(result.command_id))
+        if command is None:
+            return
+        response = result.data.get("response")
+        if command.answer(str(result.status), result.detail, response if isinstance(response, dict) else None, now):
+            await uow.repo.save_command(command)
+            if command.type == RemoteStart.TYPE and result.status != CommandStatus.ACCEPTED:
+                reason = "remote_start_timeout" if command.unanswered_by_charger else "remote_start_rejected"
+                uow.emit(self._start_failed(command, reason, result.detail or str(result.status), now))
+        else:
+            log.info("charging.late_command_result", command_id=command.id, status=str(result.status),
+                     kept=command.status)
+        waiter = self._answered.get(command.id)
+        if waiter is not None:
+            waiter.set()
+
+    @staticmethod
+    def _start_failed(command: RemoteCommand, reason: str, detail: str, at: datetime) -> ChargingFailed:
+        return ChargingFailed(site_id=command.site_id, charger_id=command.charger_id, reason=reason,  # type: ignore[arg-type]
+                              connector_id=command.connector_id, vehicle_id=command.vehicle_id,
+                              owner_id=command.owner_id, detail=detail[:1000], failed_at=at)
+
+    async def on_tariff_changed(self, event: Received[TariffChanged]) -> None:
+        """Keep the site's tariff (a version not newer than the one kept changes nothing); once per event id."""
+        body = event.body
+        tariff = Tariff.model_validate(body.tariff)
+        async with self._units() as uow:
+            if not await uow.claim(str(event.id), events.RATES_QUEUE):
+                return
+            await uow.repo.set_rates(SiteRates(site_id=body.site_id, currency=body.currency, version=body.version,
+                                               changed_at=body.changed_at, tariff=tariff))
+
+    async def on_payment_failed(self, event: Received[PaymentFailed]) -> None:
+        """An invoice left due: opened in the driver-debt projection (``refuse_driver`` says whether the site
+        refuses remote starts until it is paid); a failure without an invoice (an ad-hoc charge) opens
+        nothing; once per event id."""
+        body = event.body
+        if body.invoice_id is None:
+            return
+        async with self._units() as uow:
+            if not await uow.claim(str(event.id), events.DEBTS_QUEUE):
+                return
+            kept = await uow.repo.debt(body.invoice_id)
+            await uow.repo.save_debt(domain.debt_failed(
+                kept, invoice_id=body.invoice_id, account_id=body.account_id, site_id=body.site_id,
+                amount=body.amount, currency=body.currency, refuse=body.refuse_driver, failed_at=body.failed_at))
+
+    async def on_payment_completed(self, event: Received[PaymentCompleted]) -> None:
+        """An invoice paid (at once, or later by a wallet top-up): settled in the driver-debt projection;
+        once per event id."""
+        body = event.body
+        if body.invoice_id is None:
+            return
+        async with self._units() as uow:
+            if not await uow.claim(str(event.id), events.DEBTS_QUEUE):
+                return
+            kept = await uow.repo.debt(body.invoice_id)
+            await uow.repo.save_debt(domain.debt_paid(
+                kept, invoice_id=body.invoice_id, account_id=body.account_id, site_id=body.site_id,
+                amount=body.amount, currency=body.currency, paid_at=body.completed_at))
 
     async def _saved(self, uow: Work, session: Session) -> None:
         await uow.repo.save(session)
@@ -122,7 +351,7 @@ class ChargingService:
                     detail=(f"the edge no longer has transaction {session.transaction_id} open and cannot say how it "
                             f"ended; closed with the {session.energy_wh} Wh known so far"),
                     observed_at=report.at), now)
-            uow.emit(events.completed(session, *await self._vehicle_and_owner(uow, session)))
+            await self._completed(uow, session)
             await self._saved(uow, session)
 
     async def on_vehicle_registered(self, event: Received[VehicleRegistered]) -> None:
@@ -199,6 +428,236 @@ class ChargingService:
             found = await uow.repo.anomalies(sites, limit=limit, offset=offset)
         return AnomaliesView(site_id=site_id, anomalies=found, limit=limit, offset=offset)
 
+    # --- remote commands ------------------------------------------------------------
+
+    async def remote_start(self, user: Principal, request: StartRequest) -> CommandAnswer:
+        """RemoteStartTransaction with the vehicle's first idTag, answered within the bound
+        (:data:`domain.REMOTE_START_WAIT_S`): Accepted (with the session once StartTransaction came) or
+        Rejected; 409 when the charger is offline, the connector busy or the vehicle charging already;
+        402 (:class:`domain.DriverInDebt`) when the vehicle's owner has an unpaid invoice at the site and the
+        site refuses remote starts until it is paid; 504 when nobody answered (the command has expired at
+        the edge by then)."""
+        now = datetime.now(UTC)
+        async with self._units() as uow:
+            owner_id = await uow.repo.owner_of(request.vehicle_id)
+            tags = sorted(await uow.repo.id_tags_of(request.vehicle_id))
+            if not tags or not domain.may_start_for(user, owner_id):
+                raise _unknown(request.vehicle_id)
+            station = await self._known_station(uow, user, request.site_id, request.charger_id, staff_only=False)
+            debt = None if owner_id is None else await uow.repo.refusing_debt(owner_id, request.site_id)
+            if debt is not None:
+                raise domain.DriverInDebt(debt)
+            if request.connector_id is not None and not 1 <= request.connector_id <= max(station.connector_count, 1):
+                raise NotFound(f"charger {request.charger_id!r} has no connector {request.connector_id}",
+                               code="unknown_connector")
+            if not station.online:
+                raise Conflict(f"charger {request.charger_id!r} is offline", code="charger_offline")
+            if await uow.repo.active_sessions(tags):
+                raise Conflict(f"vehicle {request.vehicle_id!r} is charging already", code="vehicle_charging")
+            busy = {s.connector_id for s in await uow.repo.active_at_charger(request.site_id, request.charger_id)
+                    if s.connector_id is not None}
+            connector = station.startable_connector(request.connector_id, busy)
+            if connector is None:
+                which = f"connector {request.connector_id}" if request.connector_id else "every connector"
+                raise Conflict(f"{which} of charger {request.charger_id!r} is busy", code="connector_busy")
+            command = Command.new(request.site_id, RemoteStart(charger_id=request.charger_id, id_tag=tags[0],
+                                                               connector_id=connector),
+                                  ttl=timedelta(seconds=self.command_ttl), now=now)
+            record = RemoteCommand(id=str(command.id), site_id=request.site_id, charger_id=request.charger_id,
+                                   type=command.type, issued_at=now, expires_at=command.expires_at,
+                                   connector_id=connector, vehicle_id=request.vehicle_id, owner_id=owner_id,
+                                   id_tag=tags[0])
+            await uow.repo.add_command(record)
+        deadline = time.monotonic() + self.answer_within
+        answered = await self._round_trip(command, record, deadline)
+        if answered.status != CommandStatus.ACCEPTED:
+            return CommandAnswer(status="Rejected", session_id=None, command_id=record.id, connector_id=connector,
+                                 detail=answered.detail)
+        session = await self._session_started(request.site_id, request.charger_id, tags[0], now,
+                                              min(deadline, time.monotonic() + self.session_wait))
+        return CommandAnswer(status="Accepted", session_id=session, command_id=record.id, connector_id=connector,
+                             detail=answered.detail)
+
+    async def remote_stop(self, user: Principal, request: StopRequest) -> CommandAnswer:
+        """RemoteStopTransaction of a running session (by id, or the vehicle's): its owner, the site's operators
+        and admins; answered like a start (the session's StopTransaction follows the charger's answer)."""
+        if (request.session_id is None) == (request.vehicle_id is None):
+            raise DomainError("give exactly one of session_id or vehicle_id", code="invalid_stop")
+        now = datetime.now(UTC)
+        async with self._units() as uow:
+            session = await self._session_to_stop(uow, user, request)
+            command = Command.new(session.site_id, RemoteStop(charger_id=session.charger_id,
+                                                              transaction_id=session.transaction_id),
+                                  ttl=timedelta(seconds=self.command_ttl), now=now)
+            vehicle_id, owner_id = await self._vehicle_and_owner(uow, session)
+            record = RemoteCommand(id=str(command.id), site_id=session.site_id, charger_id=session.charger_id,
+                                   type=command.type, issued_at=now, expires_at=command.expires_at,
+                                   connector_id=session.connector_id, vehicle_id=vehicle_id, owner_id=owner_id,
+                                   id_tag=session.id_tag)
+            await uow.repo.add_command(record)
+        answered = await self._round_trip(command, record, time.monotonic() + self.answer_within)
+        return CommandAnswer(status="Accepted" if answered.status == CommandStatus.ACCEPTED else "Rejected",
+                             session_id=session.id, command_id=record.id,
+                             connector_id=session.connector_id, detail=answered.detail)
+
+    async def _session_to_stop(self, uow: Work, user: Principal, request: StopRequest) -> Session:
+        if request.session_id is not None:
+            session = await uow.repo.by_id(request.session_id)
+            if session is None:
+                raise NotFound(f"no session {request.session_id!r}", code="unknown_session")
+            vehicle_id = await self._vehicle_of(uow, session)
+            owner_id = await uow.repo.owner_of(vehicle_id) if vehicle_id else None
+            if not domain.may_stop(user, owner_id, session.site_id):
+                raise NotFound(f"no session {request.session_id!r}", code="unknown_session")
+            if not session.active:
+                raise Conflict(f"session {session.id!r} has ended already", code="session_ended")
+            return session
+        assert request.vehicle_id is not None
+        owner_id = await uow.repo.owner_of(request.vehicle_id)
+        tags = await uow.repo.id_tags_of(request.vehicle_id)
+        if not tags or not domain.may_start_for(user, owner_id):
+            raise _unknown(request.vehicle_id)
+        active = await uow.repo.active_sessions(tags)
+        if not active:
+            raise Conflict(f"vehicle {request.vehicle_id!r} is not charging", code="not_charging")
+        return active[0]
+
+    async def unlock(self, user: Principal, site_id: str, charger_id: str,
+                     request: UnlockRequest) -> StationCommandAnswer:
+        """UnlockConnector (a stuck cable): the site's operators and technicians, admins."""
+        return await self._station_command(user, site_id, charger_id, UnlockConnector(
+            charger_id=charger_id, connector_id=request.connector_id), request.connector_id)
+
+    async def reset(self, user: Principal, site_id: str, charger_id: str,
+                    request: ResetRequest) -> StationCommandAnswer:
+        return await self._station_command(user, site_id, charger_id, Reset(charger_id=charger_id, type=request.type),
+                                           None)
+
+    async def change_availability(self, user: Principal, site_id: str, charger_id: str,
+                                  request: AvailabilityRequest) -> StationCommandAnswer:
+        return await self._station_command(user, site_id, charger_id, ChangeAvailability(
+            charger_id=charger_id, connector_id=request.connector_id, type=request.type), request.connector_id)
+
+    async def _station_command(self, user: Principal, site_id: str, charger_id: str,
+                               body: UnlockConnector | Reset | ChangeAvailability,
+                               connector_id: int | None) -> StationCommandAnswer:
+        now = datetime.now(UTC)
+        async with self._units() as uow:
+            station = await self._known_station(uow, user, site_id, charger_id, staff_only=True)
+            if connector_id and connector_id > max(station.connector_count, 1):
+                raise NotFound(f"charger {charger_id!r} has no connector {connector_id}", code="unknown_connector")
+            if not station.online:
+                raise Conflict(f"charger {charger_id!r} is offline", code="charger_offline")
+            command = Command.new(site_id, body, ttl=timedelta(seconds=self.command_ttl), now=now)
+            record = RemoteCommand(id=str(command.id), site_id=site_id, charger_id=charger_id, type=command.type,
+                                   issued_at=now, expires_at=command.expires_at, connector_id=connector_id)
+            await uow.repo.add_command(record)
+        answered = await self._round_trip(command, record, time.monotonic() + self.answer_within)
+        return StationCommandAnswer.of(answered)
+
+    async def _known_station(self, uow: Work, user: Principal, site_id: str, charger_id: str, *,
+                             staff_only: bool) -> Station:
+        """The charger, for a caller who may act on it; anyone else gets the answer an unknown charger gets."""
+        allowed = domain.may_command_station(user, site_id) if staff_only else (
+            user.is_admin or user.is_driver or user.operates(site_id))
+        station = await uow.repo.station(site_id, charger_id)
+        if station is None or not allowed:
+            raise NotFound(f"no charger {charger_id!r} at site {site_id!r} is known to you", code="unknown_charger")
+        return station
+
+    async def _round_trip(self, command: Command, record: RemoteCommand, deadline: float) -> RemoteCommand:
+        """Send the command and wait for its answer until ``deadline``; 503 when it cannot be sent, 504
+        (and, for a remote start, ``charging.failed``) when no answer came."""
+        waiter = self._answered[record.id] = asyncio.Event()
+        try:
+            if self.sender is None:
+                raise domain.SiteUnreachable("no link to the sites is configured", code="sites_unreachable")
+            try:
+                await self.sender.send_command(command)
+            except Exception as exc:  # NotConnected, or the broker refused it
+                await self._finish(record.id, "failed", f"not sent: {exc}")
+                raise domain.SiteUnreachable(f"the command could not be sent to site {record.site_id!r}: {exc}",
+                                             code="sites_unreachable") from exc
+            while True:
+                async with self._units() as uow:
+                    current = await uow.repo.command(record.id)
+                if current is not None and current.answered:
+                    return _answered(current)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                waiter.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), min(remaining, 0.25))
+        finally:
+            self._answered.pop(record.id, None)
+        given_up = await self._give_up(record.id)
+        if given_up.answered:  # the answer came in the last moment
+            return _answered(given_up)
+        raise domain.NoAnswer(
+            f"charger {record.charger_id!r} of site {record.site_id!r} did not answer within "
+            f"{self.answer_within:g} s; the command expired at the site at {record.expires_at.isoformat()} and "
+            "will not be carried out", code="no_answer")
+
+    async def _give_up(self, command_id: str) -> RemoteCommand:
+        now = datetime.now(UTC)
+        async with self._units() as uow:
+            command = await uow.repo.command(command_id)
+            assert command is not None
+            if command.give_up(now):
+                await uow.repo.save_command(command)
+                if command.type == RemoteStart.TYPE:
+                    uow.emit(self._start_failed(command, "remote_start_timeout",
+                                                "the site or the charger did not answer in time", now))
+        return command
+
+    async def _finish(self, command_id: str, status: str, detail: str) -> None:
+        async with self._units() as uow:
+            command = await uow.repo.command(command_id)
+            if command is not None and command.answer(status, detail, None, datetime.now(UTC)):
+                await uow.repo.save_command(command)
+
+    async def _session_started(self, site_id: str, charger_id: str, id_tag: str, since: datetime,
+                               deadline: float) -> str | None:
+        """The session a remote start opened, once its StartTransaction arrived (else None by ``deadline``)."""
+        while True:
+            async with self._units() as uow:
+                for session in await uow.repo.active_at_charger(site_id, charger_id):
+                    if session.id_tag == id_tag:
+                        return session.id
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(remaining, 0.2))
+
+    # --- stations and rates -----------------------------------------------------------
+
+    async def stations(self, user: Principal, site_id: str) -> StationsView:
+        """A site's chargers and connectors with their live status; the session on each for the site's staff."""
+        if not domain.may_see_stations(user, site_id):
+            raise _unknown_site(site_id)
+        async with self._units() as uow:
+            found = await uow.repo.stations(site_id)
+            if not found:
+                raise _unknown_site(site_id)
+            shown = []
+            for station in found:
+                sessions = None
+                if domain.sees_sessions_of(user, site_id):
+                    running = await uow.repo.active_at_charger(site_id, station.charger_id)
+                    sessions = {s.connector_id: s.id for s in running if s.connector_id is not None}
+                shown.append(StationView.of(station, sessions))
+        return StationsView(site_id=site_id, stations=shown)
+
+    async def rates(self, user: Principal, site_id: str) -> RatesView:
+        """What a driver pays at the site, per bay type and power class (any signed-in caller with a role)."""
+        domain.require_session_reader(user)
+        async with self._units() as uow:
+            rates = await uow.repo.rates(site_id)
+        if rates is None:
+            raise NotFound(f"no tariff is known for site {site_id!r}", code="unknown_rates")
+        return RatesView.of(rates)
+
     # --- helpers --------------------------------------------------------------------
 
     async def _full_status(self, vehicle_id: str) -> CachedStatus:
@@ -209,12 +668,15 @@ class ChargingService:
                 return CachedStatus.model_validate_json(cached)
             except ValidationError:
                 pass  # written by an older version: read it again
+        now = datetime.now(UTC)
         async with self._units() as uow:
             tags = await self._tags_of(uow, vehicle_id)
             owner_id = await uow.repo.owner_of(vehicle_id)
             active = await uow.repo.active_sessions(tags)
+            rates = {site: await uow.repo.rates(site) for site in {s.site_id for s in active}}
         full = CachedStatus(owner_id=owner_id, status=StatusView(
-            vehicle_id=vehicle_id, charging=bool(active), sessions=[SessionView.of(s) for s in active]))
+            vehicle_id=vehicle_id, charging=bool(active),
+            sessions=[_live(s, rates.get(s.site_id), now) for s in active]))
         await self._cache.set(_status_key(vehicle_id), full.model_dump_json().encode(), STATUS_TTL_SECONDS)
         return full
 
@@ -256,6 +718,31 @@ def _anomaly_sites(user: Principal, site_id: str | None) -> Collection[str] | No
     if site_id not in mine:
         raise NotFound(f"no site {site_id!r} is known to you", code="unknown_site")
     return [site_id]
+
+
+def _live(session: Session, rates: SiteRates | None, now: datetime) -> SessionView:
+    """A running session as the status shows it: duration and cost so far, now."""
+    view = SessionView.of(session)
+    update: dict[str, Any] = {}
+    if session.started_at is not None and not session.clock_suspect:
+        update["duration_s"] = max(0, int((now - session.started_at).total_seconds()))
+    if rates is not None:
+        update["cost_so_far"] = domain.cost_so_far(rates, session, now)
+        update["currency"] = rates.currency
+    return view.model_copy(update=update)
+
+
+def _answered(command: RemoteCommand) -> RemoteCommand:
+    """The edge's answer, unless it says the charger never answered (then: 504, as for no answer at all)."""
+    if command.unanswered_by_charger:
+        raise domain.NoAnswer(
+            f"charger {command.charger_id!r} of site {command.site_id!r} did not answer in time "
+            f"({command.detail or command.status}); the command will not be carried out", code="no_answer")
+    return command
+
+
+def _unknown_site(site_id: str) -> NotFound:
+    return NotFound(f"no site {site_id!r} with chargers is known to you", code="unknown_site")
 
 
 def _unknown(vehicle_id: str) -> NotFound:

@@ -81,3 +81,79 @@ class SiteOffline(EventBody):
     online_since: AwareDatetime | None = None
     connected_at: AwareDatetime | None = Field(default=None, description="when the connection that ended began "
                                                "(edge clock)")
+
+
+BayType = Literal["ev", "regular", "accessible"]
+
+
+class ReservationFacts(EventBody):
+    """What every reservation event says about the reservation."""
+
+    reservation_id: str
+    slot_id: str = Field(description="the parking service's opaque id of (site_id, bay_id)")
+    site_id: str
+    bay_id: str
+    bay_type: BayType
+    vehicle_id: str
+    owner_id: str = Field(description="the account that holds the reservation")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    charger_id: str | None = Field(default=None, description="the charger that serves the bay, if any")
+    connector_id: int | None = None
+
+
+@event("parking.reserved", "1.0", "A driver reserved a bay for a window.")
+class Reserved(ReservationFacts):
+    reserved_at: AwareDatetime
+
+
+@event("parking.cancelled", "1.0", "A reservation not yet fulfilled was cancelled.")
+class Cancelled(ReservationFacts):
+    cancelled_at: AwareDatetime
+    by: Literal["driver", "operator", "system"] = "driver"
+
+
+@event("parking.no_show", "1.0", "A reservation was not fulfilled by the end of its arrival grace.")
+class NoShow(ReservationFacts):
+    grace_ended_at: AwareDatetime
+
+
+class StayFacts(EventBody):
+    """What every stay event says about the stay."""
+
+    stay_id: str
+    slot_id: str
+    site_id: str
+    bay_id: str
+    bay_type: BayType
+    arrived_at: AwareDatetime
+    reservation_id: str | None = Field(default=None, description="the reservation the stay fulfils, if any")
+    vehicle_id: str | None = Field(default=None, description="the vehicle, when the stay is attributed")
+    owner_id: str | None = Field(default=None, description="the vehicle's account, when the stay is attributed")
+    charger_id: str | None = None
+    connector_id: int | None = None
+
+
+@event("parking.arrived", "1.0", "A car arrived in a bay (the sensor turned occupied): a stay opened.")
+class Arrived(StayFacts):
+    pass
+
+
+@event("parking.released", "1.0", "A stay ended (the bay turned free, or its session ended or an operator closed "
+       "it on a bay without a sensor).")
+class Released(StayFacts):
+    departed_at: AwareDatetime
+    duration_s: int = Field(ge=0)
+    overstay_minutes: int = Field(default=0, ge=0, description="minutes past the stay's limit (reservation end "
+                                  "plus grace, or the lot's maximum stay)")
+    session_ids: list[str] = Field(default_factory=list, description="the charging sessions (charging's "
+                                   "session_id) started on the bay's connector during the stay")
+    closed_by: Literal["sensor", "session", "operator"] = "sensor"
+    sensor_known: bool = Field(default=True, description="false when the bay's sensor was unknown at the end: "
+                               "idle then ends at the session's end (glossary)")
+
+
+@event("parking.overstay", "1.0", "A stay passed its limit (reservation end plus grace, or the lot's maximum stay).")
+class Overstay(StayFacts):
+    limit: Literal["reservation", "max_stay"]
+    limit_at: AwareDatetime = Field(description="when the stay passed its limit")

@@ -12,7 +12,9 @@
   without calling the service; after ``breaker_reset_seconds`` one request may try again.
 - What comes back is the service's answer minus what the gateway never passes on: hop-by-hop
   headers, ``Server``, a redirect (its ``Location`` is the service's internal address: a 502
-  instead), and the body of a 5xx (a problem naming the service and the request id instead).
+  instead), and the body of a 5xx (a problem naming the service and the request id instead) — except a
+  504 on a command path: the service saying the charger did not answer, passed on as it is and not
+  counted by the breaker.
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ class Upstreams:
                                                    exclude=[asyncio.CancelledError])  # the caller left
         self._reset_seconds = settings.breaker_reset_seconds
 
+    def is_command(self, service: str, path: str) -> bool:
+        return any(p.match(path) for p in self._commands.get(service, ()))
+
     def timeout_for(self, service: str, path: str) -> httpx.Timeout:
-        if any(p.match(path) for p in self._commands.get(service, ())):
+        if self.is_command(service, path):
             return self._command_timeout
         return self._timeout
 
@@ -115,7 +120,9 @@ class Upstreams:
             breaker = await self.breakers.get_breaker(service)
             async with breaker:
                 response = await self._deliver(transport, method, url, headers, body, timeout)
-                if response.status_code >= 500:
+                # A remote command's 504 is the charger's silence, said by a healthy service: passed on as it is
+                # (its problem says what happened) and not counted against the service by the breaker.
+                if response.status_code >= 500 and not (response.status_code == 504 and self.is_command(service, path)):
                     raise UpstreamFailed(response)
         except OpenedState as opened:
             retry = max(1, int(opened.opened_at + self._reset_seconds - time.time()) + 1)

@@ -40,7 +40,10 @@ NEVER_REPORTED = datetime(1970, 1, 1, tzinfo=UTC)
 real report is newer."""
 
 Occupancy = Literal["occupied", "free", "unknown"]
-UsageState = Literal["free", "charging", "idle", "overstay", "unknown"]
+UsageState = Literal["free", "charging", "idle", "blocked", "unknown"]
+"""The glossary's words: ``blocked`` an EV bay occupied with no session since the car came, ``idle``
+the car still there after its session ended (``bay.usage`` of edges before MQTT contract 1.1 said
+``idle`` and ``overstay`` for these: :attr:`mqtt.BayUsage.glossary_state` translates)."""
 
 OCCUPIED: Final = "occupied"
 FREE: Final = "free"
@@ -48,9 +51,9 @@ UNKNOWN: Final = "unknown"
 
 CHARGING: Final = "charging"
 IDLE: Final = "idle"
-OVERSTAY: Final = "overstay"
-USAGES: tuple[UsageState, ...] = (FREE, CHARGING, IDLE, OVERSTAY, UNKNOWN)
-BILLABLE_USAGES: tuple[UsageState, ...] = (IDLE, OVERSTAY)
+BLOCKED: Final = "blocked"
+USAGES: tuple[UsageState, ...] = (FREE, CHARGING, IDLE, BLOCKED, UNKNOWN)
+BILLABLE_USAGES: tuple[UsageState, ...] = (BLOCKED, IDLE)
 """Usage states a bay can be billed (or its driver notified) for: the car blocks a charger."""
 
 
@@ -76,6 +79,10 @@ class Bay:
     usage_transaction_id: int | None = None
     usage_reported_at: datetime | None = None
     """Envelope ``ts`` of the usage report applied last."""
+    out_of_service: bool = False
+    """An operator took the bay out of service (``PUT /parking/slots/{slot_id}/service``)."""
+    service_reason: str | None = None
+    service_changed_at: datetime | None = None
 
     @classmethod
     def unreported(cls, site_id: str, bay_id: str, now: datetime) -> Bay:
@@ -279,8 +286,8 @@ def apply_usage(bay: Bay, report: BayUsage, reported_at: datetime, now: datetime
         return None
     before = (UsagePeriod(bay.usage, bay.usage_since, bay.usage_transaction_id)
               if bay.usage is not None and bay.usage_since is not None else None)
-    after = UsagePeriod(report.state, report.since, report.transaction_id)
-    bay.usage = report.state
+    after = UsagePeriod(report.glossary_state, report.since, report.transaction_id)
+    bay.usage = report.glossary_state
     bay.usage_since = report.since
     bay.usage_transaction_id = report.transaction_id
     bay.usage_reported_at = reported_at

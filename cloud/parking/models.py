@@ -31,6 +31,10 @@ class Bay(SQLModel, table=True):
     usage_transaction_id: int | None = None
     usage_reported_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()),
                                                description="envelope ts of the report applied last")
+    slot_id: str | None = Field(default=None, max_length=36, description="the API's opaque id of (site_id, bay_id)")
+    out_of_service: bool = Field(default=False, description="an operator took the bay out of service")
+    service_reason: str | None = Field(default=None, max_length=200)
+    service_changed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class ChargerStation(SQLModel, table=True):
@@ -97,3 +101,113 @@ class Site(SQLModel, table=True):
     link_reason: str | None = Field(default=None, max_length=16, description="connected | hello | stopped | lost")
     link_connection_id: str | None = Field(default=None, max_length=64)
     link_connected_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    reservation_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"),
+                                 description="reserves of the site so far: the per-site lock and OCPP reservationId")
+    status_version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"),
+                                description="bumped by every change of the site's status: its cache key")
+
+
+class Reservation(SQLModel, table=True):
+    """A driver's reservation of a bay for a window, and what the bay's charger answered."""
+
+    __tablename__ = "parking_reservations"
+
+    reservation_id: str = Field(primary_key=True, max_length=36)
+    site_id: str = Field(max_length=64)
+    bay_id: str = Field(max_length=64)
+    slot_id: str = Field(max_length=36)
+    bay_type: str = Field(max_length=16)
+    vehicle_id: str = Field(max_length=64)
+    owner_id: str = Field(max_length=64)
+    starts_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    ends_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(max_length=16)
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    charger_id: str | None = Field(default=None, max_length=64)
+    connector_id: int | None = None
+    ocpp_reservation_id: int | None = None
+    id_tag: str | None = Field(default=None, max_length=20)
+    charger_status: str | None = Field(default=None, max_length=32)
+    charger_detail: str | None = Field(default=None, max_length=500)
+    reserve_command_id: str | None = Field(default=None, max_length=36)
+    reserve_sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    cancel_wanted: bool = False
+    cancel_command_id: str | None = Field(default=None, max_length=36)
+    cancel_sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    cancel_status: str | None = Field(default=None, max_length=32)
+    fulfilled_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    stay_id: str | None = Field(default=None, max_length=36)
+
+
+class Stay(SQLModel, table=True):
+    """A stay in a bay: open while ``departed_at`` is null, then a line of the parking history."""
+
+    __tablename__ = "parking_history"
+
+    stay_id: str = Field(primary_key=True, max_length=36)
+    site_id: str = Field(max_length=64)
+    bay_id: str = Field(max_length=64)
+    slot_id: str = Field(max_length=36)
+    bay_type: str = Field(max_length=16)
+    arrived_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    departed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    reservation_id: str | None = Field(default=None, max_length=36)
+    vehicle_id: str | None = Field(default=None, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    charger_id: str | None = Field(default=None, max_length=64)
+    connector_id: int | None = None
+    limit_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    limit_kind: str = Field(max_length=16)
+    overstay_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    overstay_minutes: int = 0
+    session_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sensor_known: bool = True
+    closed_by: str | None = Field(default=None, max_length=16)
+
+
+class LotConfiguration(SQLModel, table=True):
+    """A site's lot rules, as its operators set them (defaults from the glossary until then)."""
+
+    __tablename__ = "lot_configuration"
+
+    site_id: str = Field(primary_key=True, max_length=64)
+    name: str | None = Field(default=None, max_length=120)
+    time_zone: str = Field(max_length=64)
+    opening_hours: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reservable_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    max_reservation_minutes: int
+    booking_horizon_days: int
+    arrival_grace_minutes: int
+    max_stay_minutes: int
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class Vehicle(SQLModel, table=True):
+    """The vehicle registry's vehicles, as their events tell parking: kind, owner, first idTag."""
+
+    __tablename__ = "parking_vehicles"
+
+    vehicle_id: str = Field(primary_key=True, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    type: str = Field(max_length=32)
+    id_tag: str | None = Field(default=None, max_length=20)
+    deleted: bool = False
+
+
+class ParkingDebt(SQLModel, table=True):
+    """One invoice of the driver-debt projection: open while ``paid_at`` is None (``payment.failed``),
+    settled once ``payment.completed`` names it (a settled row stays, so a late failure reopens nothing).
+    A reservation is refused (402) while the driver has an open row with ``refuse`` at the site."""
+
+    __tablename__ = "parking_debts"
+
+    invoice_id: str = Field(primary_key=True, max_length=64)
+    account_id: str = Field(max_length=64)
+    site_id: str | None = Field(default=None, max_length=64)
+    amount: str = Field(max_length=32, description="the amount due as a decimal string")
+    currency: str = Field(max_length=3)
+    refuse: bool = Field(default=False, description="the site refuses the driver new reservations until paid")
+    failed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    paid_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

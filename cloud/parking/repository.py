@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Protocol, cast
 
 from sqlalchemy import event, func
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from cloud.parking import domain, models
+from cloud.parking import booking, domain, models
 from cloud.parking.domain import (
     AppliedLimit,
     Bay,
@@ -96,13 +97,7 @@ class SqlParkingRepository:
         return [_bay(row) for row in rows]
 
     async def save_bay(self, bay: Bay) -> None:
-        row = await self._session.get(models.Bay, (bay.site_id, bay.bay_id))
-        if row is None:
-            row = models.Bay(site_id=bay.site_id, bay_id=bay.bay_id, state=bay.state, changed_at=bay.changed_at,
-                             updated_at=bay.updated_at)
-            self._session.add(row)
-        for name in _BAY_FIELDS:
-            setattr(row, name, getattr(bay, name))
+        await save_bay_row(self._session, bay)
 
     # charger stations
 
@@ -154,7 +149,20 @@ class SqlParkingRepository:
 
 
 _BAY_FIELDS = ("state", "changed_at", "updated_at", "type", "charger_id", "connector_id", "in_service", "usage",
-               "usage_since", "usage_transaction_id", "usage_reported_at")
+               "usage_since", "usage_transaction_id", "usage_reported_at", "out_of_service", "service_reason",
+               "service_changed_at")
+
+
+async def save_bay_row(session: AsyncSession, bay: Bay) -> None:
+    row = await session.get(models.Bay, (bay.site_id, bay.bay_id))
+    if row is None:
+        row = models.Bay(site_id=bay.site_id, bay_id=bay.bay_id, state=bay.state, changed_at=bay.changed_at,
+                         updated_at=bay.updated_at)
+        session.add(row)
+    for name in _BAY_FIELDS:
+        setattr(row, name, getattr(bay, name))
+    if row.slot_id is None:
+        row.slot_id = booking.slot_id_of(bay.site_id, bay.bay_id)
 
 
 def _bay(row: models.Bay) -> Bay:
@@ -162,7 +170,9 @@ def _bay(row: models.Bay) -> Bay:
                changed_at=row.changed_at, updated_at=row.updated_at, type=row.type, charger_id=row.charger_id,
                connector_id=row.connector_id, in_service=row.in_service,
                usage=cast(domain.UsageState | None, row.usage), usage_since=row.usage_since,
-               usage_transaction_id=row.usage_transaction_id, usage_reported_at=row.usage_reported_at)
+               usage_transaction_id=row.usage_transaction_id, usage_reported_at=row.usage_reported_at,
+               out_of_service=bool(row.out_of_service), service_reason=row.service_reason,
+               service_changed_at=row.service_changed_at)
 
 
 def _site(row: models.Site) -> Site:

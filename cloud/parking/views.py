@@ -21,8 +21,8 @@ class BayOut(BaseModel):
     type: str | None = Field(description="ev, regular or accessible, from the site's inventory")
     charger_id: str | None
     connector_id: int | None
-    usage: Usage | None = Field(description="how the charger-served bay is used (free, charging, idle: parked "
-                                "without charging since arrival, overstay: still parked after its session ended, "
+    usage: Usage | None = Field(description="how the charger-served bay is used (free, charging, blocked: parked "
+                                "without charging since arrival, idle: still parked after its session ended, "
                                 "unknown); null when the site never reported it")
     usage_since: datetime | None = Field(description="when the current usage began")
     usage_transaction_id: int | None = Field(description="the session in progress, or the one that ended")
@@ -213,3 +213,101 @@ class PowerLimitOut(BaseModel):
                    requested=RequestedLimitOut(limit_a=request.limit_a, limit_w=request.limit_w,
                                                requested_at=request.requested_at),
                    command=command, settled_at=request.settled_at, applied=applied)
+
+
+# --- reservations, stays, the lot ---------------------------------------------------------------
+
+SlotState = Literal["free", "occupied", "reserved", "out_of_service", "unknown"]
+SLOT_STATES: tuple[SlotState, ...] = ("free", "occupied", "reserved", "out_of_service", "unknown")
+
+
+class ReservationOut(BaseModel):
+    reservation_id: str
+    slot_id: str
+    site_id: str
+    bay_id: str
+    bay_type: str
+    vehicle_id: str | None = Field(description="null for a caller who may not see whose it is")
+    starts_at: datetime
+    ends_at: datetime
+    status: str = Field(description="reserved, fulfilled (the car arrived), completed (the stay ended), released "
+                        "(its hold released), cancelled, no_show")
+    charger_id: str | None = None
+    connector_id: int | None = None
+    charger_status: str | None = Field(default=None, description="the charger's answer to ReserveNow (Accepted, "
+                                       "Rejected, Occupied, Faulted, Unavailable, NotImplemented; failed or expired "
+                                       "when it never answered); null until it was sent")
+    charger_cancel_status: str | None = Field(default=None, description="the charger's answer to CancelReservation "
+                                              "(sent for a cancelled reservation or a no-show the charger held)")
+    created_at: datetime | None = None
+
+
+class StayOut(BaseModel):
+    stay_id: str
+    slot_id: str
+    site_id: str
+    bay_id: str
+    arrived_at: datetime
+    departed_at: datetime | None
+    duration_s: int
+    reservation_id: str | None
+    vehicle_id: str | None = Field(description="the vehicle when the stay is attributed (and the caller may see it)")
+    overstay_minutes: int
+    session_ids: list[str]
+    closed_by: str | None
+
+
+class SlotOut(BaseModel):
+    slot_id: str
+    bay_id: str
+    type: str | None
+    state: SlotState
+    usage: str | None = Field(description="charger-served bays: free, charging, idle (energy finished or session "
+                              "ended, car still there), blocked (occupied, no session at all), "
+                              "overstay (the stay passed its limit), unknown")
+    charger_id: str | None
+    connector_id: int | None
+    out_of_service_reason: str | None = None
+
+
+class StatusOut(BaseModel):
+    site_id: str
+    slots: list[SlotOut]
+    counts: dict[str, int] = Field(description="slots per state")
+    by_type: dict[str, dict[str, int]] = Field(description="slots per type, then per state")
+
+
+class SlotDetailOut(SlotOut):
+    site_id: str
+    stay: StayOut | None = Field(description="the stay in progress, if any")
+    reservation: ReservationOut | None = Field(description="the reservation holding the bay now, if any")
+    next_reservations: list[ReservationOut]
+
+
+class HistoryItemOut(BaseModel):
+    kind: Literal["stay", "reservation"]
+    at: datetime = Field(description="arrival of a stay, start of a reservation")
+    stay: StayOut | None = None
+    reservation: ReservationOut | None = None
+
+
+class HistoryOut(BaseModel):
+    vehicle_id: str
+    items: list[HistoryItemOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class LotOut(BaseModel):
+    site_id: str
+    name: str | None
+    time_zone: str
+    opening_hours: dict[str, list[str]] | None = Field(description='per weekday (mon..sun) ["HH:MM", "HH:MM"] in '
+                                                       "site time; a weekday missing is closed; null: always open")
+    reservable_types: list[str]
+    max_reservation_minutes: int
+    booking_horizon_days: int
+    arrival_grace_minutes: int
+    max_stay_minutes: int
+    updated_at: datetime | None = Field(description="null: the glossary's defaults, never configured")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,14 +20,20 @@ from cloud.payments.views import EstimateOut, RatesOut
 from cloud.platform.unit_of_work import UnitOfWorkFactory
 from cloud.pricing import Tariff
 
+if TYPE_CHECKING:
+    from cloud.payments.billing_service import BillingService
+
 log = structlog.get_logger(__name__)
 
 
 class PaymentService:
     def __init__(self, units: UnitOfWorkFactory[PaymentsRepository],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 billing: BillingService | None = None) -> None:
         self._units = units
         self._clock = clock
+        self.billing = billing
+        """Billing's use cases (invoices, payments, refunds, wallets), served by the same app."""
 
     async def rates(self, user: Principal, site_id: str) -> RatesOut:
         """The site's tariff in force, with its version."""

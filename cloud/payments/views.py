@@ -67,3 +67,141 @@ class EstimateOut(BaseModel):
                    bay_type=query.bay_type, power_class=query.power_class, arrive=query.arrive, leave=query.leave,
                    energy_kwh=query.energy_kwh, lines=[EstimateLineOut.of(line) for line in invoice.lines],
                    subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total)
+
+
+# --- billing -------------------------------------------------------------------------------------
+
+
+class InvoiceLineOut(BaseModel):
+    type: str = Field(description="parking_time, energy, charging_time, idle, flat, minimum, maximum, charge or tax")
+    description: str
+    quantity: Money
+    unit: str
+    unit_price: Money
+    amount: Money = Field(description="rounded once, half-up to the currency's minor unit")
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class InvoiceOut(BaseModel):
+    id: str
+    number: str = Field(description="gap-free within the site's series, given when the invoice was finalised")
+    site_id: str
+    account_id: str
+    stay_id: str | None
+    session_ids: list[str]
+    payment_id: str | None
+    bay_id: str | None
+    arrived_at: datetime | None
+    departed_at: datetime | None
+    currency: str
+    tariff_version: int | None = Field(description="the version of the site's tariff that priced it")
+    lines: list[InvoiceLineOut]
+    net: Money
+    tax: Money
+    total: Money
+    paid: Money
+    amount_due: Money
+    status: str = Field(description="due or paid")
+    issued_at: datetime
+
+
+class CreditNoteOut(BaseModel):
+    id: str
+    number: str = Field(description="gap-free within the site's credit-note series")
+    invoice_id: str
+    site_id: str
+    refund_id: str | None
+    currency: str
+    reason: str
+    net: Money
+    tax: Money
+    total: Money
+    issued_at: datetime
+
+
+class PaymentOut(BaseModel):
+    id: str
+    account_id: str
+    site_id: str | None
+    invoice_id: str | None
+    method: str = Field(description="wallet or card")
+    currency: str
+    amount: Money
+    refunded: Money
+    status: str = Field(description="completed or failed")
+    reason: str | None = Field(description="why it failed: declined, insufficient_funds, provider_timeout")
+    description: str | None
+    created_at: datetime
+
+
+class RefundOut(BaseModel):
+    id: str
+    payment_id: str
+    currency: str
+    amount: Money
+    reason: str
+    created_at: datetime
+    credit_note: CreditNoteOut | None = None
+
+
+class HistoryOut(BaseModel):
+    account_id: str
+    payments: list[PaymentOut]
+    refunds: list[RefundOut]
+    invoices: list[InvoiceOut]
+    credit_notes: list[CreditNoteOut]
+
+
+class BalanceOut(BaseModel):
+    currency: str
+    balance: Money
+
+
+class WalletOut(BaseModel):
+    account_id: str
+    balances: list[BalanceOut]
+    paid_invoices: list[str] = Field(default_factory=list, description="due invoices this top-up paid")
+
+
+class MethodOut(BaseModel):
+    id: str
+    kind: str = Field(description="card or wallet")
+    brand: str | None
+    last4: str | None
+    is_default: bool
+    created_at: datetime
+
+
+class MethodsOut(BaseModel):
+    methods: list[MethodOut]
+
+
+class DueOut(BaseModel):
+    invoice_id: str
+    number: str
+    site_id: str
+    account_id: str
+    currency: str
+    amount_due: Money
+    issued_at: datetime
+
+
+class DebtOut(BaseModel):
+    account_id: str
+    site_id: str | None
+    in_debt: bool
+    refused: bool = Field(description="the site refuses this driver new reservations and remote starts until paid "
+                          "(only with site_id: the site's setting and a due invoice at it)")
+    due: list[DueOut]
+
+
+class SiteDebtsOut(BaseModel):
+    site_id: str
+    due: list[DueOut]
+
+
+class SiteSettingsOut(BaseModel):
+    site_id: str
+    refuse_when_in_debt: bool = Field(description="refuse drivers with a due invoice at this site new reservations "
+                                      "and remote starts")

@@ -95,6 +95,10 @@ class CloudSettings(BaseSettings):
                                             "service's answer")
     command_timeout_seconds: float = Field(default=30.0, gt=0, description="... and this long for routes that "
                                            "wait for a charger (remote commands)")
+    charging_low_power_seconds: float = Field(default=300.0, gt=0, le=86_400, description="charging: a session "
+                                              "under 100 W this long (not held at 0 A) is energy finished")
+    parking_tick_seconds: float = Field(default=5.0, gt=0, le=300, description="parking: how often no-shows, "
+                                        "overstays and due ReserveNow / CancelReservation commands are looked for")
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures of a service after which the "
                                   "gateway stops calling it (503) ...")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, description="... for this long, then tries one request "

@@ -13,6 +13,7 @@ import pytest
 
 from cloud.platform.identity import KeyRing
 from cloud.registry import SERVICES
+from edge.uplink import uplink_client_id
 from tests.e2e.harness import EVPARK, System
 from tests.support import services
 
@@ -177,21 +178,18 @@ async def production_on_shared_broker(folder: Path, site_file: str | None = None
             yield the_system
         finally:
             await asyncio.to_thread(the_system.stop)
-            await forget_edge_session(services.MOSQUITTO[1])
+            await forget_edge_session(services.MOSQUITTO[1], the_system.topic_root)
     finally:
         services.delete_rabbitmq_vhost(vhost)
         await drop_databases(name)
 
 
-async def forget_edge_session(port: int, site_id: str = "e2e-site") -> None:
-    """Drop the stopped edge's persistent session from the shared broker.
-
-    Every production e2e system's edge is site ``e2e-site`` with client id ``evpark-edge-e2e-site``:
-    the next test's edge would resume this session, with its subscription to the old topic root and
-    whatever commands were queued there after the edge stopped.
-    """
+async def forget_edge_session(port: int, topic_root: str, site_id: str = "e2e-site") -> None:
+    """Drop the stopped edge's persistent session from the shared broker (every production e2e system's edge is
+    site ``e2e-site``, under a topic root of its own, so its client id is its own too)."""
     with contextlib.suppress(aiomqtt.MqttError):
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"evpark-edge-{site_id}", username=site_id,
+        async with aiomqtt.Client("127.0.0.1", port, identifier=uplink_client_id(site_id, topic_root),
+                                  username=site_id,
                                   clean_session=True):
             pass
 

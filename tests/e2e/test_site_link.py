@@ -88,7 +88,7 @@ async def test_a_stopped_edge_is_published_as_site_offline_and_shown_on_the_site
             assert (site["link"]["state"], site["link"]["reason"]) == ("offline", offline["reason"])
     finally:
         await asyncio.to_thread(system.stop)
-        await forget_edge_session(services.MOSQUITTO[1])
+        await forget_edge_session(services.MOSQUITTO[1], system.topic_root)
         services.delete_rabbitmq_vhost(vhost)
         await drop_databases(name)
 

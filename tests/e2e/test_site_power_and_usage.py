@@ -99,7 +99,7 @@ async def test_the_cloud_lowers_the_site_limit_and_sees_the_bay_idle_charging_an
             await sensor.publish(topics.sensor("e2e-site", "s-ev-1"), reading.to_json(), qos=1)
 
         await read(True)  # a car parks on the EV bay ...
-        idle = await poll(http, "/parking/sites/e2e-site/bays?usage=idle", lambda b: len(b["bays"]) == 1)
+        idle = await poll(http, "/parking/sites/e2e-site/bays?usage=blocked", lambda b: len(b["bays"]) == 1)
         assert idle["bays"][0]["bay_id"] == "EV-1"
 
         started = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAGPOWER1", meter_start=0,
@@ -120,7 +120,7 @@ async def test_the_cloud_lowers_the_site_limit_and_sees_the_bay_idle_charging_an
         assert bad.status_code == 422
 
         await cp.call(call.StopTransaction(meter_stop=4200, timestamp=now(), transaction_id=tx))
-        overstay = await poll(http, "/parking/sites/e2e-site/bays?usage=overstay", lambda b: len(b["bays"]) == 1)
+        overstay = await poll(http, "/parking/sites/e2e-site/bays?usage=idle", lambda b: len(b["bays"]) == 1)
         assert overstay["bays"][0]["usage_transaction_id"] == tx
 
         await read(False)  # the car leaves

@@ -95,7 +95,7 @@ async def test_the_status_shows_the_car_parked_and_charging_during_a_cpsim_sessi
                 break
             await asyncio.sleep(0.25)
         await sensors.set_occupied("EV-1", True)  # the car parks in the EV bay ...
-        await poll(http, "/parking/sites/e2e-site/bays?usage=idle", lambda b: len(b["bays"]) == 1, 20)
+        await poll(http, "/parking/sites/e2e-site/bays?usage=blocked", lambda b: len(b["bays"]) == 1, 20)
         session = asyncio.create_task(charger.run_session(1, id_tag, 1_000_000, meter_interval=0.5))  # ... plugs in
         try:
             charging = await poll(http, path, lambda b: b["charging"] and b["parked"]

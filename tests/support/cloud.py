@@ -77,6 +77,9 @@ class RunningCloud:
         async with contextlib.AsyncExitStack() as stack:
             for app in apps.values():
                 await stack.enter_async_context(app.router.lifespan_context(app))
+            # On the way out the bus closes before any service does: no service delivers into one
+            # that is shutting down (its outbox keeps what was not relayed).
+            stack.push_async_callback(bus.close)
             accounts = await stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=apps["accounts"]), base_url="http://accounts"))
             verifier = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience,

@@ -37,9 +37,14 @@ def token(principal: Principal, *, lifetime: timedelta = timedelta(minutes=15)) 
     return ring().sign(access_claims(principal, issuer=ISSUER, audience=AUDIENCE, lifetime=lifetime))
 
 
-def headers(principal: Principal | str) -> dict[str, str]:
+def headers(principal: Principal | str, *, lifetime: timedelta = timedelta(minutes=15)) -> dict[str, str]:
     who = PRINCIPALS[principal] if isinstance(principal, str) else principal
-    return {"Authorization": f"Bearer {token(who)}"}
+    return {"Authorization": f"Bearer {token(who, lifetime=lifetime)}"}
+
+
+RUN_LONG = timedelta(hours=12)
+"""The lifetime of a token made when a test module is imported: it must outlive the whole run (a module's tests
+may start 20 minutes after collection, behind the end-to-end tests, and a 15-minute token was refused)."""
 
 
 def verifier() -> TokenVerifier:

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 
 from cloud.accounts.bootstrap import ensure_admin
 from cloud.gateway.app import build_app as build_gateway
+from cloud.parking.booking import slot_id_of
 from cloud.platform.cache import MemoryCache
 from cloud.platform.events import InProcessBus
 from cloud.platform.identity import TokenVerifier
@@ -53,6 +54,11 @@ SITE_1_TARIFF: dict[str, Any] = {
     "elements": [{"components": [{"type": "energy", "price": "0.35"}, {"type": "flat", "price": "0.50"}]}],
 }
 """The tariff the admin sets for site 1 before the table is asked."""
+
+MATRIX_SLOT = slot_id_of("site-1", "EV-1")
+_MATRIX_START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+MATRIX_WINDOW = (_MATRIX_START.isoformat(), (_MATRIX_START + timedelta(hours=1)).isoformat())
+"""The bay and window driver A reserves in the table (parking)."""
 
 # (method, route template) → (concrete path, body or a function of the caller giving it, answers in CALLERS order)
 EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
@@ -116,6 +122,20 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
     # charging anomalies: the site's operators and the admin only (another operator's site is unknown)
     ("GET", "/charging/anomalies"): ("/charging/anomalies?site_id=site-1", None,
                                      (401, 403, 403, 200, 404, 403, 200)),
+    # remote start/stop of driver A's vehicle: its charger CP-1 of site 1 is offline (no edge here), its
+    # session ended; anyone but its owner and the admin is told the vehicle does not exist
+    ("POST", "/charging/start"): ("/charging/start", {"vehicle_id": "{vehicle_a}", "site_id": "site-1",
+                                                      "charger_id": "CP-1"}, (401, 409, 404, 404, 404, 404, 409)),
+    ("POST", "/charging/stop"): ("/charging/stop", {"vehicle_id": "{vehicle_a}"}, (401, 409, 404, 404, 404, 404, 409)),
+    # stations: drivers see every site's, staff their sites'; commands for the site's staff (CP-1 offline: 409)
+    ("GET", "/charging/stations"): ("/charging/stations?site_id=site-1", None, (401, 200, 200, 200, 404, 200, 200)),
+    ("POST", "/charging/stations/{site_id}/{charger_id}/unlock"): (
+        "/charging/stations/site-1/CP-1/unlock", {"connector_id": 1}, (401, 404, 404, 409, 404, 409, 409)),
+    ("POST", "/charging/stations/{site_id}/{charger_id}/reset"): (
+        "/charging/stations/site-1/CP-1/reset", {"type": "Soft"}, (401, 404, 404, 409, 404, 409, 409)),
+    ("POST", "/charging/stations/{site_id}/{charger_id}/availability"): (
+        "/charging/stations/site-1/CP-1/availability", {"connector_id": 0, "type": "Inoperative"},
+        (401, 404, 404, 409, 404, 409, 409)),
     # parking: site 1 is operator 1's and technician 1's
     ("GET", "/parking/sites/{site_id}"): ("/parking/sites/site-1", None, (401, 403, 403, 200, 404, 200, 200)),
     ("GET", "/parking/sites/{site_id}/bays"): ("/parking/sites/site-1/bays", None,
@@ -124,6 +144,23 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
                                                    (401, 403, 403, 200, 404, 200, 200)),
     ("GET", "/parking/sites/{site_id}/power-limit"): ("/parking/sites/site-1/power-limit", None,
                                                       (401, 403, 403, 200, 404, 200, 200)),
+    # parking reservations: driver A reserves EV-1 of site 1 for their vehicle (the admin then finds it taken),
+    # releases it by vehicle (none is left for the admin); status and slots for everybody signed in
+    ("POST", "/parking/reserve"): ("/parking/reserve", {
+        "vehicle_id": "{vehicle_a}", "site_id": "site-1", "bay_id": "EV-1", "starts_at": MATRIX_WINDOW[0],
+        "ends_at": MATRIX_WINDOW[1]}, (401, 201, 404, 404, 404, 404, 409)),
+    ("GET", "/parking/status"): ("/parking/status?site_id=site-1", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/parking/slots/{slot_id}"): (f"/parking/slots/{MATRIX_SLOT}", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("DELETE", "/parking/release"): ("/parking/release?vehicle_id={vehicle_a}", None,
+                                     (401, 200, 404, 404, 404, 404, 404)),
+    ("GET", "/parking/history/{vehicle_id}"): ("/parking/history/{vehicle_a}", None,
+                                               (401, 200, 404, 404, 404, 404, 200)),
+    ("GET", "/parking/lots/{site_id}"): ("/parking/lots/site-1", None, (401, 403, 403, 200, 404, 200, 200)),
+    ("PUT", "/parking/lots/{site_id}"): ("/parking/lots/site-1", {"name": "Matrix"},
+                                         (401, 403, 403, 200, 404, 403, 200)),
+    ("PUT", "/parking/slots/{slot_id}/service"): (f"/parking/slots/{MATRIX_SLOT}/service",
+                                                  {"in_service": True, "reason": "matrix"},
+                                                  (401, 403, 403, 200, 404, 403, 200)),
     ("GET", "/parking/sites/{site_id}/availability"): ("/parking/sites/site-1/availability", None,
                                                        (401, 200, 200, 200, 200, 200, 200)),
     ("PUT", "/parking/sites/{site_id}/power-limit"): ("/parking/sites/site-1/power-limit", {"limit_a": 32},
@@ -135,6 +172,58 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
     ("GET", "/billing/estimate"): ("/billing/estimate?site_id=site-1&bay_type=ev&power_class=ac"
                                    "&arrive=2026-11-23T18:00:00Z&leave=2026-11-23T20:00:00Z&energy_kwh=10", None,
                                    (401, 200, 200, 200, 200, 200, 200)),
+    # payments: an ad-hoc charge is site 1's operator's or the admin's (no Idempotency-Key here: 422 once allowed)
+    ("POST", "/payments/charge"): ("/payments/charge", {"account_id": "{driver_a_account}", "site_id": "site-1",
+                                                        "amount": "5.00", "currency": "EUR"},
+                                   (401, 403, 403, 422, 404, 403, 422)),
+    ("POST", "/payments/refund"): ("/payments/refund", {"payment_id": "no-such-payment", "amount": "1.00",
+                                                        "reason": "matrix"}, (401, 404, 404, 404, 404, 404, 404)),
+    ("GET", "/payments/history/{customer_id}"): ("/payments/history/{driver_a_account}", None,
+                                                 (401, 200, 404, 404, 404, 404, 200)),
+    ("GET", "/payments/wallet"): ("/payments/wallet", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/payments/wallet/top-up"): ("/payments/wallet/top-up", {"amount": "5.00", "currency": "EUR",
+                                                                      "method_id": "no-such-method"},
+                                          (401, 422, 422, 422, 422, 422, 422)),
+    ("GET", "/payments/methods"): ("/payments/methods", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/payments/methods"): ("/payments/methods", {"kind": "wallet"}, (401, 201, 201, 201, 201, 201, 201)),
+    ("DELETE", "/payments/methods/{method_id}"): ("/payments/methods/no-such-method", None,
+                                                  (401, 404, 404, 404, 404, 404, 404)),
+    ("GET", "/payments/debt/{account_id}"): ("/payments/debt/{driver_a_account}?site_id=site-1", None,
+                                             (401, 200, 404, 200, 404, 200, 200)),
+    ("GET", "/payments/sites/{site_id}/debts"): ("/payments/sites/site-1/debts", None,
+                                                 (401, 403, 403, 200, 404, 200, 200)),
+    ("GET", "/payments/sites/{site_id}/settings"): ("/payments/sites/site-1/settings", None,
+                                                    (401, 403, 403, 200, 404, 200, 200)),
+    ("PUT", "/payments/sites/{site_id}/settings"): ("/payments/sites/site-1/settings", {"refuse_when_in_debt": False},
+                                                    (401, 403, 403, 200, 404, 403, 200)),
+    ("POST", "/invoices/generate"): ("/invoices/generate", {"stay_id": "no-such-stay"},
+                                     (401, 404, 404, 404, 404, 404, 404)),
+    ("GET", "/invoices/{invoice_id}"): ("/invoices/no-such-invoice", None, (401, 404, 404, 404, 404, 404, 404)),
+    # charging's read model of the tariff above (payment.tariff_changed): prices are for everyone to see
+    ("GET", "/charging/rates"): ("/charging/rates?site_id=site-1", None, (401, 200, 200, 200, 200, 200, 200)),
+    # analytics: operators of the site and admins; another operator's site is unknown to them
+    ("GET", "/analytics/usage"): ("/analytics/usage?site_id=site-1", None, (401, 403, 403, 200, 404, 403, 200)),
+    ("GET", "/analytics/revenue"): ("/analytics/revenue?site_id=site-1", None, (401, 403, 403, 200, 404, 403, 200)),
+    ("GET", "/analytics/peak-hours"): ("/analytics/peak-hours?site_id=site-1", None,
+                                       (401, 403, 403, 200, 404, 403, 200)),
+    ("GET", "/analytics/vehicle-types"): ("/analytics/vehicle-types?site_id=site-1", None,
+                                          (401, 403, 403, 200, 404, 403, 200)),
+    ("GET", "/metrics/health"): ("/metrics/health", None, (401, 403, 403, 200, 200, 403, 200)),
+    # notifications: everybody's own inbox and preferences; templates the admin's; dead letters operators' and
+    # the admin's (an operator's only for their sites: an unknown id is a 404 for them)
+    ("GET", "/notifications"): ("/notifications", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/notifications/{notification_id}/read"): ("/notifications/no-such-notification/read", None,
+                                                        (401, 404, 404, 404, 404, 404, 404)),
+    ("GET", "/notifications/preferences"): ("/notifications/preferences", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("PUT", "/notifications/preferences"): ("/notifications/preferences", {
+        "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"payment.completed": {"email": False}}},
+        (401, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/notifications/templates"): ("/notifications/templates", None, (401, 403, 403, 403, 403, 403, 200)),
+    ("PUT", "/notifications/templates/{kind}/{language}"): ("/notifications/templates/payment.completed/en", {
+        "subject": "Paid", "text": "Hello {{ name }}, thank you."}, (401, 403, 403, 403, 403, 403, 200)),
+    ("GET", "/notifications/failed"): ("/notifications/failed", None, (401, 403, 403, 200, 200, 403, 200)),
+    ("POST", "/notifications/failed/{notification_id}/retry"): ("/notifications/failed/no-such-notification/retry",
+                                                                None, (401, 403, 403, 404, 404, 403, 404)),
 }
 PLATFORM_ROUTES = {"/health", "/ready"}
 
@@ -287,6 +376,8 @@ async def test_every_route_answers_each_caller_as_the_table_says(cloud: Cloud) -
         concrete = path.format(**cloud.ids)
         for who, expected in zip(CALLERS, answers, strict=True):
             payload: Callable[[str], Any] | Any = body(who) if callable(body) else body
+            if isinstance(payload, dict):  # "{vehicle_a}" in a body: the id made above
+                payload = {k: v.format(**cloud.ids) if isinstance(v, str) else v for k, v in payload.items()}
             answer = await cloud.gateway.request(method, concrete, headers=cloud.as_(who),
                                                  json=payload if payload is not None else None)
             if answer.status_code != expected:

@@ -30,11 +30,11 @@ from cloud.platform.http_server import uvicorn_options
 from cloud.platform.ports import Event
 from cloud.platform.settings import CloudSettings
 from tests.support import services
-from tests.support.identity import headers, verifier
+from tests.support.identity import RUN_LONG, headers, verifier
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-DRIVER = headers("driver_a")
+DRIVER = headers("driver_a", lifetime=RUN_LONG)
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,7 @@ WHO = ("anonymous", "driver_a", "driver_b", "operator_1", "operator_2", "technic
 ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "site": ("GET", "/parking/sites/site-1", None),
     "bays": ("GET", "/parking/sites/site-1/bays", None),
-    "bays?usage": ("GET", "/parking/sites/site-1/bays?usage=idle&usage=overstay", None),
+    "bays?usage": ("GET", "/parking/sites/site-1/bays?usage=blocked&usage=idle", None),
     "availability": ("GET", "/parking/sites/site-1/availability", None),
     "chargers": ("GET", "/parking/sites/site-1/chargers", None),
     "power-limit": ("GET", "/parking/sites/site-1/power-limit", None),

@@ -188,22 +188,22 @@ def parse(value: str | None) -> datetime | None:
 
 async def test_bay_usage_is_listed_filtered_and_announced(parking: Parking) -> None:
     api = parking.api
-    async with fake_site(parking, "site-u") as site:
+    async with fake_site(parking, "site-u") as site:  # an edge before MQTT contract 1.1: its words translated
         await site.send(inventory())
         await site.send(usage("EV-1", "idle", T0), ts=T0)
         await site.send(usage("EV-1", "charging", T0 + 5 * MIN, 41), ts=T0 + 5 * MIN)
         await site.send(usage("EV-2", "overstay", T0 + 10 * MIN, 40), ts=T0 + 10 * MIN)
         body = await until(api, "/parking/sites/site-u/bays",
                            lambda b: {x["bay_id"]: x["usage"] for x in b["bays"]} ==
-                           {"EV-1": "charging", "EV-2": "overstay", "R-1": None})
+                           {"EV-1": "charging", "EV-2": "idle", "R-1": None})
         ev1 = next(b for b in body["bays"] if b["bay_id"] == "EV-1")
         assert parse(ev1["usage_since"]) == T0 + 5 * MIN
         assert ev1["usage_transaction_id"] == 41
         assert ev1["state"] == "unknown", "usage does not pretend to be the occupancy sensor"
 
-        overstay = (await api.get("/parking/sites/site-u/bays", params={"usage": "overstay"})).json()
+        overstay = (await api.get("/parking/sites/site-u/bays", params={"usage": "idle"})).json()
         assert [(b["bay_id"], b["usage_transaction_id"]) for b in overstay["bays"]] == [("EV-2", 40)]
-        blocking = (await api.get("/parking/sites/site-u/bays", params=[("usage", "idle"), ("usage", "overstay")]))
+        blocking = (await api.get("/parking/sites/site-u/bays", params=[("usage", "blocked"), ("usage", "idle")]))
         assert [b["bay_id"] for b in blocking.json()["bays"]] == ["EV-2"]
         charging = (await api.get("/parking/sites/site-u/bays?usage=charging")).json()
         assert [b["bay_id"] for b in charging["bays"]] == ["EV-1"]
@@ -226,7 +226,7 @@ async def test_bay_usage_is_listed_filtered_and_announced(parking: Parking) -> N
         assert name == "parking.bay_overstay_ended"
         assert (ended["transaction_id"], ended["duration_s"], ended["next_state"]) == (40, 30 * 60, "free")
         assert parse(ended["started_at"]) == T0 + 10 * MIN and parse(ended["ended_at"]) == T0 + 40 * MIN
-        assert (await api.get("/parking/sites/site-u/bays", params={"usage": "overstay"})).json()["bays"] == []
+        assert (await api.get("/parking/sites/site-u/bays", params={"usage": "idle"})).json()["bays"] == []
 
 
 async def test_a_redelivered_or_older_bay_usage_changes_nothing(parking: Parking) -> None:

@@ -85,3 +85,50 @@ async def test_load_mode_uses_the_credentials_too(tls_edge: Edge, certificate: t
                                        ca_file=str(certificate[0])))
     assert stats.errors == 0, stats.last_error
     assert stats.connect_failures == 0 and stats.answered >= 3 * 5
+
+
+async def test_profile_3_session_with_the_chargers_client_certificate(tmp_path: Path, offline_port: int) -> None:
+    """``cpsim session --cert-file/--key-file`` against an edge that asks for client certificates."""
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from chargepoint_sim.cli import app
+
+    folder = tmp_path / "pki"
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=folder)
+
+    # the README's commands, with the edge's address as the server name
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=test chargers CA", "-keyout", "ca.key", "-out", "ca.crt")
+    for name, cn, extension in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                                ("cp-3", "CP-3", "extendedKeyUsage=clientAuth")):
+        (folder / f"{name}.ext").write_text(extension)
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+    settings = EdgeSettings(site_id="cpsim-tls3", data_dir=tmp_path / "edge", ocpp_port=0, mqtt_port=offline_port,
+                            accept_unknown_chargers=False, admin_enabled=False, ocpp_tls_cert=folder / "server.crt",
+                            ocpp_tls_key=folder / "server.key", ocpp_tls_client_ca=folder / "ca.crt")
+    async with Edge(settings) as edge:
+        await edge.site.set_security_profile("CP-3", 3)
+        async with edge.store.transaction() as tx:
+            await tx.upsert_auth_entries([AuthListEntry(id_tag="TAG-1", status="Accepted")], version=1)
+        base = ["session", "--url", f"wss://127.0.0.1:{edge.ocpp_port}/ocpp", "--charger-id", "CP-3", "--id-tag",
+                "TAG-1", "--energy-wh", "500", "--meter-interval", "0.001", "--speedup", "20000",
+                "--ca-file", str(folder / "ca.crt")]
+        runner = CliRunner()
+        with_cert = await asyncio.to_thread(runner.invoke, app, [*base, "--json", "--cert-file",
+                                                                 str(folder / "cp-3.crt"), "--key-file",
+                                                                 str(folder / "cp-3.key")])
+        without = await asyncio.to_thread(runner.invoke, app, base)
+    assert with_cert.exit_code == 0, with_cert.output
+    # (the edge in this process logs to the same stdout: the summary is its one JSON line)
+    [summary] = [line for line in with_cert.stdout.splitlines() if line.startswith('{"')]
+    assert json.loads(summary)["energy_wh"] == 500
+    assert without.exit_code != 0 and "HTTP 401" in without.stderr and "--cert-file" in without.stderr

@@ -47,8 +47,9 @@ async def test_authorize_and_start_answer_every_status_of_the_local_list(edge: E
                                                          timestamp=now_iso()), suppress=False)
             started[tag] = answer.id_tag_info["status"]
 
+    # OCPP 1.6 §7.2: ConcurrentTx is for a StartTransaction only, never an Authorize
     assert authorized == {"OK": "Accepted", "BLOCKED": "Blocked", "EXPIRED": "Expired", "PAST": "Expired",
-                          "INVALID": "Invalid", "UNKNOWN": "Invalid", "BUSY": "ConcurrentTx"}
+                          "INVALID": "Invalid", "UNKNOWN": "Invalid", "BUSY": "Accepted"}
     assert started == {"OK": "Accepted", "BLOCKED": "Blocked", "PAST": "Expired", "UNKNOWN": "Invalid",
                        "BUSY": "ConcurrentTx"}
     relayed = {row.body["id_tag"]: row.body["id_tag_status"] for row in await edge.store.outbox_batch(100)
@@ -127,17 +128,22 @@ async def test_a_transaction_whose_connector_went_available_no_longer_blocks_its
                                                         timestamp=now_iso()), suppress=False)
         await lost.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging",
                                                 timestamp=now_iso()), suppress=False)
-        busy = await other.call(call.Authorize(id_tag="DRIVER"), suppress=False)
+        busy = await other.call(call.StartTransaction(connector_id=1, id_tag="DRIVER", meter_start=0,
+                                                      timestamp=now_iso()), suppress=False)
+        await other.call(call.StopTransaction(meter_stop=0, timestamp=now_iso(), transaction_id=busy.transaction_id),
+                         suppress=False)
         # the charger rebooted and forgot the transaction: its connector is Available again
         await lost.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available",
                                                 timestamp=(datetime.now(UTC) + timedelta(seconds=1)).isoformat()),
                         suppress=False)
-        free = await other.call(call.Authorize(id_tag="DRIVER"), suppress=False)
+        free = await other.call(call.StartTransaction(connector_id=1, id_tag="DRIVER", meter_start=0,
+                                                      timestamp=now_iso()), suppress=False)
         # a late stop still closes and relays the session
         await lost.call(call.StopTransaction(meter_stop=900, timestamp=now_iso(),
                                              transaction_id=started.transaction_id), suppress=False)
     assert (busy.id_tag_info["status"], free.id_tag_info["status"]) == ("ConcurrentTx", "Accepted")
-    stopped = [row.body for row in await edge.store.outbox_batch(100) if row.type == "session.stopped"]
+    stopped = [row.body for row in await edge.store.outbox_batch(100)
+               if row.type == "session.stopped" and row.body["charger_id"] == "CP-1"]
     assert [(s["transaction_id"], s["energy_wh"]) for s in stopped] == [(started.transaction_id, 900)]
 
 

@@ -50,19 +50,19 @@ async def test_a_bay_is_reported_idle_charging_overstay_and_free_as_its_driver_c
             await sensor.publish(topic, reading.to_json(), qos=1)
 
         await report(True)  # a car parks and does not plug in
-        await until_async(lambda: _eq(usages(), [("idle", None)]))
+        await until_async(lambda: _eq(usages(), [("blocked", None)]))
         async with answering_charger(edge.ocpp_port, "CP-1") as cp:
             tx: Any = (await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=0,
                                                            timestamp=now_iso()))).transaction_id
-            await until_async(lambda: _eq(usages(), [("idle", None), ("charging", tx)]))
+            await until_async(lambda: _eq(usages(), [("blocked", None), ("charging", tx)]))
             await cp.call(call.StopTransaction(meter_stop=5000, timestamp=now_iso(), transaction_id=tx))
-            await until_async(lambda: _eq(usages(), [("idle", None), ("charging", tx), ("overstay", tx)]))
+            await until_async(lambda: _eq(usages(), [("blocked", None), ("charging", tx), ("idle", tx)]))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.admin_port}") as admin:
                 shown = (await admin.get("/bays")).json()["bays"]
             assert [(b["bay_id"], b["occupancy"], b["usage"], b["transaction_id"]) for b in shown] == [
-                ("B1", "occupied", "overstay", tx)]
+                ("B1", "occupied", "idle", tx)]
             await report(False)  # the car leaves
-            await until_async(lambda: _eq(usages(), [("idle", None), ("charging", tx), ("overstay", tx),
+            await until_async(lambda: _eq(usages(), [("blocked", None), ("charging", tx), ("idle", tx),
                                                      ("free", None)]))
         stopped = (await outbox(edge, "session.stopped"))[0]
         overstay = (await outbox(edge, "bay.usage"))[2]
@@ -107,14 +107,14 @@ async def test_a_car_overstaying_when_the_edge_restarts_still_overstays_from_the
             tx: Any = (await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=0,
                                                            timestamp=now_iso()))).transaction_id
             await cp.call(call.StopTransaction(meter_stop=5000, timestamp=now_iso(), transaction_id=tx))
-        before = await until_async(lambda: _usage_is(edge, "overstay"))
+        before = await until_async(lambda: _usage_is(edge, "idle"))
         arrived = (await outbox(edge, "bay.occupancy"))[0]["changed_at"]
         sent_before = len(await outbox(edge, "bay.usage"))
 
     await asyncio.sleep(1.1)  # the restart takes time: a new reading would carry a later time
     async with Edge(settings, config) as edge, aiomqtt.Client(*mosquitto) as sensor:
         assert [(b["usage"], at(b["since"]), b["transaction_id"]) for b in await bays(edge)] == [
-            ("overstay", at(before["since"]), tx)], "the overstay was forgotten in the restart"
+            ("idle", at(before["since"]), tx)], "the overstay was forgotten in the restart"
         await sensors_subscribed(edge)
         await report(sensor, True)  # the sensor's first reading after the restart: the car is still there
         occupancy = await until_async(lambda: _occupancy_after(edge, 1))

@@ -12,6 +12,7 @@ import aiomqtt
 import pytest
 
 from edge import Edge, EdgeSettings
+from edge.uplink import uplink_client_id
 from mqtt.envelope import Command, CommandResult
 from mqtt.payloads import (
     AcceptCharger,
@@ -58,7 +59,8 @@ COMMANDS: list[tuple[_Body, str, dict[str, Any]]] = [
 async def online(make_settings: Any, mosquitto: tuple[str, int], topic_root: str) -> AsyncIterator[EdgeSettings]:
     settings = make_settings(mqtt_host=mosquitto[0], mqtt_port=mosquitto[1], mqtt_topic_root=topic_root)
     yield settings
-    async with aiomqtt.Client("127.0.0.1", settings.mqtt_port, identifier=f"evpark-edge-{settings.site_id}",
+    async with aiomqtt.Client("127.0.0.1", settings.mqtt_port,
+                              identifier=uplink_client_id(settings.site_id, settings.mqtt_topic_root),
                               clean_session=True):
         pass
 
@@ -130,7 +132,8 @@ async def test_a_rejecting_a_missing_or_a_pending_charger_gives_rejected_or_fail
             assert repeated.command_id == accept.id and "already handled" in str(repeated.detail)
             record = await edge.store.get_charger("CP-1")
     finally:
-        async with aiomqtt.Client("127.0.0.1", settings.mqtt_port, identifier=f"evpark-edge-{settings.site_id}",
+        async with aiomqtt.Client("127.0.0.1", settings.mqtt_port,
+                                  identifier=uplink_client_id(settings.site_id, settings.mqtt_topic_root),
                                   clean_session=True):
             pass
 

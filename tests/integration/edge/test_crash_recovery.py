@@ -15,6 +15,7 @@ import aiomqtt
 import pytest
 from ocpp.v16 import call
 
+from edge.uplink import uplink_client_id
 from tests.integration.edge.charger import charger, now_iso
 from tests.integration.edge.test_uplink import subscribed
 from tests.support import services
@@ -102,5 +103,6 @@ async def test_a_transaction_survives_a_kill_9_of_the_edge_and_reaches_the_cloud
     seqs = [e.seq for e in cloud.unique()]
     assert len(seqs) == len(set(seqs))
     async with aiomqtt.Client("127.0.0.1", int(env["EVPARK_EDGE_MQTT_PORT"]),
-                              identifier=f"evpark-edge-{site_id}", clean_session=True):
+                              identifier=uplink_client_id(site_id, env["EVPARK_EDGE_MQTT_TOPIC_ROOT"]),
+                              clean_session=True):
         pass

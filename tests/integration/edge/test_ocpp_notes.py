@@ -89,6 +89,22 @@ RULES: dict[str, dict[str, list[str]]] = {
         "meterStop below meterStart never bills negative energy": [
             IT + "test_ocpp_central_system::test_repeated_stop_is_relayed_once_and_negative_energy_is_never_billed",
             UT + "test_domain::test_billable_energy_is_never_negative"],
+        "ConcurrentTx is for StartTransaction only: Authorize never answers it (§7.2)": [
+            IT + "test_ocpp_rules::test_rule_authorize_never_answers_concurrent_tx",
+            IT + "test_authorization::test_authorize_and_start_answer_every_status_of_the_local_list"],
+        "idTags are compared case-insensitively (IdToken)": [
+            IT + "test_authorization::test_id_tags_are_compared_without_case"],
+        "a session the charger forgot is written off for good; its late stop is reconciled once": [
+            IT + "test_ocpp_rules::"
+                "test_rule_a_session_written_off_never_runs_again_and_its_late_stop_is_reconciled_once",
+            IT + "test_ocpp_rules::test_rule_a_reboot_writes_off_the_chargers_sessions_and_their_tx_profiles",
+            IT + "test_ocpp_rules::test_rule_a_written_off_session_leaves_the_open_report_after_the_grace",
+            IT + "test_authorization::test_a_transaction_whose_connector_went_available_no_longer_blocks_its_id_tag"],
+        "a TxProfile ends with its transaction: at its stop or a reboot (§3.13.2)": [
+            IT + "test_ocpp_rules::test_rule_tx_profiles_end_with_their_transaction",
+            IT + "test_ocpp_rules::test_rule_a_reboot_writes_off_the_chargers_sessions_and_their_tx_profiles"],
+        "a StopTransaction without reason means Local (§7.45)": [
+            IT + "test_ocpp_rules::test_rule_a_stop_without_reason_means_local"],
     },
     "Status": {
         "connector 0 describes the whole charger": [
@@ -107,10 +123,20 @@ RULES: dict[str, dict[str, list[str]]] = {
             UT + "test_security::test_authorization_keys_have_16_to_40_printable_characters"],
         "Profile 2: the same over TLS 1.2+": [
             IT + "test_security_profiles::test_profile_2_needs_tls_1_2_or_newer_and_basic_auth"],
+        "Profile 3: TLS with a client certificate of the charger CA whose subject CN is the charger id": [
+            IT + "test_security_profiles::"
+                "test_profile_3_needs_a_client_certificate_of_the_charger_ca_that_names_the_charger"],
+        "a minimum profile (production: 1) refuses chargers anyone could impersonate": [
+            IT + "test_security_profiles::test_a_minimum_security_profile_refuses_chargers_anyone_could_impersonate"],
+        "a new AuthorizationKey is adopted on Accepted, the old one valid until first used, never shown in clear": [
+            IT + "test_ocpp_rules::"
+                "test_rule_a_new_authorization_key_is_adopted_on_accepted_and_never_shown_in_clear"],
         "one profile per charger, never downgraded; wrong credentials get 401": [
             IT + "test_security_profiles::"
                 "test_a_profile_2_charger_on_a_plain_connection_gets_401_and_profiles_are_never_downgraded",
-            IT + "test_security_profiles::test_profile_1_needs_basic_auth_with_the_chargers_own_key_else_401"],
+            IT + "test_security_profiles::test_profile_1_needs_basic_auth_with_the_chargers_own_key_else_401",
+            IT + "test_security_profiles::"
+                "test_profile_3_needs_a_client_certificate_of_the_charger_ca_that_names_the_charger"],
     },
 }
 

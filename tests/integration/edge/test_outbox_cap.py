@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from edge import Edge, EdgeSettings
 from edge.siteconfig import Bay, SiteConfig, Uplink
 from edge.store import DROPPABLE_TYPES
+from edge.uplink import uplink_client_id
 from mqtt import IdTagStatus
 from tests.integration.edge.charger import answering_charger, now_iso
 from tests.integration.edge.test_uplink import _forget_session, subscribed
@@ -114,7 +115,7 @@ async def test_a_full_outbox_keeps_the_session_and_tells_the_cloud_what_was_drop
                                       and expected <= {e.id for e in envelopes}
                                       and accounted(envelopes) >= SAMPLES, within=30)
     finally:
-        await _forget_session(online.mqtt_port, f"evpark-edge-{online.site_id}")
+        await _forget_session(online.mqtt_port, uplink_client_id(online.site_id, online.mqtt_topic_root))
 
     received = subscriber.unique()
     types = [e.type for e in received]

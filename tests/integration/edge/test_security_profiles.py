@@ -7,7 +7,9 @@ import base64
 import ssl
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -16,7 +18,7 @@ from ocpp.exceptions import SecurityError
 from ocpp.v16 import ChargePoint, call
 from ocpp.v16.enums import RegistrationStatus
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.typing import Subprotocol
 
 from edge import Edge, EdgeSettings
@@ -161,3 +163,115 @@ async def test_an_operator_registers_a_charger_so_it_may_connect(make_settings: 
         assert (await admin.put("/chargers/CP-3")).status_code == 201
         assert await handshake_status(edge.ocpp_port, "CP-3") == 101
         await asyncio.sleep(0)
+
+
+# --- Security Profile 3: TLS with client certificates -----------------------------------------
+
+def _name(cn: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _certificate(subject: str, issuer: tuple[Any, str] | None, *, ca: bool = False, days: tuple[int, int] = (-1, 30),
+                 server: bool = False) -> tuple[Any, Any]:
+    """A key and a certificate for ``subject``, signed by ``issuer`` (its key and CN), self-signed without one."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer_key, signer_cn = issuer if issuer is not None else (key, subject)
+    now = datetime.now(UTC)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(signer_cn))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now + timedelta(days=days[0])).not_valid_after(now + timedelta(days=days[1]))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if server:
+        loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+        builder = builder.add_extension(x509.SubjectAlternativeName([loopback]), critical=False)
+    return key, builder.sign(signer_key, hashes.SHA256())
+
+
+def _write(folder: Path, name: str, key: Any, cert: Any) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """A charger CA, a server certificate, and charger certificates: valid, expired, of another CA, of another id."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key, ca = _certificate("evpark chargers CA", None, ca=True)
+    other_key, _ = _certificate("someone else's CA", None, ca=True)
+    files = {"ca": _write(folder, "ca", ca_key, ca)}
+    files["server"] = _write(folder, "server", *_certificate("127.0.0.1", (ca_key, "evpark chargers CA"), server=True))
+    for name, cn, issuer, days in (("valid", "CP-3", (ca_key, "evpark chargers CA"), (-1, 30)),
+                                   ("expired", "CP-3", (ca_key, "evpark chargers CA"), (-30, -1)),
+                                   ("wrong_ca", "CP-3", (other_key, "someone else's CA"), (-1, 30)),
+                                   ("wrong_id", "CP-4", (ca_key, "evpark chargers CA"), (-1, 30))):
+        files[name] = _write(folder, name, *_certificate(cn, issuer, days=days))
+    return files
+
+
+def charger_tls(pki: dict[str, tuple[Path, Path]], certificate: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki["ca"][0]))
+    if certificate is not None:
+        context.load_cert_chain(*pki[certificate])
+    return context
+
+
+async def tls_outcome(port: int, charger_id: str, tls: ssl.SSLContext, headers: dict[str, str] | None = None) -> str:
+    """"101" (connected), the HTTP status of a refused upgrade, or "tls refused" when the TLS handshake failed."""
+    try:
+        async with connect(f"wss://127.0.0.1:{port}/ocpp/{charger_id}", subprotocols=[Subprotocol("ocpp1.6")],
+                           additional_headers=headers, ssl=tls, open_timeout=5) as ws:
+            cp = ChargePoint(charger_id, ws, response_timeout=5)
+            async with running(cp):
+                assert (await boot_notification(cp)).status == RegistrationStatus.accepted
+            return "101"
+    except InvalidStatus as refused:
+        return str(refused.response.status_code)
+    except (ssl.SSLError, ConnectionError, InvalidMessage, ConnectionClosed, EOFError):
+        return "tls refused"
+
+
+async def test_profile_3_needs_a_client_certificate_of_the_charger_ca_that_names_the_charger(
+        make_settings: Callable[..., EdgeSettings], pki: dict[str, tuple[Path, Path]]) -> None:
+    server_cert, server_key = pki["server"]
+    async with Edge(make_settings(accept_unknown_chargers=False, ocpp_tls_cert=server_cert, ocpp_tls_key=server_key,
+                                  ocpp_tls_client_ca=pki["ca"][0])) as edge, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.admin_port}") as admin:
+        assert (await admin.put("/chargers/CP-3/security-profile", json={"security_profile": 3})).status_code == 204
+        await edge.site.set_auth_key("CP-2", KEY, 2)  # a profile 2 charger on the same endpoint, without a certificate
+        port = edge.ocpp_port
+        outcomes = {name: await tls_outcome(port, "CP-3", charger_tls(pki, name))
+                    for name in ("valid", "expired", "wrong_ca", "wrong_id", None)}
+        with_key_only = await tls_outcome(port, "CP-3", charger_tls(pki, None), basic("CP-3", KEY))
+        profile_2 = await tls_outcome(port, "CP-2", charger_tls(pki, None), basic("CP-2", KEY))
+        downgrade = await admin.put("/chargers/CP-3/auth-key", json={"authorization_key": KEY, "security_profile": 2})
+        down_profile = await admin.put("/chargers/CP-3/security-profile", json={"security_profile": 1})
+        listed = (await admin.get("/chargers/CP-3")).json()["security_profile"]
+    assert outcomes == {"valid": "101", "expired": "tls refused", "wrong_ca": "tls refused", "wrong_id": "401",
+                        None: "401"}
+    assert (with_key_only, profile_2) == ("401", "101")
+    assert (downgrade.status_code, down_profile.status_code, listed) == (409, 409, 3)
+    assert "never downgraded" in downgrade.json()["detail"]
+
+
+async def test_a_minimum_security_profile_refuses_chargers_anyone_could_impersonate(
+        make_settings: Callable[..., EdgeSettings]) -> None:
+    async with Edge(make_settings(min_security_profile=1)) as edge:
+        await edge.store.register_charger("CP-0")  # profile 0: no credentials at all
+        await edge.site.set_auth_key("CP-1", KEY, 1)
+        port = edge.ocpp_port
+        outcomes = (await handshake_status(port, "CP-0"), await handshake_status(port, "CP-NEW"),
+                    await handshake_status(port, "CP-1", basic("CP-1", KEY)))
+    assert outcomes == (401, 401, 101)

@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from cloud.gateway.app import build_app
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
-from tests.support.identity import PRINCIPALS, headers, token, verifier
+from tests.support.identity import PRINCIPALS, RUN_LONG, headers, token, verifier
 
 API_KEY = "evk_machine-client-key"
 exchanges: list[str] = []
@@ -154,7 +154,7 @@ async def gw(service: Upstream) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-DRIVER = headers("driver_a")
+DRIVER = headers("driver_a", lifetime=RUN_LONG)
 
 
 async def test_an_authenticated_body_over_1_mib_is_refused_413_before_any_service_sees_it(

@@ -11,7 +11,7 @@ import pytest
 from cloud.gateway.app import build_app
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
-from tests.support.identity import headers, verifier
+from tests.support.identity import RUN_LONG, headers, verifier
 
 PROBLEM = {"type": "about:blank", "title": "Invalid request", "status": 422, "detail": "limit_a: bad",
            "errors": [{"field": "limit_a", "message": "bad"}]}
@@ -36,7 +36,7 @@ async def gateway() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-KEY = headers("operator_1")
+KEY = headers("operator_1", lifetime=RUN_LONG)
 
 
 async def test_a_power_limit_put_reaches_parking_with_its_body(gateway: httpx.AsyncClient) -> None:

@@ -17,7 +17,7 @@ from edge.baystates import BayStates
 from edge.bayusage import BayUsageTracker
 from edge.sensors import BayChange, BayState
 from edge.store import OutboxCap, Store
-from mqtt.payloads import SessionMeter
+from mqtt.payloads import BayUsage, SessionMeter
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 
@@ -91,14 +91,14 @@ async def test_an_overstay_survives_a_restart_and_is_not_reported_again(tmp_path
         tracker.session_stopped("CP-1", 1, 7, T0 + timedelta(hours=2))
         await drain(tracker, store)
         sent = [row.body["state"] for row in await store.outbox_batch(100) if row.type == "bay.usage"]
-        assert sent == ["idle", "charging", "overstay"]
+        assert sent == ["blocked", "charging", "idle"]
 
     async with await Store.open(tmp_path / "edge.db") as store:
         tracker = BayUsageTracker(bays)
         await tracker.restore(store)
         [shown] = tracker.usage()
         assert (shown["usage"], shown["since"], shown["transaction_id"]) == (
-            "overstay", (T0 + timedelta(hours=2)).isoformat(), 7)
+            "idle", (T0 + timedelta(hours=2)).isoformat(), 7)
         tracker.bay_changed("B1", "occupied", T0)  # the sensor confirms the car with its old arrival
         assert _empty_now(tracker), "an unchanged overstay was queued again"
         await sensor(store, tracker, BayState.FREE, T0 + timedelta(hours=3))
@@ -184,3 +184,25 @@ async def _has(store: Store, type_: str) -> bool:
 
 async def _latest_is(store: Store, expected: dict[str, tuple[str, datetime]]) -> bool:
     return await latest(store) == expected
+
+
+async def test_an_overstay_stored_before_contract_1_1_is_idle_after_the_upgrade(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "edge.db") as store:
+        async with store.transaction() as tx:  # what an edge before MQTT contract 1.1 kept
+            await tx.put_bay_occupancy("B1", "occupied", T0, T0)
+            await tx.put_bay_usage("B1", "overstay", T0 + timedelta(hours=2), 7, T0 + timedelta(hours=2))
+        tracker = BayUsageTracker([("B1", "CP-1", 1)])
+        await tracker.restore(store)
+        [shown] = tracker.usage()
+        assert (shown["usage"], shown["transaction_id"]) == ("idle", 7)
+        tracker.resend()
+        [report] = _drain_queue(tracker)
+        assert (report.state, report.words, report.glossary_state) == ("idle", 2, "idle")
+
+
+def _drain_queue(tracker: BayUsageTracker) -> list[BayUsage]:
+    queue = tracker._queue
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items

@@ -34,7 +34,7 @@ def test_the_next_car_is_idle_not_overstaying_the_previous_car_s_session() -> No
     tracker.session_stopped("CP-1", 1, 3, at(5))
     tracker.bay_changed("B1", "free", at(6))
     tracker.bay_changed("B1", "occupied", at(10))
-    assert drained(tracker)[-1] == ("B1", "idle", at(10), None)
+    assert drained(tracker)[-1] == ("B1", "blocked", at(10), None)
 
 
 def test_a_session_that_ends_while_the_bay_reads_free_does_not_make_the_next_car_overstay() -> None:
@@ -43,7 +43,7 @@ def test_a_session_that_ends_while_the_bay_reads_free_does_not_make_the_next_car
     tracker.session_started("CP-1", 1, 3, at(1))  # the sensor missed the car
     tracker.session_stopped("CP-1", 1, 3, at(5))
     tracker.bay_changed("B1", "occupied", at(10))
-    assert drained(tracker)[-1] == ("B1", "idle", at(10), None)
+    assert drained(tracker)[-1] == ("B1", "blocked", at(10), None)
 
 
 def test_overstay_counts_from_the_end_even_when_the_charger_clock_is_behind_the_sensor() -> None:
@@ -51,12 +51,12 @@ def test_overstay_counts_from_the_end_even_when_the_charger_clock_is_behind_the_
     tracker.bay_changed("B1", "occupied", at(10))
     tracker.session_started("CP-1", 1, 3, at(9.9))  # charger clock a few seconds behind
     tracker.session_stopped("CP-1", 1, 3, at(40))
-    assert drained(tracker)[-1] == ("B1", "overstay", at(40), 3)
+    assert drained(tracker)[-1] == ("B1", "idle", at(40), 3)
 
 
 def test_occupied_after_its_session_ended_is_overstay_since_the_end() -> None:
     bay = BayUse("B1", "CP-1", 1, occupancy="occupied", occupancy_since=at(0), ended=3, ended_at=at(45))
-    assert usage_of(bay, at(60)) == ("overstay", at(45), 3)
+    assert usage_of(bay, at(60)) == ("idle", at(45), 3)
 
 
 def test_the_driver_s_day_arrive_idle_charge_overstay_leave() -> None:
@@ -69,14 +69,14 @@ def test_the_driver_s_day_arrive_idle_charge_overstay_leave() -> None:
     tracker.bay_changed("B1", "free", at(90))
     tracker.bay_changed("B3", "occupied", at(91))  # a bay no charger serves: not tracked
     assert drained(tracker) == [
-        ("B1", "idle", at(0), None),
+        ("B1", "blocked", at(0), None),
         ("B1", "charging", at(3), 41),
-        ("B1", "overstay", at(60), 41),
+        ("B1", "idle", at(60), 41),
         ("B1", "free", at(90), None),
     ]
     tracker.bay_changed("B1", "occupied", at(100))  # the next car, which does not charge
     tracker.bay_changed("B1", "unknown", at(110))  # its sensor fails
-    assert drained(tracker) == [("B1", "idle", at(100), None), ("B1", "unknown", at(110), None)]
+    assert drained(tracker) == [("B1", "blocked", at(100), None), ("B1", "unknown", at(110), None)]
     assert [b["usage"] for b in tracker.usage()] == ["unknown", "unknown"]
 
 
@@ -88,4 +88,4 @@ def test_a_car_that_charges_twice_is_charging_then_overstays_the_second_session(
     tracker.session_started("CP-1", 1, 2, at(11))
     tracker.session_stopped("CP-1", 1, 2, at(20))
     assert [(s, t) for _, s, _, t in drained(tracker)] == [
-        ("idle", None), ("charging", 1), ("overstay", 1), ("charging", 2), ("overstay", 2)]
+        ("blocked", None), ("charging", 1), ("idle", 1), ("charging", 2), ("idle", 2)]

@@ -207,6 +207,33 @@ async def test_rows_on_their_way_to_the_broker_are_not_dropped_nor_reported(tiny
     assert tiny.outbox_backlog == len(kept) - 50
 
 
+async def test_over_the_cap_with_every_sample_in_flight_the_upkeep_waits_instead_of_spinning(tiny: Store) -> None:
+    """Every droppable row handed to the uplink (a reconnect replaying the backlog) leaves the upkeep nothing
+    to drop: it must wait for the PUBACKs, not run again at once. It once woke itself with its own empty
+    commit and spun, starving the edge's event loop for a minute (CI, test_outbox_cap)."""
+    async with tiny.writes() as unit:
+        for n in range(120):
+            await unit.emit(meter(n))
+    await tiny.outbox_batch(1_000, sending=True)
+    rounds = 0
+    enforce = tiny.enforce_cap
+
+    async def counted() -> int:
+        nonlocal rounds
+        rounds += 1
+        return await enforce()
+
+    tiny.enforce_cap = counted  # type: ignore[method-assign]
+    upkeep = asyncio.create_task(tiny.maintain(interval=0.1))
+    try:
+        await asyncio.sleep(0.55)
+    finally:
+        upkeep.cancel()
+        await asyncio.gather(upkeep, return_exceptions=True)
+    assert 1 <= rounds <= 8, f"the upkeep ran {rounds} times in 0.55 s at an interval of 0.1 s"
+    assert tiny.outbox_backlog == 120, "nothing on its way was dropped"
+
+
 async def test_refusals_not_reported_yet_are_reported_when_the_edge_stops(tmp_path: Path) -> None:
     async with await open_store(tmp_path, OutboxCap(max_events=10, policy="refuse_new")) as store:
         async with store.writes() as unit:

@@ -103,3 +103,34 @@ def test_the_admin_api_refuses_to_listen_beyond_loopback_without_a_token(tmp_pat
 def test_the_heartbeat_deadline_defaults_to_two_intervals_and_a_minute() -> None:
     assert EdgeSettings(heartbeat_interval=300).offline_after == 660
     assert EdgeSettings(heartbeat_deadline=5).offline_after == 5
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short-token", "x" * 23])
+def test_an_empty_or_short_admin_token_off_loopback_is_refused_naming_the_setting(
+        token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("EVPARK_EDGE_ADMIN_HOST", "0.0.0.0")
+    monkeypatch.setenv("EVPARK_EDGE_ADMIN_TOKEN", token)
+    with pytest.raises(ValidationError, match="EVPARK_EDGE_ADMIN_TOKEN"):
+        EdgeSettings()
+    monkeypatch.setenv("EVPARK_EDGE_ADMIN_TOKEN", "x" * 24)
+    assert EdgeSettings().admin_secret == "x" * 24
+
+
+def test_an_empty_admin_token_on_loopback_means_no_token_and_the_api_stays_local(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVPARK_EDGE_ADMIN_TOKEN", "")
+    assert EdgeSettings(admin_host="127.0.0.1").admin_secret is None
+
+
+def test_security_profile_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("EVPARK_EDGE_MIN_SECURITY_PROFILE", "1")
+    assert EdgeSettings().min_security_profile == 1
+    assert EdgeSettings(min_security_profile=0).min_security_profile == 0
+    with pytest.raises(ValidationError, match="min_security_profile"):
+        EdgeSettings(min_security_profile=4)
+    with pytest.raises(ValidationError, match="ocpp_tls_client_ca"):
+        EdgeSettings(ocpp_tls_client_ca=tmp_path / "ca.pem")

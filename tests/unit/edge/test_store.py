@@ -145,7 +145,7 @@ async def test_a_version_1_database_is_migrated_forward_keeping_its_data(tmp_pat
         transaction = await store.get_transaction(1)
         next_id = await new_transaction(store, 7)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"charger_events", "charger_calls", "reservations", "charging_profiles", "handled_commands",
             "bays", "outbox_sent", "outbox_streams"} <= tables
@@ -190,3 +190,45 @@ async def test_id_tags_that_differ_only_in_case_become_one_entry_the_first_store
             found = await tx.get_auth_entry("04A2b3C4")
     assert entries == [("04A2B3C4", "Accepted"), ("OTHER", "Accepted")]
     assert found is not None and found.id_tag == "04A2B3C4"
+
+
+async def test_a_version_5_ghost_is_written_off_by_the_migration_and_stays_so(tmp_path: Path) -> None:
+    """v6: a transaction whose connector went Available after its start (v5 decided it at every read, so a
+    later Reserved revived it) is written off once, in the store; a running one is not."""
+    from edge.store import MIGRATIONS
+
+    path = tmp_path / "edge.db"
+    start, later = NOW.isoformat(), (NOW + timedelta(minutes=5)).isoformat()
+    with sqlite3.connect(path) as db:
+        for step in MIGRATIONS[:5]:
+            for statement in step:
+                db.execute(statement)
+        for connector, state in ((1, "Available"), (2, "Charging")):
+            db.execute("INSERT INTO transactions (charger_id, connector_id, id_tag, id_tag_status, meter_start,"
+                       " started_at, reported_started_at, state) VALUES ('CP-1', ?, 'T', 'Accepted', 0, ?, ?,"
+                       " 'active')", (connector, start, start))
+            db.execute("INSERT INTO connectors (charger_id, connector_id, status, error_code, updated_at)"
+                       " VALUES ('CP-1', ?, ?, 'NoError', ?)", (connector, state, later))
+        db.execute("PRAGMA user_version = 5")
+    async with await Store.open(path) as store, store.transaction() as tx:
+        await tx.record_connector_status("CP-1", 1, status="Reserved", error_code="NoError", info=None,
+                                         at=NOW + timedelta(minutes=9))
+        live = [(t.connector_id, t.running) for t in await tx.live_transactions()]
+        ghost = await tx.get_transaction(1)
+        again = await tx.write_off("CP-1", reason="reboot", now=NOW, connector_id=1)
+    assert live == [(2, True)]
+    assert ghost is not None and ghost.active and ghost.written_off_reason == "connector_available"
+    assert again == [], "written off once: the first reason stays"
+
+
+def test_an_authorization_key_is_masked_wherever_a_call_is_kept_or_relayed() -> None:
+    from edge.site import mask_secrets
+
+    assert mask_secrets("ChangeConfiguration", {"key": "AuthorizationKey", "value": "s3cret-s3cret-s3cret"}) == {
+        "key": "AuthorizationKey", "value": "********"}
+    assert mask_secrets("ChangeConfiguration", {"key": "authorizationkey", "value": "x"})["value"] == "********"
+    assert mask_secrets("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "60"})["value"] == "60"
+    listed = mask_secrets("GetConfiguration", {"configurationKey": [
+        {"key": "AuthorizationKey", "readonly": False, "value": "s3cret-s3cret-s3cret"},
+        {"key": "HeartbeatInterval", "readonly": False, "value": "60"}]})
+    assert [k["value"] for k in listed["configurationKey"]] == ["********", "60"]

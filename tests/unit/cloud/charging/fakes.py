@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from cloud.charging.domain import ACTIVE, COMPLETED, Session
+from cloud.charging.domain import ACTIVE, COMPLETED, Debt, RemoteCommand, Session, SiteRates, Station
 from cloud.contracts.charging import ChargingAnomaly
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
@@ -23,6 +24,12 @@ class InMemoryChargingRepository:
         """vehicle id → owner account id (None: a vehicle of no driver)."""
 
         self.anomaly_list: list[ChargingAnomaly] = []
+        self.history: dict[str, tuple[Session, str | None]] = {}
+        self.station_map: dict[tuple[str, str], Station] = {}
+        self.rate_map: dict[str, SiteRates] = {}
+        self.commands: dict[str, RemoteCommand] = {}
+        self.debts: dict[str, Debt] = {}
+        """invoice id → its row of the driver-debt projection."""
 
     async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
         for session in self.sessions.values():
@@ -80,3 +87,53 @@ class InMemoryChargingRepository:
 
     async def set_owner(self, vehicle_id: str, owner_id: str | None) -> None:
         self.vehicle_owners[vehicle_id] = owner_id
+
+    async def by_id(self, session_id: str) -> Session | None:
+        found = self.sessions.get(session_id)
+        return None if found is None else replace(found)
+
+    async def active_at_charger(self, site_id: str, charger_id: str) -> list[Session]:
+        return [replace(s) for s in self.sessions.values()
+                if s.site_id == site_id and s.charger_id == charger_id and s.active]
+
+    async def add_history(self, session: Session, vehicle_id: str | None) -> None:
+        self.history.setdefault(session.id, (replace(session), vehicle_id))
+
+    async def station(self, site_id: str, charger_id: str) -> Station | None:
+        found = self.station_map.get((site_id, charger_id))
+        return None if found is None else copy.deepcopy(found)
+
+    async def stations(self, site_id: str) -> list[Station]:
+        return [copy.deepcopy(s) for (site, _), s in sorted(self.station_map.items()) if site == site_id]
+
+    async def save_station(self, station: Station) -> None:
+        station.connector(0)
+        self.station_map[station.site_id, station.charger_id] = copy.deepcopy(station)
+
+    async def rates(self, site_id: str) -> SiteRates | None:
+        return self.rate_map.get(site_id)
+
+    async def set_rates(self, rates: SiteRates) -> None:
+        kept = self.rate_map.get(rates.site_id)
+        if kept is None or kept.version < rates.version:
+            self.rate_map[rates.site_id] = rates
+
+    async def add_command(self, command: RemoteCommand) -> None:
+        self.commands[command.id] = replace(command)
+
+    async def command(self, command_id: str) -> RemoteCommand | None:
+        found = self.commands.get(command_id)
+        return None if found is None else replace(found)
+
+    async def save_command(self, command: RemoteCommand) -> None:
+        self.commands[command.id] = replace(command)
+
+    async def debt(self, invoice_id: str) -> Debt | None:
+        return self.debts.get(invoice_id)
+
+    async def save_debt(self, debt: Debt) -> None:
+        self.debts[debt.invoice_id] = debt
+
+    async def refusing_debt(self, account_id: str, site_id: str) -> Debt | None:
+        found = [d for d in self.debts.values() if d.account_id == account_id and d.site_id == site_id and d.refuses]
+        return min(found, key=lambda d: (d.failed_at or _EPOCH, d.invoice_id), default=None)

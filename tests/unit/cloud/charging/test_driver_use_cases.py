@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -32,8 +32,12 @@ async def test_status_lists_the_running_sessions_of_every_idtag_latest_start_fir
     await driver.receive(stopped(transaction_id=4))
     status = await driver.service.status(OWNER, "veh-1")
     assert status.charging
-    assert [(s.transaction_id, s.status, s.stopped_at, s.duration_s) for s in status.sessions] == [
-        (2, "active", None, None), (1, "active", None, None)]
+    assert [(s.transaction_id, s.status, s.stopped_at) for s in status.sessions] == [
+        (2, "active", None), (1, "active", None)]
+    # a running session's duration is live: from its start until now
+    for shown, start in zip(status.sessions, (T0 + timedelta(minutes=5), T0), strict=True):
+        assert shown.duration_s is not None
+        assert abs(shown.duration_s - (datetime.now(UTC) - start).total_seconds()) < 2
 
 
 async def test_status_is_served_from_the_cache_as_json_for_a_few_seconds(driver: Charging) -> None:
@@ -69,7 +73,9 @@ async def test_sessions_read_as_the_rest_api_shows_them(driver: Charging) -> Non
         "charger_id": "CP1", "connector_id": 1,
         "transaction_id": 7, "id_tag": "TAG1", "status": "completed", "started_at": "2026-11-23T18:00:00Z",
         "stopped_at": "2026-11-23T19:00:00Z", "duration_s": 3_600, "energy_wh": 7_500, "stop_reason": "Local",
-        "clock_suspect": False, "closed_by": "stop"}
+        "clock_suspect": False, "closed_by": "stop", "power_w": None, "soc_percent": None,
+        "energy_finished_at": None, "meter_backwards": 0, "power_class": None, "cost_so_far": None,
+        "currency": None}
 
 
 async def test_an_unknown_vehicle_is_not_found_and_not_cached(charging: Charging) -> None:

@@ -60,7 +60,7 @@ async def test_a_stop_completes_the_session_with_the_edges_energy_and_duration(c
     assert charging.units.names() == ["charging.started", "charging.completed"]
     completed = cast(ChargingCompleted, charging.units.events[1])
     assert (completed.energy_wh, completed.vehicle_id, completed.stopped_at) == (7_500, "veh-1", T0.replace(hour=19))
-    assert (completed.VERSION, completed.owner_id) == ("1.2", OWNER.subject)
+    assert (completed.VERSION, completed.owner_id) == ("1.3", OWNER.subject)
     [session] = (await charging.service.history(OWNER, "veh-1", limit=10, offset=0)).sessions
     assert (session.status, session.energy_wh, session.duration_s, session.stop_reason) == (
         "completed", 7_500, 3_600, "Local")

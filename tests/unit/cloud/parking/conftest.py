@@ -72,7 +72,7 @@ class EdgeSite:
                     ts: datetime | None = None) -> None:
         connector = {"EV-1": 1, "EV-2": 2}.get(bay_id, 1)
         await self.send(BayUsage(bay_id=bay_id, charger_id="CP-1", connector_id=connector, state=state,  # type: ignore[arg-type]
-                                 since=since, transaction_id=transaction_id), ts=ts or since)
+                                 since=since, transaction_id=transaction_id, words=2), ts=ts or since)
 
     async def hello(self) -> None:
         await self.send(SiteHello(edge_version="t", authlist_version=0))

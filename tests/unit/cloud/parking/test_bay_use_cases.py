@@ -98,15 +98,15 @@ async def test_an_inventory_older_than_the_one_mirrored_changes_nothing(
 async def test_idle_and_overstay_periods_are_listed_filtered_and_announced(
         parking: ParkingService, site: EdgeSite, units: Units) -> None:
     await site.inventory()
-    await site.usage("EV-1", "idle", T0)
+    await site.usage("EV-1", "blocked", T0)
     await site.usage("EV-1", "charging", T0 + 5 * MIN, 41)
-    await site.usage("EV-2", "overstay", T0 + 10 * MIN, 40)
+    await site.usage("EV-2", "idle", T0 + 10 * MIN, 40)
 
     bays = {b.bay_id: b for b in (await parking.bays(ADMIN, "site-1")).bays}
-    assert {k: b.usage for k, b in bays.items()} == {"EV-1": "charging", "EV-2": "overstay", "R-1": None}
+    assert {k: b.usage for k, b in bays.items()} == {"EV-1": "charging", "EV-2": "idle", "R-1": None}
     assert (bays["EV-1"].usage_since, bays["EV-1"].usage_transaction_id) == (T0 + 5 * MIN, 41)
     assert bays["EV-1"].state == "unknown", "usage does not pretend to be the occupancy sensor"
-    assert [b.bay_id for b in (await parking.bays(ADMIN, "site-1", ["idle", "overstay"])).bays] == ["EV-2"]
+    assert [b.bay_id for b in (await parking.bays(ADMIN, "site-1", ["blocked", "idle"])).bays] == ["EV-2"]
     assert [b.bay_id for b in (await parking.bays(ADMIN, "site-1", ["charging"])).bays] == ["EV-1"]
 
     usage_events = [e for e in units.events if not isinstance(e, InventoryChanged)]
@@ -127,10 +127,10 @@ async def test_idle_and_overstay_periods_are_listed_filtered_and_announced(
 async def test_a_repeated_or_older_usage_report_announces_nothing_new(
         parking: ParkingService, site: EdgeSite, units: Units) -> None:
     await site.inventory()
-    await site.usage("EV-1", "overstay", T0 + 60 * MIN, 41)
-    await site.usage("EV-1", "overstay", T0 + 60 * MIN, 41, ts=T0 + 61 * MIN)  # the edge restarted
+    await site.usage("EV-1", "idle", T0 + 60 * MIN, 41)
+    await site.usage("EV-1", "idle", T0 + 60 * MIN, 41, ts=T0 + 61 * MIN)  # the edge restarted
     await site.usage("EV-1", "free", T0 + 90 * MIN)
-    await site.usage("EV-1", "idle", T0)  # a replayed backlog, late
+    await site.usage("EV-1", "blocked", T0)  # a replayed backlog, late
     [ev1] = [b for b in (await parking.bays(ADMIN, "site-1")).bays if b.bay_id == "EV-1"]
     assert (ev1.usage, ev1.usage_since, ev1.usage_transaction_id) == ("free", T0 + 90 * MIN, None)
     assert [e.NAME for e in units.events if not isinstance(e, InventoryChanged)] == [
@@ -139,10 +139,10 @@ async def test_a_repeated_or_older_usage_report_announces_nothing_new(
 
 async def test_usage_of_a_bay_nobody_described_yet_takes_its_charger_from_the_report(
         parking: ParkingService, site: EdgeSite) -> None:
-    await site.usage("EV-9", "idle", T0)
+    await site.usage("EV-9", "blocked", T0)
     [bay] = (await parking.bays(ADMIN, "site-1")).bays
     assert (bay.bay_id, bay.state, bay.changed_at, bay.charger_id, bay.usage) == ("EV-9", "unknown", None, "CP-1",
-                                                                                  "idle")
+                                                                                  "blocked")
 
 
 # --- reads ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def bay(charger_id: str | None = "CP-1", connector_id: int | None = 1) -> Bay:
 def usage(state: str, since: datetime, transaction_id: int | None = None, *, charger_id: str = "CP-1",
           connector_id: int = 1) -> BayUsage:
     return BayUsage(bay_id="B1", charger_id=charger_id, connector_id=connector_id, state=state,  # type: ignore[arg-type]
-                    since=since, transaction_id=transaction_id)
+                    since=since, transaction_id=transaction_id, words=2)
 
 
 def apply(b: Bay, state: str, since: datetime, reported_at: datetime,
@@ -36,18 +36,18 @@ def apply(b: Bay, state: str, since: datetime, reported_at: datetime,
 
 def test_a_car_parked_without_charging_starts_an_idle_period() -> None:
     b = bay()
-    change = apply(b, "idle", T0, T0)
-    assert change == domain.UsageChange(started=domain.UsagePeriod("idle", T0, None))
-    assert (b.usage, b.usage_since, b.usage_reported_at) == ("idle", T0, T0)
+    change = apply(b, "blocked", T0, T0)
+    assert change == domain.UsageChange(started=domain.UsagePeriod("blocked", T0, None))
+    assert (b.usage, b.usage_since, b.usage_reported_at) == ("blocked", T0, T0)
 
 
 def test_charging_ends_the_idle_period_with_its_duration() -> None:
     b = bay()
-    apply(b, "idle", T0, T0)
+    apply(b, "blocked", T0, T0)
     change = apply(b, "charging", T0 + 7 * MIN, T0 + 7 * MIN, transaction_id=41)
     assert change is not None and change.started is None
     assert change.ended is not None
-    assert change.ended.period.state == "idle"
+    assert change.ended.period.state == "blocked"
     assert change.ended.ended_at == T0 + 7 * MIN
     assert change.ended.duration_s == 7 * 60
     assert change.ended.next_state == "charging"
@@ -57,8 +57,8 @@ def test_charging_ends_the_idle_period_with_its_duration() -> None:
 def test_a_session_that_ended_with_the_car_still_there_is_overstay_until_it_leaves() -> None:
     b = bay()
     apply(b, "charging", T0, T0, transaction_id=41)
-    started = apply(b, "overstay", T0 + 60 * MIN, T0 + 60 * MIN, transaction_id=41)
-    assert started == domain.UsageChange(started=domain.UsagePeriod("overstay", T0 + 60 * MIN, 41))
+    started = apply(b, "idle", T0 + 60 * MIN, T0 + 60 * MIN, transaction_id=41)
+    assert started == domain.UsageChange(started=domain.UsagePeriod("idle", T0 + 60 * MIN, 41))
     left = apply(b, "free", T0 + 95 * MIN, T0 + 95 * MIN)
     assert left is not None and left.started is None and left.ended is not None
     assert (left.ended.period.transaction_id, left.ended.duration_s, left.ended.next_state) == (41, 35 * 60, "free")
@@ -66,30 +66,30 @@ def test_a_session_that_ended_with_the_car_still_there_is_overstay_until_it_leav
 
 def test_the_same_usage_reported_again_is_no_new_period() -> None:
     b = bay()
-    apply(b, "overstay", T0, T0, transaction_id=41)
+    apply(b, "idle", T0, T0, transaction_id=41)
     # e.g. the edge restarted and reports its current usage again, in a new envelope
-    assert apply(b, "overstay", T0, T0 + 5 * MIN, transaction_id=41) == domain.UsageChange()
+    assert apply(b, "idle", T0, T0 + 5 * MIN, transaction_id=41) == domain.UsageChange()
 
 
 def test_a_transaction_id_filled_in_later_corrects_the_period_without_a_new_one() -> None:
     b = bay()
-    apply(b, "overstay", T0, T0)
-    assert apply(b, "overstay", T0, T0 + MIN, transaction_id=41) == domain.UsageChange()
+    apply(b, "idle", T0, T0)
+    assert apply(b, "idle", T0, T0 + MIN, transaction_id=41) == domain.UsageChange()
     assert b.usage_transaction_id == 41
 
 
 def test_an_older_report_arriving_late_changes_nothing() -> None:
     b = bay()
-    apply(b, "overstay", T0 + 60 * MIN, T0 + 60 * MIN, transaction_id=41)
-    assert apply(b, "idle", T0, T0) is None  # a replayed backlog after the live message
-    assert (b.usage, b.usage_since, b.usage_transaction_id) == ("overstay", T0 + 60 * MIN, 41)
+    apply(b, "idle", T0 + 60 * MIN, T0 + 60 * MIN, transaction_id=41)
+    assert apply(b, "blocked", T0, T0) is None  # a replayed backlog after the live message
+    assert (b.usage, b.usage_since, b.usage_transaction_id) == ("idle", T0 + 60 * MIN, 41)
 
 
 def test_a_newer_report_wins_even_when_its_state_began_earlier() -> None:
     # The sensor saw the car at 18:02, the charger had started the session at 18:01: the edge
     # first said idle, then corrected to charging since 18:01. The correction must win.
     b = bay()
-    apply(b, "idle", T0 + 2 * MIN, T0 + 2 * MIN)
+    apply(b, "blocked", T0 + 2 * MIN, T0 + 2 * MIN)
     change = apply(b, "charging", T0 + MIN, T0 + 3 * MIN, transaction_id=41)
     assert change is not None and change.ended is not None
     assert b.usage == "charging"
@@ -99,19 +99,19 @@ def test_a_newer_report_wins_even_when_its_state_began_earlier() -> None:
 def test_a_new_period_of_the_same_kind_ends_the_old_one_where_it_starts() -> None:
     # The free report between two idle cars was dropped by the site's outbox.
     b = bay()
-    apply(b, "idle", T0, T0)
-    change = apply(b, "idle", T0 + 30 * MIN, T0 + 30 * MIN)
+    apply(b, "blocked", T0, T0)
+    change = apply(b, "blocked", T0 + 30 * MIN, T0 + 30 * MIN)
     assert change is not None and change.ended is not None and change.started is not None
-    assert (change.ended.next_state, change.ended.duration_s) == ("idle", 30 * 60)
+    assert (change.ended.next_state, change.ended.duration_s) == ("blocked", 30 * 60)
     assert change.started.since == T0 + 30 * MIN
 
 
 def test_a_bay_the_inventory_did_not_describe_takes_the_charger_from_the_report() -> None:
     b = bay(charger_id=None, connector_id=None)
-    domain.apply_usage(b, usage("idle", T0, charger_id="CP-9", connector_id=2), T0, T0)
+    domain.apply_usage(b, usage("blocked", T0, charger_id="CP-9", connector_id=2), T0, T0)
     assert (b.charger_id, b.connector_id) == ("CP-9", 2)
     described = bay()
-    domain.apply_usage(described, usage("idle", T0, charger_id="CP-9", connector_id=2), T0, T0)
+    domain.apply_usage(described, usage("blocked", T0, charger_id="CP-9", connector_id=2), T0, T0)
     assert (described.charger_id, described.connector_id) == ("CP-1", 1), "the inventory describes the hardware"
 
 
@@ -166,3 +166,16 @@ def test_the_applied_limit_is_what_the_site_reports_else_what_was_asked() -> Non
     assert domain.applied_limit_from_result({}, 40.0) == 40.0
     assert domain.applied_limit_from_result({"limit_a": True}, None) is None
     assert domain.applied_limit_from_result({"limit_a": "40"}, None) is None
+
+
+def test_reports_of_edges_before_contract_1_1_are_read_in_the_glossary_s_words() -> None:
+    old_idle = BayUsage(bay_id="B1", charger_id="CP-1", connector_id=1, state="idle", since=T0)
+    old_overstay = BayUsage(bay_id="B1", charger_id="CP-1", connector_id=1, state="overstay", since=T0 + MIN,
+                            transaction_id=41)
+    assert (old_idle.glossary_state, old_overstay.glossary_state) == ("blocked", "idle")
+    b = bay()
+    domain.apply_usage(b, old_idle, T0, T0)
+    assert b.usage == "blocked"
+    change = domain.apply_usage(b, old_overstay, T0 + MIN, T0 + MIN)
+    assert b.usage == "idle"
+    assert change is not None and change.ended is not None and change.ended.period.state == "blocked"

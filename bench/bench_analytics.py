@@ -1,0 +1,193 @@
+"""Analytics over a year of a busy network: one million stays and one million charging sessions (with
+their events in ``event_logs`` and their contributions in the rollups) in real PostgreSQL, then each
+endpoint asked for a one-year range, by an operator of one site and by the admin (every site).
+
+Loading: the events are generated in this process, their rollup contributions computed with the
+service's own rules (``cloud.analytics.domain``, the same functions the consumer and the rebuild
+use) and everything written with PostgreSQL ``COPY`` (asyncpg ``copy_records_to_table``). Measured:
+p50 / p95 of each endpoint over ``--requests`` calls through the service's ASGI app, beside the same
+app's ``GET /health`` as a baseline in the same run. Target (issue 20): each under 200 ms p95.
+
+    .venv/bin/python bench/bench_analytics.py                    # 1,000,000 stays and sessions
+    .venv/bin/python bench/bench_analytics.py --stays 100000 --requests 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg
+import httpx
+
+from cloud.analytics import SPEC, domain
+from cloud.analytics.app import build_app
+from cloud.analytics.domain import RevenueDelta, SessionOutcome, UsageDelta
+from cloud.platform.cache import MemoryCache
+from cloud.platform.db import Database
+from cloud.platform.settings import CloudSettings
+from tests.support import services
+from tests.support.identity import headers, trust_test_tokens
+
+YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
+SITES = [f"site-{n}" for n in range(1, 21)]
+BAYS_PER_SITE = 60
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, RevenueDelta]:  # type: ignore[type-arg]
+    """Event-log rows (arrived, released, charging.completed, invoice) and the rollups they give."""
+    rnd = random.Random(seed)
+    rows: list[tuple] = []  # type: ignore[type-arg]
+    usage, revenue = UsageDelta(), RevenueDelta()
+    logged_at = datetime.now(UTC)
+    year_s = 365 * 24 * 3600
+    utc = domain.zone("UTC")
+    for n in range(stays):
+        site = SITES[n % len(SITES)]
+        arrived = YEAR_START + timedelta(seconds=rnd.randrange(year_s - 86_400))
+        departed = arrived + timedelta(seconds=rnd.randrange(600, 4 * 3600))
+        started = arrived + timedelta(seconds=60)
+        stopped = min(departed, started + timedelta(seconds=rnd.randrange(300, 3 * 3600)))
+        wh = rnd.randrange(0, 40_000)
+        stay_id, session_id, vehicle = f"st-{n}", f"ses-{n}", f"veh-{n % 50_000}"
+        base = {"site_id": site, "bay_id": f"b{n % BAYS_PER_SITE}", "bay_type": "ev", "stay_id": stay_id,
+                "slot_id": f"{site}:b{n % BAYS_PER_SITE}", "arrived_at": arrived.isoformat(), "vehicle_id": vehicle}
+        completed = {"session_id": session_id, "site_id": site, "transaction_id": n, "charger_id": f"cp{n % 20}",
+                     "started_at": started.isoformat(), "stopped_at": stopped.isoformat(), "energy_wh": wh,
+                     "stop_reason": "Local"}
+        duration = int((departed - arrived).total_seconds())
+        released = {**base, "departed_at": departed.isoformat(), "duration_s": duration,
+                    "session_ids": [session_id]}
+        parking, energy = Decimal(rnd.randrange(100, 900)) / 100, (Decimal(wh) * Decimal("0.35") / 1000).quantize(
+            Decimal("0.01"))
+        net = parking + energy
+        tax = (net * Decimal("0.19")).quantize(Decimal("0.01"))
+        invoice = {"site_id": site, "account_id": "acc", "currency": "EUR", "number": f"{site}-{n}",
+                   "issued_at": departed.isoformat(), "components": {"parking": str(parking), "energy": str(energy)},
+                   "net": str(net), "tax": str(tax), "total": str(net + tax), "invoice_id": f"inv-{n}"}
+        for name, at, subject, related, body in (
+                ("parking.arrived", arrived, stay_id, vehicle, base),
+                ("charging.completed", stopped, session_id, None, completed),
+                ("parking.released", departed, stay_id, session_id, released),
+                ("payment.invoice_issued", departed, f"inv-{n}", None, invoice)):
+            rows.append((str(uuid.UUID(int=rnd.getrandbits(128))), name, "1.0", at, site, subject, related,
+                         json.dumps(body, separators=(",", ":")), logged_at))
+        usage.add(site, "ev", arrived, stays=1)
+        usage.spread(site, "ev", "occupied_s", arrived, departed)
+        usage.add(site, "ev", started, sessions=1, energy_wh=wh)
+        usage.spread(site, "ev", "charging_s", started, stopped)
+        usage.absorb(domain.first_attempt(site, "ev", arrived, SessionOutcome(wh, "Local"), False))
+        revenue.absorb(domain.document_revenue("invoice", site, "EUR", departed, utc,
+                                               {"parking": parking, "energy": energy}, net, tax, net + tax))
+    return rows, usage, revenue
+
+
+async def load(url: str, stays: int) -> float:
+    started = time.perf_counter()
+    rows, usage, revenue = generate(stays)
+    generated = time.perf_counter() - started
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.copy_records_to_table("analytics_sites", records=[
+            (site, "UTC", BAYS_PER_SITE, 20, YEAR_START + timedelta(days=365)) for site in SITES],
+            columns=["site_id", "time_zone", "bays", "chargers", "last_event_at"])
+        for chunk in range(0, len(rows), 200_000):
+            await conn.copy_records_to_table("event_logs", records=rows[chunk:chunk + 200_000], columns=[
+                "event_id", "name", "version", "occurred_at", "site_id", "subject", "related", "payload", "logged_at"])
+        await conn.copy_records_to_table("usage_metrics", records=[
+            (site, bay_type, hour, *(row[f] for f in domain.USAGE_FIELDS))
+            for (site, bay_type, hour), row in usage.rows.items()],
+            columns=["site_id", "bay_type", "hour", *domain.USAGE_FIELDS])
+        await conn.copy_records_to_table("revenue_metrics", records=[
+            (*key, int(amount * 10_000), revenue.documents.get(key, 0)) for key, amount in revenue.rows.items()],
+            columns=["site_id", "currency", "day", "kind", "component", "amount_e4", "documents"])
+        await conn.copy_records_to_table("analytics_vehicles", records=[
+            (f"veh-{n}", ("electric", "plug_in_hybrid")[n % 2], True, YEAR_START) for n in range(50_000)],
+            columns=["vehicle_id", "type", "registered", "version_at"])
+        await conn.execute("VACUUM ANALYZE")  # as autovacuum would after a load: index-only scans
+    finally:
+        await conn.close()
+    took = time.perf_counter() - started
+    print(f"loaded {stays:,} stays and {stays:,} sessions ({len(rows):,} events, {len(usage.rows):,} usage rows, "
+          f"{len(revenue.rows):,} revenue rows) in {took:.1f} s (generating {generated:.1f} s)")
+    return took
+
+
+async def measure(url_template: str, data_dir: Path, requests: int) -> None:
+    settings = CloudSettings(database_url=url_template, amqp_url="", data_dir=data_dir, migrate_on_start=False)
+    app = build_app(settings, cache=MemoryCache())
+    year = {"from": YEAR_START.isoformat(), "to": (YEAR_START + timedelta(days=365)).isoformat()}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://a", timeout=120) as client:
+        trust_test_tokens(app)
+
+        async def timed(path: str, who: str, query: dict[str, str]) -> tuple[float, float]:
+            auth = headers(who)
+            answer = await client.get(path, params=query, headers=auth)  # warm up
+            assert answer.status_code == 200, answer.text
+            took = []
+            for _ in range(requests):
+                start = time.perf_counter()
+                answer = await client.get(path, params=query, headers=auth)
+                took.append(time.perf_counter() - start)
+                assert answer.status_code == 200, answer.text
+            return _percentile(took, 0.5) * 1000, _percentile(took, 0.95) * 1000
+
+        p50, p95 = await timed("/health", "admin", {})
+        print(f"{'GET /health (baseline)':<58} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+        for path, extra in (("/analytics/usage", {"granularity": "day"}), ("/analytics/usage", {"granularity": "hour"}),
+                            ("/analytics/revenue", {"granularity": "month"}), ("/analytics/peak-hours", {}),
+                            ("/analytics/vehicle-types", {}), ("/metrics/health", {})):
+            for who, scope in (("operator_1", {"site_id": "site-1"}), ("admin", {})):
+                query = {**(year if path != "/metrics/health" else {}), **extra, **scope}
+                p50, p95 = await timed(path, who, query)
+                label = f"GET {path} {' '.join(f'{k}={v}' for k, v in extra.items())} ({who})"
+                mark = "" if p95 < 200 else "  over the 200 ms target"
+                print(f"{label:<58} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{mark}")
+
+
+async def main(stays: int, requests: int) -> None:
+    services.require("PostgreSQL", services.POSTGRES)
+    name = services.fresh_name("evpark_bench_")
+    template = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}_{{service}}"
+    db = Database(template.replace("{service}", "analytics"))
+    await db.connect()
+    try:
+        assert SPEC.migrations is not None
+        await db.migrate(SPEC.migrations)
+        await db.close()
+        await load(f"{PG}/{name}_analytics", stays)
+        with tempfile.TemporaryDirectory() as folder:
+            await measure(template, Path(folder), requests)
+    finally:
+        await db.close()
+        conn = await asyncpg.connect(f"{PG}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}_analytics" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stays", type=int, default=1_000_000, help="stays, each with one charging session")
+    parser.add_argument("--requests", type=int, default=30, help="requests per endpoint and caller")
+    args = parser.parse_args()
+    asyncio.run(main(args.stays, args.requests))

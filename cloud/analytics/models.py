@@ -1,0 +1,90 @@
+"""Tables of the analytics service (its own database): the event log, the rollups, and what it knows
+of sites, chargers and vehicles."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from cloud.analytics.domain import USAGE_FIELDS
+from cloud.platform.types import UtcDateTime
+
+metadata = MetaData()
+
+event_logs = Table(
+    "event_logs", metadata,
+    Column("event_id", String(36), primary_key=True, doc="the envelope's id: a redelivery is the same row"),
+    Column("name", String(64), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("site_id", String(64)),
+    Column("subject", String(64), doc="what the event is about: session, stay, reservation, vehicle, charger id"),
+    Column("related", String(64), doc="parking.released: its first session (first-attempt success)"),
+    Column("payload", Text, nullable=False, doc="the event's payload as JSON"),
+    Column("logged_at", UtcDateTime(), nullable=False),
+    Index("ix_event_logs_name_site_time", "name", "site_id", "occurred_at", "related"),  # covers visitors
+    Index("ix_event_logs_subject", "subject"),
+    Index("ix_event_logs_related", "related"),
+    Index("ix_event_logs_occurred_at", "occurred_at"),
+)
+
+usage_metrics = Table(
+    "usage_metrics", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("bay_type", String(16), nullable=False),
+    Column("hour", UtcDateTime(), nullable=False, doc="the UTC hour the figures belong to"),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in USAGE_FIELDS),
+    PrimaryKeyConstraint("site_id", "hour", "bay_type"),
+)
+
+revenue_metrics = Table(
+    "revenue_metrics", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("day", Date, nullable=False, doc="the document's issue date in the site's time zone"),
+    Column("kind", String(16), nullable=False, doc="invoice | credit_note"),
+    Column("component", String(32), nullable=False, doc="parking, energy, idle ...; #net, #tax, #total: the "
+           "documents' own figures"),
+    Column("amount_e4", BigInteger, nullable=False, doc="the sum in 1/10000 of the currency (exact)"),
+    Column("documents", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("site_id", "day", "currency", "kind", "component"),
+)
+
+system_health = Table(
+    "system_health", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("subject", String(80), nullable=False, doc="'edge', or 'charger:<charger_id>'"),
+    Column("status", String(16), nullable=False, doc="edge: connected | offline; charger: online | offline | faulted"),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("event_at", UtcDateTime(), nullable=False, doc="the time of the event that set it (latest wins)"),
+    PrimaryKeyConstraint("site_id", "subject"),
+)
+
+analytics_sites = Table(
+    "analytics_sites", metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("time_zone", String(64), nullable=False, server_default="UTC"),
+    Column("bays", Integer, doc="from parking.inventory_changed"),
+    Column("chargers", Integer),
+    Column("last_event_at", UtcDateTime(), doc="the latest event about the site"),
+)
+
+analytics_vehicles = Table(
+    "analytics_vehicles", metadata,
+    Column("vehicle_id", String(36), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("registered", Boolean, nullable=False),
+    Column("version_at", UtcDateTime(), nullable=False, doc="the time of the event that set it (latest wins)"),
+)

@@ -1,0 +1,282 @@
+"""Analytics facts ⇄ its tables: the event log, rollup upserts (added to, never overwritten) and the
+report queries, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import Table, and_, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cloud.analytics.domain import USAGE_FIELDS, RevenueDelta, SessionOutcome, UsageDelta
+from cloud.analytics.models import (
+    analytics_sites,
+    analytics_vehicles,
+    event_logs,
+    revenue_metrics,
+    system_health,
+    usage_metrics,
+)
+from cloud.platform.outbox import Transaction
+from cloud.platform.tables import outbox, parked
+
+E4 = Decimal(10_000)
+
+
+class LoggedEvent(Protocol):
+    event_id: str
+    name: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class Logged:
+    __slots__ = ("event_id", "name", "occurred_at", "payload")
+
+    def __init__(self, event_id: str, name: str, occurred_at: datetime, payload: dict[str, Any]) -> None:
+        self.event_id, self.name, self.occurred_at, self.payload = event_id, name, occurred_at, payload
+
+
+class SqlAnalyticsRepository:
+    def __init__(self, tx: Transaction) -> None:
+        self._session = tx.session
+        self._dialect: Any = sqlite if tx.is_sqlite else postgresql
+
+    def _insert(self, table: Table) -> Any:
+        return self._dialect.insert(table)
+
+    # --- the event log ---------------------------------------------------------------------------
+
+    async def log(self, event_id: str, name: str, version: str, occurred_at: datetime, payload: dict[str, Any], *,
+                  site_id: str | None, subject: str | None, related: str | None) -> bool:
+        """Keep the event; False when it is logged already (a redelivery)."""
+        statement = self._insert(event_logs).values(
+            event_id=event_id, name=name, version=version, occurred_at=occurred_at, site_id=site_id,
+            subject=subject, related=related, payload=json.dumps(payload, separators=(",", ":")),
+            logged_at=datetime.now(UTC)).on_conflict_do_nothing()
+        return bool((await self._session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+    async def logged(self, *, name: str, subject: str | None = None, related: str | None = None,
+                     exclude: str | None = None) -> list[Logged]:
+        query = select(event_logs.c.event_id, event_logs.c.name, event_logs.c.occurred_at,
+                       event_logs.c.payload).where(event_logs.c.name == name)
+        if subject is not None:
+            query = query.where(event_logs.c.subject == subject)
+        if related is not None:
+            query = query.where(event_logs.c.related == related)
+        if exclude is not None:
+            query = query.where(event_logs.c.event_id != exclude)
+        rows = (await self._session.execute(query.order_by(event_logs.c.occurred_at, event_logs.c.event_id))).all()
+        return [Logged(r.event_id, r.name, r.occurred_at, json.loads(r.payload)) for r in rows]
+
+    async def all_logged(self, batch: int = 5000) -> AsyncIterator[list[Logged]]:
+        """Every logged event in event-time order, in batches (keyset pagination)."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = select(event_logs.c.event_id, event_logs.c.name, event_logs.c.occurred_at, event_logs.c.payload)
+            if after is not None:
+                query = query.where((event_logs.c.occurred_at > after[0]) | and_(
+                    event_logs.c.occurred_at == after[0], event_logs.c.event_id > after[1]))
+            rows = (await self._session.execute(
+                query.order_by(event_logs.c.occurred_at, event_logs.c.event_id).limit(batch))).all()
+            if not rows:
+                return
+            yield [Logged(r.event_id, r.name, r.occurred_at, json.loads(r.payload)) for r in rows]
+            after = (rows[-1].occurred_at, rows[-1].event_id)
+
+    async def session_outcome(self, session_id: str, *, exclude: str | None = None) -> tuple[SessionOutcome | None,
+                                                                                             bool]:
+        """The first logged ``charging.completed`` of a session, and whether a ``charging.failed`` is logged."""
+        completed = await self.logged(name="charging.completed", subject=session_id, exclude=exclude)
+        failed = await self.logged(name="charging.failed", subject=session_id, exclude=exclude)
+        outcome = None
+        if completed:
+            body = completed[0].payload
+            outcome = SessionOutcome(int(body.get("energy_wh") or 0), body.get("stop_reason"))
+        return outcome, bool(failed)
+
+    # --- rollups ---------------------------------------------------------------------------------
+
+    async def add_usage(self, delta: UsageDelta) -> None:
+        values = [{"site_id": site, "bay_type": bay_type, "hour": hour, **row}
+                  for (site, bay_type, hour), row in delta.rows.items() if any(row.values())]
+        if not values:
+            return
+        statement = self._insert(usage_metrics)
+        statement = statement.on_conflict_do_update(
+            index_elements=["site_id", "hour", "bay_type"],
+            set_={name: usage_metrics.c[name] + statement.excluded[name] for name in USAGE_FIELDS})
+        await self._session.execute(statement, values)
+
+    async def add_revenue(self, delta: RevenueDelta) -> None:
+        values = [{"site_id": key[0], "currency": key[1], "day": key[2], "kind": key[3], "component": key[4],
+                   "amount_e4": int(amount * E4), "documents": delta.documents.get(key, 0)}
+                  for key, amount in delta.rows.items()]
+        if not values:
+            return
+        statement = self._insert(revenue_metrics)
+        statement = statement.on_conflict_do_update(
+            index_elements=["site_id", "day", "currency", "kind", "component"],
+            set_={"amount_e4": revenue_metrics.c.amount_e4 + statement.excluded.amount_e4,
+                  "documents": revenue_metrics.c.documents + statement.excluded.documents})
+        await self._session.execute(statement, values)
+
+    async def lock_log(self) -> None:
+        """Hold new events back until this transaction ends (a rebuild counts each event once)."""
+        if self._dialect is postgresql:
+            await self._session.execute(text("LOCK TABLE event_logs IN SHARE MODE"))
+
+    async def clear_rollups(self) -> None:
+        await self._session.execute(delete(usage_metrics))
+        await self._session.execute(delete(revenue_metrics))
+
+    # --- sites, health, vehicles -----------------------------------------------------------------
+
+    async def saw_site(self, site_id: str, at: datetime) -> None:
+        statement = self._insert(analytics_sites).values(site_id=site_id, last_event_at=at)
+        statement = statement.on_conflict_do_update(index_elements=["site_id"], set_={
+            "last_event_at": func.coalesce(func.max(analytics_sites.c.last_event_at, statement.excluded.last_event_at)
+                                           if self._dialect is sqlite else
+                                           func.greatest(analytics_sites.c.last_event_at,
+                                                         statement.excluded.last_event_at),
+                                           statement.excluded.last_event_at)})
+        await self._session.execute(statement)
+
+    async def set_inventory(self, site_id: str, bays: int, chargers: int) -> None:
+        await self._session.execute(update(analytics_sites).where(analytics_sites.c.site_id == site_id)
+                                    .values(bays=bays, chargers=chargers))
+
+    async def set_time_zone(self, site_id: str, time_zone: str) -> None:
+        await self._session.execute(update(analytics_sites).where(analytics_sites.c.site_id == site_id)
+                                    .values(time_zone=time_zone))
+
+    async def sites(self, only: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        query = select(analytics_sites)
+        if only is not None:
+            query = query.where(analytics_sites.c.site_id.in_(list(only)))
+        rows = (await self._session.execute(query.order_by(analytics_sites.c.site_id))).mappings().all()
+        return {row["site_id"]: dict(row) for row in rows}
+
+    async def set_health(self, site_id: str, subject: str, status: str, since: datetime, detail: str,
+                         event_at: datetime) -> None:
+        """The latest event (by its time) about ``subject`` wins, whatever order they arrive in."""
+        statement = self._insert(system_health).values(site_id=site_id, subject=subject, status=status, since=since,
+                                                       detail=detail, event_at=event_at)
+        newer = statement.excluded.event_at >= system_health.c.event_at
+        statement = statement.on_conflict_do_update(
+            index_elements=["site_id", "subject"],
+            set_={"status": statement.excluded.status, "since": statement.excluded.since,
+                  "detail": statement.excluded.detail, "event_at": statement.excluded.event_at},
+            where=newer)
+        await self._session.execute(statement)
+
+    async def health(self, sites: Sequence[str]) -> list[dict[str, Any]]:
+        rows = (await self._session.execute(select(system_health).where(system_health.c.site_id.in_(list(sites)))
+                                            .order_by(system_health.c.site_id, system_health.c.subject))).mappings()
+        return [dict(row) for row in rows.all()]
+
+    async def set_vehicle(self, vehicle_id: str, type_: str, registered: bool, at: datetime) -> None:
+        statement = self._insert(analytics_vehicles).values(vehicle_id=vehicle_id, type=type_, registered=registered,
+                                                            version_at=at)
+        statement = statement.on_conflict_do_update(
+            index_elements=["vehicle_id"],
+            set_={"type": statement.excluded.type, "registered": statement.excluded.registered,
+                  "version_at": statement.excluded.version_at},
+            where=statement.excluded.version_at >= analytics_vehicles.c.version_at)
+        await self._session.execute(statement)
+
+    # --- report queries --------------------------------------------------------------------------
+
+    async def usage_by_hour(self, sites: Sequence[str], start: datetime, end: datetime,
+                            bay_type: str | None = None) -> list[dict[str, Any]]:
+        """The figures of ``sites`` together, per UTC hour (one row per hour: sites of one time zone
+        bucket alike, so the caller asks once per time zone)."""
+        query = (select(usage_metrics.c.hour, *(func.sum(usage_metrics.c[n]).label(n) for n in USAGE_FIELDS))
+                 .where(usage_metrics.c.site_id.in_(list(sites)), usage_metrics.c.hour >= start,
+                        usage_metrics.c.hour < end)
+                 .group_by(usage_metrics.c.hour))
+        if bay_type is not None:
+            query = query.where(usage_metrics.c.bay_type == bay_type)
+        return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
+
+    async def usage_by_local(self, sites: Sequence[str], start: datetime, end: datetime, bay_type: str | None,
+                             tz: str, unit: str) -> list[dict[str, Any]]:
+        """Like :meth:`usage_by_hour`; on PostgreSQL summed per local day, ISO week or month
+        (``unit``) in the database, each row with ``local`` (the period's first local day) instead of
+        ``hour``. SQLite, and ``unit == "hour"``, answer per UTC hour."""
+        if self._dialect is not postgresql or unit == "hour":
+            return await self.usage_by_hour(sites, start, end, bay_type)
+        local = func.date_trunc(unit, func.timezone(tz, usage_metrics.c.hour)).label("local")
+        query = (select(local, *(func.sum(usage_metrics.c[n]).label(n) for n in USAGE_FIELDS))
+                 .where(usage_metrics.c.site_id.in_(list(sites)), usage_metrics.c.hour >= start,
+                        usage_metrics.c.hour < end)
+                 .group_by(local))
+        if bay_type is not None:
+            query = query.where(usage_metrics.c.bay_type == bay_type)
+        return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
+
+    async def peak_cells(self, sites: Sequence[str], start: datetime, end: datetime,
+                         tz: str) -> list[dict[str, Any]] | None:
+        """Occupied seconds, sessions, Wh and charging seconds per (ISO weekday, local hour), summed by
+        PostgreSQL; None on SQLite (the caller sums :meth:`usage_by_hour`)."""
+        if self._dialect is not postgresql:
+            return None
+        local = func.timezone(tz, usage_metrics.c.hour)
+        weekday = func.extract("isodow", local).label("weekday")
+        hour = func.extract("hour", local).label("local_hour")
+        names = ("occupied_s", "sessions", "energy_wh", "charging_s")
+        query = (select(weekday, hour, *(func.sum(usage_metrics.c[n]).label(n) for n in names))
+                 .where(usage_metrics.c.site_id.in_(list(sites)), usage_metrics.c.hour >= start,
+                        usage_metrics.c.hour < end)
+                 .group_by(weekday, hour))
+        return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
+
+    async def revenue_by_period(self, sites: Sequence[str], first: date, last: date,
+                                unit: str) -> list[dict[str, Any]]:
+        """Revenue rows of ``sites`` from ``first`` to ``last`` (local dates, inclusive), summed per
+        site, currency, kind, component and ``day``: the local day or, on PostgreSQL with ``unit``
+        week or month, the period's first day."""
+        day: Any = revenue_metrics.c.day
+        if self._dialect is postgresql and unit in ("week", "month"):
+            day = func.date_trunc(unit, revenue_metrics.c.day).label("day")
+        query = (select(revenue_metrics.c.site_id, revenue_metrics.c.currency, day,
+                        revenue_metrics.c.kind, revenue_metrics.c.component,
+                        func.sum(revenue_metrics.c.amount_e4).label("amount_e4"),
+                        func.sum(revenue_metrics.c.documents).label("documents"))
+                 .where(revenue_metrics.c.site_id.in_(list(sites)), revenue_metrics.c.day >= first,
+                        revenue_metrics.c.day <= last)
+                 .group_by(revenue_metrics.c.site_id, revenue_metrics.c.currency, day,
+                           revenue_metrics.c.kind, revenue_metrics.c.component))
+        return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
+
+    async def registered_vehicle_types(self) -> dict[str, int]:
+        query = (select(analytics_vehicles.c.type, func.count()).where(analytics_vehicles.c.registered)
+                 .group_by(analytics_vehicles.c.type))
+        return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
+
+    async def visiting_vehicle_types(self, sites: Sequence[str], start: datetime, end: datetime) -> dict[str, int]:
+        visitors = (select(event_logs.c.related.label("vehicle_id")).distinct()
+                    .where(event_logs.c.name == "parking.arrived", event_logs.c.site_id.in_(list(sites)),
+                           event_logs.c.occurred_at >= start, event_logs.c.occurred_at < end,
+                           event_logs.c.related.is_not(None)).subquery())
+        kind = func.coalesce(analytics_vehicles.c.type, "unknown")
+        query = (select(kind, func.count()).select_from(
+            visitors.outerjoin(analytics_vehicles, analytics_vehicles.c.vehicle_id == visitors.c.vehicle_id))
+            .group_by(kind))
+        return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
+
+    async def anomalies_since(self, sites: Sequence[str], since: datetime) -> dict[str, int]:
+        query = (select(event_logs.c.site_id, func.count()).where(
+            event_logs.c.name == "charging.anomaly", event_logs.c.site_id.in_(list(sites)),
+            event_logs.c.occurred_at >= since).group_by(event_logs.c.site_id))
+        return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
+
+    async def own_backlog(self) -> tuple[int, int]:
+        """(outbox rows not yet published, parked messages) of this service's database."""
+        waiting = (await self._session.execute(select(func.count()).select_from(outbox))).scalar_one()
+        stuck = (await self._session.execute(select(func.count()).select_from(parked))).scalar_one()
+        return int(waiting), int(stuck)

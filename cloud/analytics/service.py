@@ -1,0 +1,352 @@
+"""Analytics use cases: take in every event (log it once, add its contributions to the rollups),
+rebuild the rollups from the log, and answer the reports for the caller's sites."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cloud.analytics import domain
+from cloud.analytics.domain import RevenueDelta, SessionOutcome, UsageDelta
+from cloud.analytics.repository import Logged, SqlAnalyticsRepository
+from cloud.analytics.views import (
+    HealthOut,
+    PeakCell,
+    PeakHoursOut,
+    RevenueOut,
+    RevenuePeriod,
+    ServiceHealth,
+    SiteHealth,
+    UsageOut,
+    UsagePeriod,
+    VehicleTypesOut,
+)
+from cloud.contracts import EventBody, Received
+from cloud.contracts.identity import ADMIN, OPERATOR, Forbidden, Principal
+from cloud.platform.unit_of_work import UnitOfWorkFactory
+
+QUEUE = "analytics.events"
+E4 = Decimal(10_000)
+SUBJECT_KEYS = ("session_id", "stay_id", "reservation_id", "credit_note_id", "invoice_id", "refund_id", "payment_id",
+                "notification_id", "anomaly_id", "vehicle_id", "charger_id", "account_id")
+HEALTH_EVENTS = {"parking.site_online", "parking.site_offline", "charging.charger_offline",
+                 "charging.charger_online", "charging.charger_faulted", "charging.started"}
+
+Prober = Callable[[], Awaitable[list[ServiceHealth]]]
+
+
+def _dt(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+
+
+def _related(name: str, body: dict[str, Any]) -> str | None:
+    if name == "parking.released":
+        return (body.get("session_ids") or [None])[0]
+    if name == "parking.arrived":
+        return body.get("vehicle_id")
+    return None
+
+
+def _subject(body: dict[str, Any]) -> str | None:
+    return next((str(body[k]) for k in SUBJECT_KEYS if body.get(k)), None)
+
+
+def may_read(user: Principal) -> None:
+    if not (user.is_admin or OPERATOR in user.roles):
+        raise Forbidden(f"analytics is for {OPERATOR}s (their sites) and {ADMIN}s")
+
+
+class AnalyticsService:
+    def __init__(self, units: UnitOfWorkFactory[SqlAnalyticsRepository], *, probe: Prober | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._units = units
+        self._probe = probe
+        self._now = now
+
+    # --- taking events in ------------------------------------------------------------------------
+
+    async def on_event(self, event: Received[EventBody]) -> None:
+        """Log the event once (by id) and add what it contributes; a redelivery changes nothing."""
+        body = event.body.model_dump(mode="json")
+        async with self._units() as uow:
+            if not await uow.claim(str(event.id), QUEUE):
+                return
+            repo = uow.repo
+            site_id = body.get("site_id")
+            if not await repo.log(str(event.id), event.name, event.version, event.occurred_at, body,
+                                  site_id=site_id, subject=_subject(body), related=_related(event.name, body)):
+                return
+            if site_id:
+                await repo.saw_site(site_id, event.occurred_at)
+            logged = Logged(str(event.id), event.name, event.occurred_at, body)
+            await self._state(repo, logged)
+            usage, revenue = await self._contribution(repo, logged, {})
+            await repo.add_usage(usage)
+            await repo.add_revenue(revenue)
+            await repo.add_usage(await self._visit_change(repo, logged))
+
+    async def _state(self, repo: SqlAnalyticsRepository, e: Logged) -> None:
+        """Sites, chargers and vehicles as they are now (the latest event by its time wins)."""
+        b, name, at = e.payload, e.name, e.occurred_at
+        if name == "parking.inventory_changed":
+            await repo.set_inventory(b["site_id"], b["bays"], b["chargers"])
+        elif name in ("parking.site_online", "parking.site_offline"):
+            status = "connected" if name.endswith("online") else "offline"
+            await repo.set_health(b["site_id"], "edge", status, _dt(b["since"]), b.get("reason", ""), at)
+        elif name in HEALTH_EVENTS and b.get("charger_id"):
+            status = {"charging.charger_offline": "offline", "charging.charger_faulted": "faulted"}.get(name, "online")
+            since = _dt(b.get("since") or b.get("faulted_at") or b.get("started_at") or at.isoformat())
+            detail = b.get("error_code") or ""
+            await repo.set_health(b["site_id"], f"charger:{b['charger_id']}", status, since, detail, at)
+        elif name in ("vehicle.registered", "vehicle.updated", "vehicle.deleted"):
+            await repo.set_vehicle(b["vehicle_id"], b.get("type") or "electric", name != "vehicle.deleted", at)
+
+    async def _contribution(self, repo: SqlAnalyticsRepository, e: Logged,
+                            zones: dict[str, str]) -> tuple[UsageDelta, RevenueDelta]:
+        """What one event adds to the usage and revenue rollups (a pure function of the event)."""
+        b, name = e.payload, e.name
+        usage, revenue = UsageDelta(), RevenueDelta()
+        site = b.get("site_id") or ""
+        bay_type = b.get("bay_type") or ("ev" if b.get("charger_id") else "regular")
+        if name == "parking.arrived":
+            usage.add(site, bay_type, _dt(b["arrived_at"]), stays=1, kept=int(bool(b.get("reservation_id"))))
+        elif name == "parking.released":
+            usage.spread(site, bay_type, "occupied_s", _dt(b["arrived_at"]), _dt(b["departed_at"]))
+        elif name == "parking.reserved":
+            usage.add(site, bay_type, _dt(b["starts_at"]), reservations=1)
+        elif name == "parking.cancelled":
+            usage.add(site, bay_type, _dt(b["cancelled_at"]), cancelled=1)
+        elif name == "parking.no_show":
+            usage.add(site, bay_type, _dt(b["grace_ended_at"]), no_shows=1)
+        elif name == "parking.bay_idle_ended":  # a car on a charger's bay that never plugged in: blocked
+            usage.spread(site, "ev", "blocked_s", _dt(b["started_at"]), _dt(b["ended_at"]))
+        elif name == "parking.bay_overstay_ended":  # still there after its session ended: idle
+            usage.spread(site, "ev", "idle_s", _dt(b["started_at"]), _dt(b["ended_at"]))
+        elif name == "charging.completed":
+            started = _dt(b.get("started_at") or b.get("stopped_at") or e.occurred_at.isoformat())
+            usage.add(site, "ev", started, sessions=1, energy_wh=int(b.get("energy_wh") or 0))
+            if b.get("started_at") and b.get("stopped_at"):
+                stopped = _dt(b["stopped_at"])
+                usage.spread(site, "ev", "charging_s", started, _dt(b.get("energy_finished_at") or stopped))
+                if b.get("energy_finished_at"):
+                    usage.spread(site, "ev", "idle_s", _dt(b["energy_finished_at"]), stopped)
+        elif name in ("payment.invoice_issued", "payment.credit_note_issued"):
+            if site not in zones:
+                zones[site] = (await repo.sites([site])).get(site, {}).get("time_zone") or domain.FALLBACK_TIME_ZONE
+            revenue = domain.document_revenue(
+                "invoice" if name == "payment.invoice_issued" else "credit_note", site, b["currency"],
+                _dt(b["issued_at"]), domain.zone(zones[site]),
+                {k: Decimal(v) for k, v in b["components"].items()}, Decimal(b["net"]), Decimal(b["tax"]),
+                Decimal(b["total"]))
+        return usage, revenue
+
+    async def _visit_change(self, repo: SqlAnalyticsRepository, e: Logged) -> UsageDelta:
+        """First-attempt figures of the visit the event belongs to: (with it) - (without it)."""
+        if e.name == "parking.released":
+            releases, session_id = [e], _related(e.name, e.payload)
+        elif e.name in ("charging.completed", "charging.failed") and e.payload.get("session_id"):
+            session_id = e.payload["session_id"]
+            releases = await repo.logged(name="parking.released", related=session_id)
+        else:
+            return UsageDelta()
+        if session_id is None or not releases:
+            return UsageDelta()
+        stay = releases[0].payload
+        with_it, failed = await repo.session_outcome(session_id)
+        without, failed_before = await repo.session_outcome(session_id, exclude=e.event_id)
+        args = (stay["site_id"], stay.get("bay_type") or "ev", _dt(stay["arrived_at"]))
+        after = domain.first_attempt(*args, with_it, failed)
+        before = UsageDelta() if e.name == "parking.released" else domain.first_attempt(*args, without, failed_before)
+        return after.merged(before.negated())
+
+    async def rebuild(self) -> int:
+        """Throw the rollups away and compute them again from ``event_logs``; the number of events read."""
+        async with self._units() as uow:
+            repo = uow.repo
+            await repo.lock_log()
+            await repo.clear_rollups()
+            usage, revenue = UsageDelta(), RevenueDelta()
+            zones: dict[str, str] = {}
+            releases: list[dict[str, Any]] = []
+            outcomes: dict[str, SessionOutcome] = {}
+            failed: set[str] = set()
+            count = 0
+            async for batch in repo.all_logged():
+                for e in batch:
+                    count += 1
+                    more, money = await self._contribution(repo, e, zones)
+                    usage.absorb(more)
+                    revenue.absorb(money)
+                    if e.name == "parking.released" and e.payload.get("session_ids"):
+                        releases.append(e.payload)
+                    elif e.name == "charging.completed" and e.payload["session_id"] not in outcomes:
+                        outcomes[e.payload["session_id"]] = SessionOutcome(int(e.payload.get("energy_wh") or 0),
+                                                                           e.payload.get("stop_reason"))
+                    elif e.name == "charging.failed" and e.payload.get("session_id"):
+                        failed.add(e.payload["session_id"])
+            for stay in releases:
+                first = stay["session_ids"][0]
+                usage.absorb(domain.first_attempt(stay["site_id"], stay.get("bay_type") or "ev",
+                                                          _dt(stay["arrived_at"]), outcomes.get(first),
+                                                          first in failed))
+            await repo.add_usage(usage)
+            await repo.add_revenue(revenue)
+            return count
+
+    # --- reports -----------------------------------------------------------------------------------
+
+    async def _scope(self, repo: SqlAnalyticsRepository, user: Principal,
+                     site_id: str | None) -> dict[str, dict[str, Any]]:
+        may_read(user)
+        if site_id is not None:
+            found = await repo.sites([site_id])
+            if not found or not user.manages(site_id):
+                raise domain.UnknownSite(site_id)
+            return found
+        return await repo.sites(None if user.is_admin else sorted(user.sites))
+
+    async def usage(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
+                    site_id: str | None, bay_type: str | None) -> UsageOut:
+        span = domain.report_range(start, end, granularity, now=self._now())
+        if bay_type is not None and bay_type not in ("ev", "regular", "accessible"):
+            raise domain.InvalidField("bay_type", f"{bay_type!r} is not one of ev, regular, accessible")
+        async with self._units() as uow:
+            sites = await self._scope(uow.repo, user, site_id)
+            zones = _by_zone(sites)
+            hourly = {tz: await uow.repo.usage_by_local(members, domain.hour_of(span.start), span.end, bay_type,
+                                                        tz, span.granularity)
+                      for tz, members in zones.items()}
+        totals: dict[str, dict[str, int]] = {}
+        available: dict[str, int] = {}
+        for tz_name, rows in hourly.items():
+            tz = domain.zone(tz_name)
+            for row in rows:
+                label = (domain.period_of_date(row["local"].date(), span.granularity) if "local" in row
+                         else domain.period_of(row["hour"], span.granularity, tz))
+                into = totals.setdefault(label, dict.fromkeys(domain.USAGE_FIELDS, 0))
+                for name in domain.USAGE_FIELDS:
+                    into[name] += int(row[name] or 0)
+            if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
+                bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
+                for label, hours in domain.hours_per_period(span, tz).items():
+                    available[label] = available.get(label, 0) + bays * hours * 3600
+        periods = [_usage_period(label, figures, available.get(label)) for label, figures in sorted(totals.items())]
+        return UsageOut(sites=sorted(sites), start=span.start, end=span.end, granularity=span.granularity,
+                        bay_type=bay_type, periods=periods,
+                        total=_usage_period("total", {n: sum(p[n] for p in totals.values())
+                                                      for n in domain.USAGE_FIELDS},
+                                            sum(available.values()) if bay_type is None else None))
+
+    async def revenue(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
+                      site_id: str | None) -> RevenueOut:
+        span = domain.report_range(start, end, granularity, now=self._now())
+        async with self._units() as uow:
+            sites = await self._scope(uow.repo, user, site_id)
+            rows = []
+            for tz_name, members in _by_zone(sites).items():
+                first, last = domain.local_days(span, domain.zone(tz_name))
+                rows += await uow.repo.revenue_by_period(members, first, last, span.granularity)
+        periods: dict[tuple[str, str, str], RevenuePeriod] = {}
+        labels: dict[date, str] = {}
+        sums: dict[tuple[str, str, str, str, str], list[int]] = {}
+        for row in rows:  # integer sums first: a year of every site by day is tens of thousands of rows
+            day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
+            label = labels.get(day) or labels.setdefault(day, domain.period_of_date(day, span.granularity))
+            into = sums.setdefault((row["site_id"], row["currency"], label, row["kind"], row["component"]), [0, 0])
+            into[0] += int(row["amount_e4"])
+            into[1] += int(row["documents"] or 0)
+        for (site_name, currency, label, kind, component), (amount_e4, documents) in sums.items():
+            key = (site_name, currency, label)
+            period = periods.get(key) or periods.setdefault(key, RevenuePeriod(site_id=site_name, currency=currency,
+                                                                              period=label))
+            period.add(kind, component, Decimal(amount_e4) / E4, documents)
+        return RevenueOut(sites=sorted(sites), start=span.start, end=span.end, granularity=span.granularity,
+                          periods=[periods[k].finished() for k in sorted(periods)])
+
+    async def peak_hours(self, user: Principal, start: datetime | None, end: datetime | None,
+                         site_id: str | None) -> PeakHoursOut:
+        span = domain.report_range(start, end, None, now=self._now())
+        async with self._units() as uow:
+            sites = await self._scope(uow.repo, user, site_id)
+            zones = _by_zone(sites)
+            summed = {tz: await uow.repo.peak_cells(members, domain.hour_of(span.start), span.end, tz)
+                      for tz, members in zones.items()}
+            hourly = {tz: rows if rows is not None else
+                      await uow.repo.usage_by_hour(zones[tz], domain.hour_of(span.start), span.end)
+                      for tz, rows in summed.items()}
+        cells: dict[tuple[int, int], dict[str, int]] = {}
+        hours: dict[tuple[int, int], int] = {}
+        for tz_name, rows in hourly.items():
+            tz = domain.zone(tz_name)
+            for row in rows:
+                if "weekday" in row:
+                    key = (int(row["weekday"]), int(row["local_hour"]))
+                else:
+                    local = row["hour"].astimezone(tz)
+                    key = (local.isoweekday(), local.hour)
+                cell = cells.setdefault(key, {"occupied_s": 0, "sessions": 0, "energy_wh": 0, "charging_s": 0})
+                for name in cell:
+                    cell[name] += int(row[name] or 0)
+            bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
+            for key, count in domain.hours_per_weekday_hour(span, tz).items():
+                hours[key] = hours.get(key, 0) + bays * count * 3600
+        out = [PeakCell(weekday=d, hour=h, occupied_hours=round(c["occupied_s"] / 3600, 2),
+                        occupancy=domain.rate(c["occupied_s"], hours.get((d, h), 0)), sessions=c["sessions"],
+                        energy_kwh=round(c["energy_wh"] / 1000, 3), charging_hours=round(c["charging_s"] / 3600, 2))
+               for (d, h), c in sorted(cells.items())]
+        return PeakHoursOut(sites=sorted(sites), start=span.start, end=span.end, cells=out)
+
+    async def vehicle_types(self, user: Principal, start: datetime | None, end: datetime | None,
+                            site_id: str | None) -> VehicleTypesOut:
+        span = domain.report_range(start, end, None, now=self._now())
+        async with self._units() as uow:
+            sites = await self._scope(uow.repo, user, site_id)
+            registered = await uow.repo.registered_vehicle_types()
+            visiting = await uow.repo.visiting_vehicle_types(sorted(sites), span.start, span.end)
+        return VehicleTypesOut(sites=sorted(sites), start=span.start, end=span.end, registered=registered,
+                               visiting=visiting)
+
+    async def health(self, user: Principal) -> HealthOut:
+        may_read(user)
+        now = self._now()
+        async with self._units() as uow:
+            sites = await uow.repo.sites(None if user.is_admin else sorted(user.sites))
+            rows = await uow.repo.health(sorted(sites))
+            anomalies = await uow.repo.anomalies_since(sorted(sites), now - timedelta(hours=24))
+            backlog, parked_count = await uow.repo.own_backlog()
+        services = await self._probe() if self._probe is not None and user.is_admin else []
+        out = []
+        for site_id, site in sites.items():
+            mine = [r for r in rows if r["site_id"] == site_id]
+            edge = next((r for r in mine if r["subject"] == "edge"), None)
+            chargers = {r["subject"].split(":", 1)[1]: r["status"] for r in mine if r["subject"] != "edge"}
+            out.append(SiteHealth(
+                site_id=site_id, edge="unknown" if edge is None else edge["status"],
+                edge_since=None if edge is None else edge["since"], last_event_at=site["last_event_at"],
+                chargers_offline=sorted(c for c, s in chargers.items() if s == "offline"),
+                chargers_faulted=sorted(c for c, s in chargers.items() if s == "faulted"),
+                anomalies_24h=anomalies.get(site_id, 0)))
+        return HealthOut(at=now, services=services, analytics_outbox_backlog=backlog,
+                         analytics_parked_messages=parked_count, sites=out)
+
+
+def _by_zone(sites: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Site ids grouped by time zone (their hours fall into the same local periods)."""
+    zones: dict[str, list[str]] = {}
+    for name, site in sorted(sites.items()):
+        zones.setdefault(site["time_zone"] or domain.FALLBACK_TIME_ZONE, []).append(name)
+    return zones
+
+
+def _usage_period(label: str, f: dict[str, int], available_s: int | None) -> UsagePeriod:
+    due = f["kept"] + f["no_shows"]
+    return UsagePeriod(
+        period=label, stays=f["stays"], charging_sessions=f["sessions"], energy_kwh=Decimal(f["energy_wh"]) / 1000,
+        energy_wh=f["energy_wh"], occupied_hours=round(f["occupied_s"] / 3600, 3),
+        time_utilisation=domain.rate(f["occupied_s"], available_s or 0),
+        energy_utilisation=None, idle_minutes=round(f["idle_s"] / 60, 1), blocked_minutes=round(f["blocked_s"] / 60, 1),
+        reservations=f["reservations"], reservations_kept=f["kept"], reservations_cancelled=f["cancelled"],
+        no_shows=f["no_shows"], no_show_rate=domain.rate(f["no_shows"], due), visits_with_charging=f["visits"],
+        first_attempt_success=domain.rate(f["first_attempt_ok"], f["visits"]))

@@ -1,0 +1,3 @@
+from cloud.platform.migration_env import run_migrations
+
+run_migrations()

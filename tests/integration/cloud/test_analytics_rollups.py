@@ -1,0 +1,123 @@
+"""The rollups on SQLite and PostgreSQL: the same events in any order, some delivered twice, give the
+rollups a rebuild from the event log gives; revenue is dated in the site's time zone."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from cloud.analytics.repository import SqlAnalyticsRepository
+from cloud.analytics.service import AnalyticsService
+from cloud.contracts import EventBody, Received
+from cloud.contracts.charging import ChargingFailed
+from cloud.contracts.payments import InvoiceIssued
+from cloud.platform.db import Database
+from cloud.platform.outbox import Outbox
+from cloud.platform.unit_of_work import sql_units_of_work
+from tests.integration.cloud.conftest import migrations_of
+from tests.integration.cloud.test_analytics_day import DAY_OF_EVENTS, Analytics, at, document
+from tests.support.identity import PRINCIPALS
+
+ADMIN = PRINCIPALS["admin"]
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await database.connect()
+    await database.migrate(migrations_of("analytics"))
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def service(db: Database) -> AnalyticsService:
+    return AnalyticsService(sql_units_of_work(Outbox(db, source="analytics", publishes=()), SqlAnalyticsRepository),
+                            now=lambda: datetime(2026, 3, 12, tzinfo=UTC))
+
+
+def envelope(body: EventBody) -> Received[EventBody]:
+    return Received(id=uuid.uuid4(), name=body.NAME, version=body.VERSION, occurred_at=Analytics.when(body),
+                    source="test", body=body)
+
+
+async def rollups(db: Database) -> tuple[list[Any], list[Any]]:
+    async with db.engine.connect() as conn:
+        usage = (await conn.execute(text("SELECT * FROM usage_metrics ORDER BY site_id, hour, bay_type"))).all()
+        revenue = (await conn.execute(text(
+            "SELECT * FROM revenue_metrics ORDER BY site_id, day, currency, kind, component"))).all()
+    return [tuple(r) for r in usage], [tuple(r) for r in revenue]
+
+
+async def test_any_order_and_redelivery_give_what_a_rebuild_gives(db: Database) -> None:
+    analytics = service(db)
+    events = [envelope(body) for body in DAY_OF_EVENTS]
+    shuffled = random.Random(7).sample(events, len(events)) + random.Random(8).sample(events, 10)
+    for event in shuffled:
+        await analytics.on_event(event)
+    incremental = await rollups(db)
+    assert incremental[0] and incremental[1]
+    assert await analytics.rebuild() == len(events)
+    assert await rollups(db) == incremental
+    usage = await analytics.usage(ADMIN, at("00:00"), at("00:00", day=11), None, "site-1", None)
+    assert (usage.total.visits_with_charging, usage.total.first_attempt_success) == (2, 0.5)
+
+
+async def test_a_fault_reported_after_the_visit_turns_its_first_attempt_into_a_failure(db: Database) -> None:
+    analytics = service(db)
+    for body in DAY_OF_EVENTS:
+        await analytics.on_event(envelope(body))
+    await analytics.on_event(envelope(ChargingFailed(site_id="site-1", charger_id="cp-1", reason="charger_faulted",
+                                                     session_id="ses-1", failed_at=at("09:00"))))
+    usage = await analytics.usage(ADMIN, at("00:00"), at("00:00", day=11), None, "site-1", None)
+    assert (usage.total.visits_with_charging, usage.total.first_attempt_success) == (2, 0.0)
+    before = await rollups(db)
+    await analytics.rebuild()
+    assert await rollups(db) == before
+
+
+async def test_revenue_is_dated_by_the_invoice_date_in_the_site_time_zone(db: Database) -> None:
+    analytics = service(db)
+    await analytics.on_event(envelope(DAY_OF_EVENTS[0]))  # site-1 becomes known
+    async with analytics._units() as uow:  # no event carries a lot's time zone yet: set as parking would
+        await uow.repo.set_time_zone("site-1", "Europe/Berlin")
+    late = InvoiceIssued(**document("S1-0009", "23:30", "EUR", {"parking": "2.00"}, "0.38", day=9),
+                         invoice_id="inv-9")
+    await analytics.on_event(envelope(late))
+    berlin = [datetime(2026, 3, day, tzinfo=ZoneInfo("Europe/Berlin")) for day in (9, 10, 11)]
+    tenth = await analytics.revenue(ADMIN, berlin[1], berlin[2], None, "site-1")
+    assert [(p.period, str(p.total)) for p in tenth.periods] == [("2026-03-10", "2.38")]
+    ninth = await analytics.revenue(ADMIN, berlin[0], berlin[1], None, "site-1")
+    assert ninth.periods == []
+    in_utc = await analytics.revenue(ADMIN, at("00:00", day=9), at("00:00"), None, "site-1")
+    # Berlin's 10th starts at 23:00 UTC on the 9th, inside this range; its 9th starts before it: a day counts
+    # whole, in the range its local start falls in
+    assert [p.period for p in in_utc.periods] == ["2026-03-10"]
+    await analytics.rebuild()
+    again = await analytics.revenue(ADMIN, berlin[1], berlin[2], None, "site-1")
+    assert again == tenth
+
+
+async def test_usage_and_peak_hours_are_bucketed_in_the_site_time_zone(db: Database) -> None:
+    analytics = service(db)
+    for body in DAY_OF_EVENTS:
+        await analytics.on_event(envelope(body))
+    async with analytics._units() as uow:
+        await uow.repo.set_time_zone("site-1", "Asia/Tokyo")  # UTC+9: 16:05 UTC is 01:05 on the 11th
+    tokyo = [datetime(2026, 3, day, tzinfo=ZoneInfo("Asia/Tokyo")) for day in (10, 11, 12)]
+    by_day = await analytics.usage(ADMIN, tokyo[0], tokyo[2], "day", "site-1", None)
+    assert {p.period: p.energy_wh for p in by_day.periods} == {"2026-03-10": 12_500, "2026-03-11": 50}
+    assert [p.time_utilisation is not None for p in by_day.periods] == [True, True]
+    by_week = await analytics.usage(ADMIN, tokyo[0], tokyo[2], "week", "site-1", None)
+    assert [(p.period, p.stays) for p in by_week.periods] == [("2026-W11", 4)]
+    peaks = await analytics.peak_hours(ADMIN, tokyo[0], tokyo[2], "site-1")
+    energy = {(c.weekday, c.hour): c.energy_kwh for c in peaks.cells if c.energy_kwh}
+    assert energy == {(2, 17): 12.5, (3, 1): 0.05}  # Tuesday 17:10 and Wednesday 01:05 in Tokyo

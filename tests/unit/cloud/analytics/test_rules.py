@@ -1,0 +1,111 @@
+"""Analytics rules: report ranges, periods in the site's time zone, hours split, first attempts, revenue days."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from cloud.analytics import domain
+from cloud.analytics.domain import InvalidField, SessionOutcome
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+BERLIN = domain.zone("Europe/Berlin")
+
+
+def test_the_default_range_is_the_30_days_before_now_or_before_to() -> None:
+    assert domain.report_range(None, None, None, now=NOW) == domain.Range(NOW - timedelta(days=30), NOW, "day")
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    assert domain.report_range(None, end, "week", now=NOW).start == end - timedelta(days=30)
+
+
+@pytest.mark.parametrize("start, end, granularity, field", [
+    (NOW, NOW, None, "from"),
+    (NOW, NOW - timedelta(hours=1), None, "from"),
+    (NOW - timedelta(days=732), NOW, None, "to"),
+    (NOW - timedelta(days=800), None, None, "to"),
+    (NOW.replace(tzinfo=None), None, None, "from"),
+    (None, None, "year", "granularity"),
+])
+def test_a_bad_range_names_its_field(start: datetime | None, end: datetime | None, granularity: str | None,
+                                     field: str) -> None:
+    with pytest.raises(InvalidField) as refused:
+        domain.report_range(start, end, granularity, now=NOW)
+    assert refused.value.field == field and refused.value.status == 422
+
+
+def test_two_years_is_allowed() -> None:
+    span = domain.report_range(NOW - timedelta(days=731), NOW, "month", now=NOW)
+    assert span.granularity == "month"
+
+
+def test_periods_are_labelled_in_the_site_time_zone() -> None:
+    late = datetime(2026, 3, 29, 22, 0, tzinfo=UTC)  # Monday 00:00 in Berlin, after the switch to summer time
+    assert domain.period_of(late, "hour", BERLIN) == "2026-03-30T00:00+02:00"
+    assert domain.period_of(late, "day", BERLIN) == "2026-03-30"
+    assert domain.period_of(late, "week", BERLIN) == "2026-W14"
+    assert domain.period_of(late, "day", domain.zone(None)) == "2026-03-29"
+    assert domain.period_of(datetime(2026, 12, 31, 23, tzinfo=UTC), "month", BERLIN) == "2027-01"
+
+
+def test_an_unknown_time_zone_falls_back_to_utc() -> None:
+    assert domain.zone("Mars/Olympus") == domain.zone("UTC")
+
+
+def test_an_interval_splits_over_its_hours_without_losing_a_second() -> None:
+    start = datetime(2026, 3, 10, 8, 5, 30, tzinfo=UTC)
+    parts = list(domain.split_hours(start, datetime(2026, 3, 10, 10, 10, tzinfo=UTC)))
+    assert [(h.hour, s) for h, s in parts] == [(8, 3270), (9, 3600), (10, 600)]
+    assert sum(s for _, s in parts) == 7470
+    assert list(domain.split_hours(start, start)) == []
+
+
+@pytest.mark.parametrize("outcome, failed, ok", [
+    (SessionOutcome(101, "Local"), False, 1),
+    (SessionOutcome(100, "Local"), False, 0),  # exactly 0.1 kWh is not more than 0.1 kWh
+    (SessionOutcome(5000, "EVDisconnected"), False, 1),
+    (SessionOutcome(5000, "Remote"), True, 0),  # a fault in between
+    (SessionOutcome(5000, "EmergencyStop"), False, 0),
+    (SessionOutcome(5000, None), False, 0),  # reconciled without a reason
+])
+def test_a_first_attempt_succeeds_with_energy_a_normal_stop_and_no_fault(outcome: SessionOutcome, failed: bool,
+                                                                          ok: int) -> None:
+    delta = domain.first_attempt("site-1", "ev", NOW, outcome, failed)
+    (row,) = delta.rows.values()
+    assert (row["visits"], row["first_attempt_ok"]) == (1, ok)
+
+
+def test_a_visit_whose_session_is_not_known_yet_counts_nothing() -> None:
+    assert domain.first_attempt("site-1", "ev", NOW, None, False).rows == {}
+
+
+def test_revenue_goes_to_the_invoice_date_in_the_site_time_zone() -> None:
+    issued = datetime(2026, 3, 9, 23, 30, tzinfo=UTC)  # 00:30 on the 10th in Berlin
+    delta = domain.document_revenue("invoice", "site-1", "EUR", issued, BERLIN, {"parking": Decimal("2.50")},
+                                    Decimal("2.50"), Decimal("0.48"), Decimal("2.98"))
+    assert {k[2].isoformat() for k in delta.rows} == {"2026-03-10"}
+    assert delta.rows[("site-1", "EUR", issued.date().replace(day=10), "invoice", "parking")] == Decimal("2.50")
+    assert sum(delta.documents.values()) == 1
+
+
+def test_a_revenue_day_counts_when_its_local_midnight_is_in_the_range() -> None:
+    span = domain.Range(datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))
+    assert [d.isoformat() for d in domain.local_days(span, BERLIN)] == ["2026-03-10", "2026-03-10"]
+    assert [d.isoformat() for d in domain.local_days(span, domain.zone("UTC"))] == ["2026-03-09", "2026-03-09"]
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day", "week", "month"])
+def test_the_hours_of_a_range_are_counted_per_period_across_a_dst_change(granularity: str) -> None:
+    span = domain.Range(datetime(2026, 3, 27, 7, 30, tzinfo=UTC), datetime(2026, 4, 2, 5, 0, tzinfo=UTC),
+                        granularity)  # type: ignore[arg-type]
+    counted = domain.hours_per_period(span, BERLIN)
+    expected: dict[str, int] = {}
+    hour = domain.hour_of(span.start)
+    while hour < span.end:
+        label = domain.period_of(hour, span.granularity, BERLIN)
+        expected[label] = expected.get(label, 0) + 1
+        hour += timedelta(hours=1)
+    assert counted == expected
+    if granularity == "day":
+        assert counted["2026-03-29"] == 23  # the switch to summer time
