@@ -86,8 +86,8 @@ async def start(cp: ChargePoint, id_tag: str, meter_start: int) -> int:
     return int(answer.transaction_id)
 
 
-async def stop(cp: ChargePoint, transaction_id: int, meter_stop: int) -> Any:
-    return await cp.call(call.StopTransaction(meter_stop=meter_stop, timestamp=now_iso(),
+async def stop(cp: ChargePoint, transaction_id: int, meter_stop: int, timestamp: str | None = None) -> Any:
+    return await cp.call(call.StopTransaction(meter_stop=meter_stop, timestamp=timestamp or now_iso(),
                                               transaction_id=transaction_id, reason="Local"))
 
 
@@ -103,8 +103,9 @@ async def test_a_charger_cannot_end_another_chargers_session(
     async with edge_at(site_id) as edge, charger(edge.ocpp_port, "CP-A") as a, charger(edge.ocpp_port, "CP-B") as b:
         store_id = edge.store.store_id
         transaction_id = await start(a, "TAG1", 0)
+        stopped_at = now_iso()  # a retry repeats the message: the same timestamp, even a second later
         for _ in range(2):  # B's stop with A's transaction id, and B retrying it (a lost answer)
-            answer = await stop(b, transaction_id, 1)
+            answer = await stop(b, transaction_id, 1, stopped_at)
             assert answer is not None  # a CALLRESULT: B does not retry forever
         record = await edge.store.get_transaction(transaction_id)
         assert record is not None and record.active and record.charger_id == "CP-A"
