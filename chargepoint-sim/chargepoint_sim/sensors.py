@@ -105,8 +105,11 @@ class MqttSensors:
     """Bay sensors that publish their readings to the site's MQTT broker."""
 
     def __init__(self, site_id: str, sensors: dict[str, str], *, host: str = "127.0.0.1", port: int = 1883,
-                 root: str = "evpark", username: str | None = None, password: str | None = None) -> None:
-        """``sensors`` maps bay id → sensor id."""
+                 root: str = "evpark", username: str | None = None, password: str | None = None,
+                 identifier: str | None = None) -> None:
+        """``sensors`` maps bay id → sensor id. ``identifier`` is the MQTT client id (default
+        ``cpsim-sensors-<site_id>``): two simulators of one site on one broker need ids of their own,
+        or the broker drops the first when the second connects."""
         self.site_id = site_id
         self.sensors = dict(sensors)
         self.topics = SensorTopics(root)
@@ -115,7 +118,7 @@ class MqttSensors:
         self.host = host
         self.port = port
         self._client = aiomqtt.Client(host, port, username=username, password=password,
-                                      identifier=f"cpsim-sensors-{site_id}")
+                                      identifier=identifier or f"cpsim-sensors-{site_id}")
         self._open = False
 
     async def __aenter__(self) -> MqttSensors:

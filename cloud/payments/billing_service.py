@@ -417,9 +417,11 @@ class BillingService:
                                      site_id=payment.site_id, amount=value, currency=payment.currency,
                                      credit_note_id=note.id, credit_note_number=note.number, reason=reason,
                                      refunded_at=now))
+            # its net per component, as an invoice's: positive, summing to its net (analytics subtracts credit
+            # notes; a negative one showed refunds of -0.84 beside a refunded net of 0.84)
             uow.emit(CreditNoteIssued(site_id=note.site_id, account_id=note.account_id, currency=note.currency,
                                       number=note.number, issued_at=now,
-                                      components={"refund": -from_minor(minor - tax, note.currency)},
+                                      components={"refund": from_minor(minor - tax, note.currency)},
                                       net=from_minor(note.net_minor, note.currency),
                                       tax=from_minor(tax, note.currency), total=value, credit_note_id=note.id,
                                       invoice_id=invoice.id, refund_id=refund_id))

@@ -37,7 +37,11 @@ class MqttSensorListener(SensorReader):
         self.config = config
         self.site_id = site_id
         self.task_name = "edge.sensors.mqtt"
-        self.client_id = client_id or f"evpark-edge-sensors-{site_id}"
+        # per topic root, as the uplink's (edge.uplink.uplink_client_id): two edges of one site id under
+        # different roots on one broker (tests side by side, staging beside production) would otherwise drop
+        # each other's sensor connection over and over; the default root keeps the id it always had
+        root = "" if config.topic_root == "evpark" else f"-{config.topic_root}"
+        self.client_id = client_id or f"evpark-edge-sensors-{site_id}{root}"
         self.tracker = BayTracker(config.sensors.values(), debounce=config.debounce, stale_after=config.stale_after,
                                   clock=clock, now=now)
         self._bay_of = dict(config.sensors)

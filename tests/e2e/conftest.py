@@ -61,7 +61,7 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         "EVPARK_EDGE_ACCEPT_UNKNOWN_CHARGERS": "true",
     }
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
-                    mqtt_port=mqtt_port, topic_root=root)
+                    mqtt_port=mqtt_port, topic_root=root, env=env)
     KeyRing.create(folder / "jwt-keys", "e2e-key-1")  # production refuses to start without signing keys
     migrate = subprocess.run([EVPARK, "migrate"], env={**os.environ, **env}, capture_output=True,
                              timeout=120, cwd=folder)

@@ -65,6 +65,9 @@ class System:
     processes: list[Process] = field(default_factory=list)
     password_file: Path | None = None
     """Where ``evpark`` wrote the admin's login; once healthy, the system logs in with it."""
+    env: dict[str, str] = field(default_factory=dict)
+    """The ``EVPARK_*`` settings its processes were started with (on top of the test's environment), for a
+    test that runs an operator's command (``evpark analytics rebuild``, ...) against the same system."""
 
     def start(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> Process:
         log = folder / f"{name}.log"

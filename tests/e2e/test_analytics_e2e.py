@@ -1,9 +1,10 @@
-"""Analytics end to end, as far as today's producers go: a charger charges a car through the site's
-edge, and the session and its Wh reach ``GET /analytics/usage`` through the gateway (both run modes).
+"""Analytics end to end, the smallest case: a charger charges a car through the site's edge, and the
+session and its Wh reach ``GET /analytics/usage`` through the gateway (both run modes).
 
-Not yet here (issue 20's simulated day): arrivals and an idle car from bay sensors, a no-show and a
-refund, whose events other services are building; ``tests/integration/cloud/test_analytics_day.py``
-covers that day with the events published by hand."""
+Issue 20's simulated day (arrivals at sensed bays, sessions, an idle car, a no-show, a cancellation, billed
+stays and a refund, then ``evpark analytics rebuild``) is ``test_analytics_day_e2e.py``, in production mode;
+``tests/integration/cloud/test_analytics_day.py`` covers a longer hand-written day (another currency, a
+failed first attempt, a blocked bay, redelivery) with its events published straight to the service."""
 
 from __future__ import annotations
 

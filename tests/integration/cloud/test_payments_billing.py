@@ -357,6 +357,10 @@ async def test_refunds_partial_full_and_never_more(payments: Payments) -> None:
     assert history["payments"][0]["refunded"] == "50.00" and len(history["credit_notes"]) == 2
     assert [i["total"] for i in history["invoices"]] == ["50.00"]
     await eventually(lambda: len(payments.named("payment.refunded")) == 2, what="two refunds announced")
+    # each credit note's breakdown, as an invoice's, is its net (analytics subtracts it from the revenue)
+    await eventually(lambda: len(payments.named("payment.credit_note_issued")) == 2, what="two credit notes")
+    assert {n["net"]: n["components"] for n in payments.named("payment.credit_note_issued")} == {
+        "8.40": {"refund": "8.40"}, "33.62": {"refund": "33.62"}}
 
 
 async def test_100_concurrent_refunds_never_exceed_the_payment(payments: Payments) -> None:
