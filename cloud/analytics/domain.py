@@ -37,7 +37,7 @@ MAX_RANGE = timedelta(days=731)
 NORMAL_STOPS = frozenset({"Local", "Remote", "EVDisconnected"})
 FIRST_ATTEMPT_MIN_WH = 100
 FALLBACK_TIME_ZONE = "UTC"
-"""No event carries a lot's time zone yet (parking owns it); until one does, a site's is UTC."""
+"""A site's time zone until parking tells it (``parking.lot_configured``): UTC, as a lot nobody configured."""
 
 USAGE_FIELDS = ("stays", "occupied_s", "sessions", "energy_wh", "charging_s", "idle_s", "blocked_s",
                 "reservations", "kept", "cancelled", "no_shows", "visits", "first_attempt_ok")

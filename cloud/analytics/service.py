@@ -90,7 +90,9 @@ class AnalyticsService:
     async def _state(self, repo: SqlAnalyticsRepository, e: Logged) -> None:
         """Sites, chargers and vehicles as they are now (the latest event by its time wins)."""
         b, name, at = e.payload, e.name, e.occurred_at
-        if name == "parking.inventory_changed":
+        if name == "parking.lot_configured":
+            await repo.set_time_zone(b["site_id"], b["time_zone"])
+        elif name == "parking.inventory_changed":
             await repo.set_inventory(b["site_id"], b["bays"], b["chargers"])
         elif name in ("parking.site_online", "parking.site_offline"):
             status = "connected" if name.endswith("online") else "offline"

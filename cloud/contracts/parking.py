@@ -102,6 +102,15 @@ class ReservationFacts(EventBody):
     connector_id: int | None = None
 
 
+@event("parking.lot_configured", "1.0", "An operator changed a site's lot rules (time zone, hours, grace periods...).")
+class LotConfigured(EventBody):
+    site_id: str
+    time_zone: str = Field(description="IANA time zone of the site: days, hours and invoices are shown in it")
+    arrival_grace_minutes: int = Field(ge=0)
+    max_stay_minutes: int = Field(ge=1)
+    configured_at: AwareDatetime
+
+
 @event("parking.reserved", "1.0", "A driver reserved a bay for a window.")
 class Reserved(ReservationFacts):
     reserved_at: AwareDatetime

@@ -23,7 +23,7 @@ from cloud.contracts import Received
 from cloud.contracts.charging import ChargingCompleted, ChargingStarted
 from cloud.contracts.errors import Conflict, NotFound
 from cloud.contracts.identity import Principal
-from cloud.contracts.parking import Arrived, Cancelled, NoShow, Overstay, Released, Reserved
+from cloud.contracts.parking import Arrived, Cancelled, LotConfigured, NoShow, Overstay, Released, Reserved
 from cloud.contracts.payments import PaymentCompleted, PaymentFailed
 from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.parking import booking
@@ -273,11 +273,14 @@ class BookingService:
     async def configure_lot(self, user: Principal, lot: Lot) -> LotOut:
         booking.check_may_configure(user, lot.site_id)
         booking.check_lot(lot)
-        lot.updated_at = self._clock()
+        lot.updated_at = now = self._clock()
         async with self._units() as uow:
             if not await uow.repo.site_exists(lot.site_id):
                 raise booking.unknown_lot(lot.site_id)
             await uow.repo.save_lot(lot)
+            uow.emit(LotConfigured(site_id=lot.site_id, time_zone=lot.time_zone,
+                                   arrival_grace_minutes=lot.arrival_grace_minutes,
+                                   max_stay_minutes=lot.max_stay_minutes, configured_at=now))
         await self._changed(lot.site_id)
         return _lot_out(lot)
 

@@ -17,6 +17,7 @@ from cloud.analytics.repository import SqlAnalyticsRepository
 from cloud.analytics.service import AnalyticsService
 from cloud.contracts import EventBody, Received
 from cloud.contracts.charging import ChargingFailed
+from cloud.contracts.parking import LotConfigured
 from cloud.contracts.payments import InvoiceIssued
 from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
@@ -47,6 +48,11 @@ def service(db: Database) -> AnalyticsService:
 def envelope(body: EventBody) -> Received[EventBody]:
     return Received(id=uuid.uuid4(), name=body.NAME, version=body.VERSION, occurred_at=Analytics.when(body),
                     source="test", body=body)
+
+
+def lot(time_zone: str) -> LotConfigured:
+    return LotConfigured(site_id="site-1", time_zone=time_zone, arrival_grace_minutes=15, max_stay_minutes=1440,
+                         configured_at=datetime(2026, 3, 1, tzinfo=UTC))
 
 
 async def rollups(db: Database) -> tuple[list[Any], list[Any]]:
@@ -87,8 +93,7 @@ async def test_a_fault_reported_after_the_visit_turns_its_first_attempt_into_a_f
 async def test_revenue_is_dated_by_the_invoice_date_in_the_site_time_zone(db: Database) -> None:
     analytics = service(db)
     await analytics.on_event(envelope(DAY_OF_EVENTS[0]))  # site-1 becomes known
-    async with analytics._units() as uow:  # no event carries a lot's time zone yet: set as parking would
-        await uow.repo.set_time_zone("site-1", "Europe/Berlin")
+    await analytics.on_event(envelope(lot("Europe/Berlin")))  # the operator configured the lot
     late = InvoiceIssued(**document("S1-0009", "23:30", "EUR", {"parking": "2.00"}, "0.38", day=9),
                          invoice_id="inv-9")
     await analytics.on_event(envelope(late))
@@ -110,8 +115,7 @@ async def test_usage_and_peak_hours_are_bucketed_in_the_site_time_zone(db: Datab
     analytics = service(db)
     for body in DAY_OF_EVENTS:
         await analytics.on_event(envelope(body))
-    async with analytics._units() as uow:
-        await uow.repo.set_time_zone("site-1", "Asia/Tokyo")  # UTC+9: 16:05 UTC is 01:05 on the 11th
+    await analytics.on_event(envelope(lot("Asia/Tokyo")))  # UTC+9: 16:05 UTC is 01:05 on the 11th
     tokyo = [datetime(2026, 3, day, tzinfo=ZoneInfo("Asia/Tokyo")) for day in (10, 11, 12)]
     by_day = await analytics.usage(ADMIN, tokyo[0], tokyo[2], "day", "site-1", None)
     assert {p.period: p.energy_wh for p in by_day.periods} == {"2026-03-10": 12_500, "2026-03-11": 50}

@@ -399,12 +399,17 @@ async def test_the_lot_configuration_is_read_and_set_by_its_operators(lot: Lot) 
                                                           "reservable_types": ["ev"]}, headers=headers("operator_1"))
     assert put.status_code == 200
     assert (await lot.api.get("/parking/lots/site-1")).json()["name"] == "Garage"
+    await eventually(lambda: bool(lot.names("parking.lot_configured")), what="parking.lot_configured")
+    [configured] = lot.names("parking.lot_configured")  # analytics files the site's days in its time zone
+    assert (configured["site_id"], configured["time_zone"], configured["arrival_grace_minutes"]) == (
+        "site-1", "Europe/Berlin", 15)
     assert (await reserve(lot, bay_type="regular")).status_code == 422
     assert (await reserve(lot, bay_type="ev", length=3 * HOUR)).status_code == 422
     bad = await lot.api.put("/parking/lots/site-1", json={"time_zone": "Mars/Olympus"}, headers=headers("admin"))
     assert bad.status_code == 422
     assert problem_fields(bad) == ["time_zone"]
     assert (await lot.api.get("/parking/lots/site-1")).json()["name"] == "Garage", "nothing stored"
+    assert len(lot.names("parking.lot_configured")) == 1, "a refused change tells nobody"
     for who, code in (("technician_1", 403), ("operator_2", 404), ("driver_a", 403)):
         answer = await lot.api.put("/parking/lots/site-1", json={}, headers=headers(who))
         assert answer.status_code == code, who
