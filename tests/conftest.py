@@ -7,6 +7,8 @@ import pytest
 from tests.support import services
 
 E2E_GROUP = "e2e"
+E2E_TIMEOUT_S = 300
+"""An end-to-end test's bound, its system's start and stop included, unless it sets its own."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,6 +22,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(E2E_GROUP if end_to_end(item) else item.nodeid.split("::")[0]))
+        if end_to_end(item) and item.get_closest_marker("timeout") is None:
+            # the 120 s default covers fixtures too: a dozen processes starting on a busy machine took 76 s
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
     items.sort(key=lambda item: not end_to_end(item))  # stable: e2e first, the rest as collected
 
 

@@ -96,7 +96,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "embedded":
         the_system = embedded(tmp_path)
         try:
-            await asyncio.to_thread(the_system.wait_healthy, 60)
+            await asyncio.to_thread(the_system.wait_healthy, 120)
             yield the_system
         finally:
             await asyncio.to_thread(the_system.stop)
@@ -118,7 +118,7 @@ def private_broker_system(tmp_path: Path) -> Iterator[tuple[System, services.Pri
             the_system = production(tmp_path, mqtt_port=broker.port,
                                     amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name)
             try:
-                the_system.wait_healthy(60)
+                the_system.wait_healthy(120)
                 yield the_system, broker
             finally:
                 the_system.stop()
@@ -174,7 +174,7 @@ async def production_on_shared_broker(folder: Path, site_file: str | None = None
                                 amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}", name=name,
                                 site_file=site_file)
         try:
-            await asyncio.to_thread(the_system.wait_healthy, 60)
+            await asyncio.to_thread(the_system.wait_healthy, 120)
             yield the_system
         finally:
             await asyncio.to_thread(the_system.stop)

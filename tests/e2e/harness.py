@@ -78,7 +78,7 @@ class System:
         self.processes.append(process)
         return process
 
-    def wait_healthy(self, limit_s: float = 60.0) -> None:
+    def wait_healthy(self, limit_s: float = 120.0) -> None:
         deadline = time.monotonic() + limit_s
         host, port = self.ocpp.removeprefix("ws://").split("/")[0].split(":")
         while time.monotonic() < deadline:

@@ -80,7 +80,7 @@ async def crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_s: float) 
                                         amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
             charging = next(p for p in system.processes if p.name == "charging")
             try:
-                await asyncio.to_thread(system.wait_healthy, 60)
+                await asyncio.to_thread(system.wait_healthy, 120)
                 vehicles = [await register_vehicle(system, f"CRASH-{n}", [f"TAG-{n}"])
                             for n in range(1, CHARGERS + 1)]
                 await wait_synced(system, vehicles)

@@ -34,7 +34,7 @@ def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path) -> 
 def test_sigterm_stops_everything_cleanly(tmp_path: Path) -> None:
     system = embedded(tmp_path)
     try:
-        system.wait_healthy(60)
+        system.wait_healthy(120)
         [process] = system.processes
         process.popen.send_signal(signal.SIGTERM)
         assert process.popen.wait(20) == 0, process.tail()

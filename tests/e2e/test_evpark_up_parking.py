@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 async def test_the_demo_site_has_bays_of_each_type_and_takes_reservations(tmp_path: Path) -> None:
     system = embedded(tmp_path)
     try:
-        system.wait_healthy(60)
+        system.wait_healthy(120)
         async with httpx.AsyncClient(base_url=system.gateway, headers=system.headers, timeout=10) as http:
             status = await poll(http, "/parking/status?site_id=demo-site", lambda b: len(b["slots"]) == 9, 30)
             assert {kind: sum(per.values()) for kind, per in status["by_type"].items()} == {

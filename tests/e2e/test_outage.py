@@ -141,7 +141,7 @@ async def outage(tmp_path: Path, outage_s: float) -> None:
             recorder = CloudRecorder(broker.port, system.topic_root)
             recording = recorder.start()
             try:
-                await asyncio.to_thread(system.wait_healthy, 60)
+                await asyncio.to_thread(system.wait_healthy, 120)
                 vehicles = [await register_vehicle(system, f"OUT-{n}", [f"TAG-{n}"]) for n in range(1, CHARGERS + 1)]
                 await wait_synced(system, vehicles)
                 async with contextlib.AsyncExitStack() as stack:

@@ -78,7 +78,7 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     try:
         system = production(tmp_path, mqtt_port=services.MOSQUITTO[1], amqp_url=amqp_url, name=name, site_file=SITE)
         try:
-            await asyncio.to_thread(system.wait_healthy, 60)
+            await asyncio.to_thread(system.wait_healthy, 120)
             await asyncio.to_thread(system.log_in, system.password_file)  # type: ignore[arg-type]
             await recorder.start()
 

@@ -58,7 +58,7 @@ async def test_a_stopped_edge_is_published_as_site_offline_and_shown_on_the_site
     amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     system = production(tmp_path, mqtt_port=services.MOSQUITTO[1], amqp_url=amqp_url, name=name)
     try:
-        await asyncio.to_thread(system.wait_healthy, 60)
+        await asyncio.to_thread(system.wait_healthy, 120)
         connection = await aio_pika.connect_robust(amqp_url)
         async with connection, httpx.AsyncClient(base_url=system.gateway, headers=system.headers,
                                                  timeout=5) as http:
