@@ -75,7 +75,7 @@ async def peak_hours(request: Request, user: CurrentUser, service: Service, star
 @router.get("/analytics/vehicle-types", response_model=VehicleTypesOut)
 async def vehicle_types(request: Request, user: CurrentUser, service: Service, start: From = None, to: To = None,
                         site_id: Site = None) -> Any:
-    """Registered and visiting vehicles by type."""
+    """Registered and visiting vehicles by type, make and battery size band."""
     return answer(request, await service.vehicle_types(user, start, to, site_id))
 
 

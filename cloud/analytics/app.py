@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 import httpx
 from fastapi import FastAPI
@@ -10,8 +12,9 @@ from fastapi import FastAPI
 from cloud.analytics import SPEC
 from cloud.analytics.api import router
 from cloud.analytics.repository import SqlAnalyticsRepository
-from cloud.analytics.service import QUEUE, AnalyticsService, Prober
+from cloud.analytics.service import QUEUE, AnalyticsService, Probed, Prober
 from cloud.analytics.views import ServiceHealth
+from cloud.platform.ops import STATUS_PATH, OpsStatus
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
 from cloud.platform.service_app import service_app
@@ -19,35 +22,76 @@ from cloud.platform.settings import CloudSettings
 from cloud.platform.unit_of_work import sql_units_of_work
 from cloud.registry import domain_services
 
+PROBE_TIMEOUT_S = 1.5
 
-def prober(settings: CloudSettings) -> Prober:
-    """Every other service's /health and /ready, asked at once (1.5 s each at most)."""
 
-    async def probe() -> list[ServiceHealth]:
-        async with httpx.AsyncClient(timeout=1.5) as client:
-            async def one(name: str) -> ServiceHealth:
-                base = settings.upstream_url(name)
+def prober(settings: CloudSettings, *, itself: Callable[[], FastAPI] | None = None,
+           transport: httpx.AsyncBaseTransport | None = None) -> Prober:
+    """Every service's /health, /ready and /status, all asked at once (1.5 s each at most); analytics'
+    own through its app in this process (``itself``): the same answers, without the network. A service
+    that does not answer is shown not healthy, with its figures unknown."""
+
+    async def probe() -> list[Probed]:
+        async with contextlib.AsyncExitStack() as stack:
+            network = await stack.enter_async_context(httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, transport=transport))
+            own = None if itself is None else await stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=itself()), base_url=f"http://{SPEC.name}"))
+
+            async def ask(client: httpx.AsyncClient, url: str) -> httpx.Response | None:
                 try:
-                    alive = (await client.get(f"{base}/health")).status_code == 200
-                    ready = await client.get(f"{base}/ready")
-                    checks = ready.json().get("checks", {}) if ready.headers.get("content-type", "").startswith(
-                        "application/json") else {}
-                    return ServiceHealth(service=name, healthy=alive, ready=ready.status_code == 200,
-                                         checks={k: bool(v) for k, v in checks.items()} if isinstance(checks, dict)
-                                         else {})
-                except (httpx.HTTPError, ValueError):
-                    return ServiceHealth(service=name, healthy=False, ready=False)
+                    return await asyncio.wait_for(client.get(url), PROBE_TIMEOUT_S)
+                except (httpx.HTTPError, TimeoutError):
+                    return None
 
-            return list(await asyncio.gather(*(one(s.name) for s in domain_services() if s.name != SPEC.name)))
+            async def one(name: str) -> Probed:
+                client, base = (own, "") if own is not None and name == SPEC.name else (network,
+                                                                                       settings.upstream_url(name))
+                alive, ready, status = await asyncio.gather(
+                    *(ask(client, f"{base}{path}") for path in ("/health", "/ready", STATUS_PATH)))
+                figures = _status(status)
+                return Probed(ServiceHealth(
+                    service=name, healthy=alive is not None and alive.status_code == 200,
+                    ready=ready is not None and ready.status_code == 200, checks=_checks(ready),
+                    **({} if figures is None else figures.model_dump(include=SHOWN))),
+                    uplink=None if figures is None else figures.uplink)
+
+            return list(await asyncio.gather(*(one(spec.name) for spec in domain_services())))
 
     return probe
 
 
-def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
+SHOWN = {"outbox_backlog", "parked_messages", "consumer_lag", "error_rate", "requests_5m", "errors_5m"}
+"""What /metrics/health shows of a service's /status (the uplink goes into its sites' rows)."""
+
+
+def _checks(ready: httpx.Response | None) -> dict[str, bool]:
+    """What a /ready answered, ready or not (a 503 is a problem document carrying the same checks)."""
+    if ready is None or "json" not in ready.headers.get("content-type", ""):
+        return {}
+    try:
+        checks = ready.json().get("checks", {})
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): bool(v) for k, v in checks.items()} if isinstance(checks, dict) else {}
+
+
+def _status(status: httpx.Response | None) -> OpsStatus | None:
+    if status is None or status.status_code != 200:
+        return None
+    try:
+        return OpsStatus.model_validate_json(status.content)
+    except ValueError:
+        return None
+
+
+def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None,
+              probe_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """``probe_transport``: how the prober reaches the other services (tests); default the network."""
     async def wire(platform: Platform) -> tuple[object, None]:
         service = AnalyticsService(sql_units_of_work(platform.outbox, SqlAnalyticsRepository),
-                                   probe=prober(settings))
+                                   probe=prober(settings, itself=lambda: app, transport=probe_transport))
         await platform.consume(QUEUE, dict.fromkeys(SPEC.consumes, service.on_event))
         return service, None  # no MQTT link: analytics learns everything from events
 
-    return service_app(SPEC, settings, wire=wire, router=router, bus=bus, cache=cache)
+    app = service_app(SPEC, settings, wire=wire, router=router, bus=bus, cache=cache)
+    return app

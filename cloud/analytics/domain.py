@@ -16,11 +16,16 @@ rebuilt from ``event_logs``:
 - ``revenue_metrics`` per (site, currency, invoice date in the site's time zone, document kind,
   component): the net amounts of ``payment.invoice_issued`` / ``payment.credit_note_issued`` as
   issued (never converted, never summed across currencies), plus the documents' net, tax and total.
+
+Vehicle types (:func:`vehicle_distribution`): registered or visiting vehicles counted by type, by
+make (one make however it is spelt in case and spaces) and by battery size band
+(:data:`BATTERY_BANDS`); what is not known is ``unknown``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -43,6 +48,18 @@ USAGE_FIELDS = ("stays", "occupied_s", "sessions", "energy_wh", "charging_s", "i
                 "reservations", "kept", "cancelled", "no_shows", "visits", "first_attempt_ok")
 DOC_TOTALS = ("#net", "#tax", "#total")
 """Reserved component names of a document's own net / tax / total in ``revenue_metrics``."""
+
+BATTERY_BANDS: tuple[tuple[str, int | None], ...] = (
+    ("<30", 30), ("30-50", 50), ("50-75", 75), ("75-100", 100), (">=100", None))
+"""Battery size bands, in kWh: each holds the sizes from the band before's upper bound (inclusive)
+up to its own (exclusive), so 50 kWh is ``50-75`` and 100 kWh ``>=100``. Small plug-in hybrid
+batteries fall in ``<30``, most cars in 50-100."""
+NO_BATTERY = "none"
+"""The band of a combustion vehicle registered without a battery size (it has none to count)."""
+UNKNOWN = "unknown"
+"""A type, make or band that is not known: a vehicle registered without it, before events carried it
+(``vehicle.registered`` before 1.3), or a visitor analytics never heard of."""
+MAX_MAKE_LENGTH = 64
 
 
 class InvalidField(DomainError):
@@ -269,6 +286,79 @@ def document_revenue(kind: Literal["invoice", "credit_note"], site_id: str, curr
     for name, amount in zip(DOC_TOTALS, (net, tax, total), strict=True):
         delta.add((site_id, currency, day, kind, name), amount, documents=int(name == "#net"))
     return delta
+
+
+# --- vehicle types -----------------------------------------------------------------------------------
+
+
+def battery_wh(battery_kwh: str | Decimal | None) -> int | None:
+    """A vehicle event's ``battery_kwh`` (a decimal string) in whole Wh, as analytics keeps it."""
+    if battery_kwh is None:
+        return None
+    return int((Decimal(battery_kwh) * 1000).to_integral_value())
+
+
+def clean_make(make: str | None) -> str | None:
+    """The make as kept: single spaces, at most :data:`MAX_MAKE_LENGTH` characters; blank is not known."""
+    if make is None:
+        return None
+    return " ".join(make.split())[:MAX_MAKE_LENGTH] or None
+
+
+def battery_band(wh: int | None, kind: str | None) -> str:
+    if wh is None:
+        return NO_BATTERY if kind == "combustion" else UNKNOWN
+    return next(label for label, upper in BATTERY_BANDS if upper is None or wh < upper * 1000)
+
+
+@dataclass(frozen=True)
+class VehicleGroup:
+    """Vehicles alike in type, make and battery (None: not known), and how many there are."""
+
+    kind: str | None
+    make: str | None
+    battery_wh: int | None
+    vehicles: int
+
+
+@dataclass(frozen=True)
+class VehicleDistribution:
+    vehicles: int
+    by_type: dict[str, int]
+    by_make: dict[str, int]
+    by_battery: dict[str, int]
+
+
+def _most_first(counts: Counter[str]) -> dict[str, int]:
+    """Most vehicles first, then by name; ``unknown`` last."""
+    return dict(sorted(counts.items(), key=lambda item: (item[0] == UNKNOWN, -item[1], item[0])))
+
+
+def vehicle_distribution(groups: Iterable[VehicleGroup]) -> VehicleDistribution:
+    """How many vehicles of each type, make and battery band. Makes that differ only in case are one
+    make, named by the spelling most of its vehicles have (the first alphabetically on a tie). Every
+    band of :data:`BATTERY_BANDS` is listed, in order, even at 0; ``none`` and ``unknown`` when any."""
+    by_type: Counter[str] = Counter()
+    bands: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = {}
+    total = unknown_make = 0
+    for group in groups:
+        total += group.vehicles
+        by_type[group.kind or UNKNOWN] += group.vehicles
+        bands[battery_band(group.battery_wh, group.kind)] += group.vehicles
+        make = clean_make(group.make)
+        if make is None:
+            unknown_make += group.vehicles
+        else:
+            spellings.setdefault(make.casefold(), Counter())[make] += group.vehicles
+    by_make: Counter[str] = Counter({UNKNOWN: unknown_make} if unknown_make else {})
+    for counts in spellings.values():
+        name = min(counts, key=lambda spelling: (-counts[spelling], spelling))
+        by_make[name] += sum(counts.values())
+    by_battery = {label: bands[label] for label, _ in BATTERY_BANDS}
+    by_battery.update({label: bands[label] for label in (NO_BATTERY, UNKNOWN) if bands[label]})
+    return VehicleDistribution(vehicles=total, by_type=_most_first(by_type), by_make=_most_first(by_make),
+                               by_battery=by_battery)
 
 
 def rate(part: int, whole: int) -> float | None:

@@ -85,6 +85,9 @@ analytics_vehicles = Table(
     "analytics_vehicles", metadata,
     Column("vehicle_id", String(36), primary_key=True),
     Column("type", String(32), nullable=False),
+    Column("make", String(64), doc="as the latest vehicle.registered / updated gave it (spaces single); null: not "
+           "known"),
+    Column("battery_wh", Integer, doc="the battery size in Wh (battery_kwh x 1000); null: not known"),
     Column("registered", Boolean, nullable=False),
     Column("version_at", UtcDateTime(), nullable=False, doc="the time of the event that set it (latest wins)"),
 )

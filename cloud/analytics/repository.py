@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, and_, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloud.analytics.domain import USAGE_FIELDS, RevenueDelta, SessionOutcome, UsageDelta
+from cloud.analytics.domain import USAGE_FIELDS, RevenueDelta, SessionOutcome, UsageDelta, VehicleGroup
 from cloud.analytics.models import (
     analytics_sites,
     analytics_vehicles,
@@ -22,7 +22,6 @@ from cloud.analytics.models import (
     usage_metrics,
 )
 from cloud.platform.outbox import Transaction
-from cloud.platform.tables import outbox, parked
 
 E4 = Decimal(10_000)
 
@@ -179,13 +178,22 @@ class SqlAnalyticsRepository:
                                             .order_by(system_health.c.site_id, system_health.c.subject))).mappings()
         return [dict(row) for row in rows.all()]
 
-    async def set_vehicle(self, vehicle_id: str, type_: str, registered: bool, at: datetime) -> None:
-        statement = self._insert(analytics_vehicles).values(vehicle_id=vehicle_id, type=type_, registered=registered,
-                                                            version_at=at)
+    async def set_vehicle(self, vehicle_id: str, type_: str, at: datetime, *, make: str | None,
+                          battery_wh: int | None) -> None:
+        """A vehicle registered or updated: its type, make and battery now."""
+        await self._upsert_vehicle(vehicle_id=vehicle_id, type=type_, make=make, battery_wh=battery_wh,
+                                   registered=True, version_at=at)
+
+    async def vehicle_deleted(self, vehicle_id: str, type_: str, at: datetime) -> None:
+        """No longer registered; its make and battery are kept (its past visits still count by them)."""
+        await self._upsert_vehicle(vehicle_id=vehicle_id, type=type_, registered=False, version_at=at)
+
+    async def _upsert_vehicle(self, **values: Any) -> None:
+        """The latest event (by its time) about a vehicle wins, whatever order they arrive in."""
+        statement = self._insert(analytics_vehicles).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["vehicle_id"],
-            set_={"type": statement.excluded.type, "registered": statement.excluded.registered,
-                  "version_at": statement.excluded.version_at},
+            set_={name: statement.excluded[name] for name in values if name != "vehicle_id"},
             where=statement.excluded.version_at >= analytics_vehicles.c.version_at)
         await self._session.execute(statement)
 
@@ -253,30 +261,28 @@ class SqlAnalyticsRepository:
                            revenue_metrics.c.kind, revenue_metrics.c.component))
         return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
 
-    async def registered_vehicle_types(self) -> dict[str, int]:
-        query = (select(analytics_vehicles.c.type, func.count()).where(analytics_vehicles.c.registered)
-                 .group_by(analytics_vehicles.c.type))
-        return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
+    async def registered_vehicles(self) -> list[VehicleGroup]:
+        """Registered vehicles (every site's) grouped by type, make and battery."""
+        c = analytics_vehicles.c
+        query = (select(c.type, c.make, c.battery_wh, func.count()).where(c.registered)
+                 .group_by(c.type, c.make, c.battery_wh))
+        return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
 
-    async def visiting_vehicle_types(self, sites: Sequence[str], start: datetime, end: datetime) -> dict[str, int]:
+    async def visiting_vehicles(self, sites: Sequence[str], start: datetime, end: datetime) -> list[VehicleGroup]:
+        """The distinct attributed vehicles that arrived at ``sites`` in the range, grouped by type, make
+        and battery (all None: a vehicle analytics never heard of)."""
         visitors = (select(event_logs.c.related.label("vehicle_id")).distinct()
                     .where(event_logs.c.name == "parking.arrived", event_logs.c.site_id.in_(list(sites)),
                            event_logs.c.occurred_at >= start, event_logs.c.occurred_at < end,
                            event_logs.c.related.is_not(None)).subquery())
-        kind = func.coalesce(analytics_vehicles.c.type, "unknown")
-        query = (select(kind, func.count()).select_from(
-            visitors.outerjoin(analytics_vehicles, analytics_vehicles.c.vehicle_id == visitors.c.vehicle_id))
-            .group_by(kind))
-        return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
+        c = analytics_vehicles.c
+        query = (select(c.type, c.make, c.battery_wh, func.count()).select_from(
+            visitors.outerjoin(analytics_vehicles, c.vehicle_id == visitors.c.vehicle_id))
+            .group_by(c.type, c.make, c.battery_wh))
+        return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
 
     async def anomalies_since(self, sites: Sequence[str], since: datetime) -> dict[str, int]:
         query = (select(event_logs.c.site_id, func.count()).where(
             event_logs.c.name == "charging.anomaly", event_logs.c.site_id.in_(list(sites)),
             event_logs.c.occurred_at >= since).group_by(event_logs.c.site_id))
         return {row[0]: int(row[1]) for row in (await self._session.execute(query)).all()}
-
-    async def own_backlog(self) -> tuple[int, int]:
-        """(outbox rows not yet published, parked messages) of this service's database."""
-        waiting = (await self._session.execute(select(func.count()).select_from(outbox))).scalar_one()
-        stuck = (await self._session.execute(select(func.count()).select_from(parked))).scalar_one()
-        return int(waiting), int(stuck)

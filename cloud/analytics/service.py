@@ -4,6 +4,7 @@ rebuild the rollups from the log, and answer the reports for the caller's sites.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,10 +22,12 @@ from cloud.analytics.views import (
     SiteHealth,
     UsageOut,
     UsagePeriod,
+    VehicleDistribution,
     VehicleTypesOut,
 )
 from cloud.contracts import EventBody, Received
 from cloud.contracts.identity import ADMIN, OPERATOR, Forbidden, Principal
+from cloud.platform.delivery import SiteUplink
 from cloud.platform.unit_of_work import UnitOfWorkFactory
 
 QUEUE = "analytics.events"
@@ -34,7 +37,17 @@ SUBJECT_KEYS = ("session_id", "stay_id", "reservation_id", "credit_note_id", "in
 HEALTH_EVENTS = {"parking.site_online", "parking.site_offline", "charging.charger_offline",
                  "charging.charger_online", "charging.charger_faulted", "charging.started"}
 
-Prober = Callable[[], Awaitable[list[ServiceHealth]]]
+
+@dataclass(frozen=True)
+class Probed:
+    """One service as the prober found it: its row of ``/metrics/health``, and what it knows of each
+    site's uplink (None: it reads no MQTT, or did not answer)."""
+
+    health: ServiceHealth
+    uplink: dict[str, SiteUplink] | None = None
+
+
+Prober = Callable[[], Awaitable[list[Probed]]]
 
 
 def _dt(value: Any) -> datetime:
@@ -102,8 +115,12 @@ class AnalyticsService:
             since = _dt(b.get("since") or b.get("faulted_at") or b.get("started_at") or at.isoformat())
             detail = b.get("error_code") or ""
             await repo.set_health(b["site_id"], f"charger:{b['charger_id']}", status, since, detail, at)
-        elif name in ("vehicle.registered", "vehicle.updated", "vehicle.deleted"):
-            await repo.set_vehicle(b["vehicle_id"], b.get("type") or "electric", name != "vehicle.deleted", at)
+        elif name in ("vehicle.registered", "vehicle.updated"):  # registered before 1.2 has no type: electric
+            await repo.set_vehicle(b["vehicle_id"], b.get("type") or "electric", at,
+                                   make=domain.clean_make(b.get("make")),
+                                   battery_wh=domain.battery_wh(b.get("battery_kwh")))
+        elif name == "vehicle.deleted":
+            await repo.vehicle_deleted(b["vehicle_id"], b.get("type") or "electric", at)
 
     async def _contribution(self, repo: SqlAnalyticsRepository, e: Logged,
                             zones: dict[str, str]) -> tuple[UsageDelta, RevenueDelta]:
@@ -305,10 +322,11 @@ class AnalyticsService:
         span = domain.report_range(start, end, None, now=self._now())
         async with self._units() as uow:
             sites = await self._scope(uow.repo, user, site_id)
-            registered = await uow.repo.registered_vehicle_types()
-            visiting = await uow.repo.visiting_vehicle_types(sorted(sites), span.start, span.end)
-        return VehicleTypesOut(sites=sorted(sites), start=span.start, end=span.end, registered=registered,
-                               visiting=visiting)
+            registered = await uow.repo.registered_vehicles()
+            visiting = await uow.repo.visiting_vehicles(sorted(sites), span.start, span.end)
+        return VehicleTypesOut(sites=sorted(sites), start=span.start, end=span.end,
+                               registered=_distribution(domain.vehicle_distribution(registered)),
+                               visiting=_distribution(domain.vehicle_distribution(visiting)))
 
     async def health(self, user: Principal) -> HealthOut:
         may_read(user)
@@ -317,21 +335,41 @@ class AnalyticsService:
             sites = await uow.repo.sites(None if user.is_admin else sorted(user.sites))
             rows = await uow.repo.health(sorted(sites))
             anomalies = await uow.repo.anomalies_since(sorted(sites), now - timedelta(hours=24))
-            backlog, parked_count = await uow.repo.own_backlog()
-        services = await self._probe() if self._probe is not None and user.is_admin else []
+        probed = await self._probe() if self._probe is not None else []  # the sites' uplink: operators too
+        links = edge_links(probed)
         out = []
         for site_id, site in sites.items():
+            backlog, heard_at = links.get(site_id, (None, None))
             mine = [r for r in rows if r["site_id"] == site_id]
             edge = next((r for r in mine if r["subject"] == "edge"), None)
             chargers = {r["subject"].split(":", 1)[1]: r["status"] for r in mine if r["subject"] != "edge"}
             out.append(SiteHealth(
                 site_id=site_id, edge="unknown" if edge is None else edge["status"],
                 edge_since=None if edge is None else edge["since"], last_event_at=site["last_event_at"],
+                edge_heard_at=heard_at, edge_backlog=backlog,
                 chargers_offline=sorted(c for c, s in chargers.items() if s == "offline"),
                 chargers_faulted=sorted(c for c, s in chargers.items() if s == "faulted"),
                 anomalies_24h=anomalies.get(site_id, 0)))
-        return HealthOut(at=now, services=services, analytics_outbox_backlog=backlog,
-                         analytics_parked_messages=parked_count, sites=out)
+        return HealthOut(at=now, services=[p.health for p in probed] if user.is_admin else [], sites=out)
+
+
+def edge_links(probed: list[Probed]) -> dict[str, tuple[int, datetime | None]]:
+    """Per site: (backlog, last heard) of its edge link over every service reading its uplink.
+
+    Services reading the same category receive the same envelopes, so per category the most any one of
+    them misses counts (not their sum); the categories are then summed. A site no service has a stream
+    of is left out (unknown)."""
+    worst: dict[str, dict[str, int]] = {}
+    heard: dict[str, datetime | None] = {}
+    for service in probed:
+        for site_id, link in (service.uplink or {}).items():
+            categories = worst.setdefault(site_id, {})
+            for category, missing in link.missing.items():
+                categories[category] = max(categories.get(category, 0), missing)
+            last = heard.get(site_id)
+            heard[site_id] = link.heard_at if last is None or (link.heard_at is not None and link.heard_at > last) \
+                else last
+    return {site_id: (sum(categories.values()), heard[site_id]) for site_id, categories in worst.items()}
 
 
 def _by_zone(sites: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -340,6 +378,11 @@ def _by_zone(sites: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     for name, site in sorted(sites.items()):
         zones.setdefault(site["time_zone"] or domain.FALLBACK_TIME_ZONE, []).append(name)
     return zones
+
+
+def _distribution(counts: domain.VehicleDistribution) -> VehicleDistribution:
+    return VehicleDistribution(vehicles=counts.vehicles, by_type=counts.by_type, by_make=counts.by_make,
+                               by_battery=counts.by_battery)
 
 
 def _usage_period(label: str, f: dict[str, int], available_s: int | None) -> UsagePeriod:

@@ -136,26 +136,50 @@ class PeakHoursOut(BaseModel):
         return [c.model_dump() for c in self.cells]
 
 
+class VehicleDistribution(BaseModel):
+    vehicles: int = Field(description="how many vehicles")
+    by_type: dict[str, int] = Field(description="electric, plug_in_hybrid, hybrid, combustion or unknown; most "
+                                    "vehicles first")
+    by_make: dict[str, int] = Field(description="makes differing only in case are one; 'unknown': registered "
+                                    "without one (or before events carried it); most vehicles first")
+    by_battery: dict[str, int] = Field(description="battery size bands in kWh, lower bound inclusive: <30, 30-50, "
+                                       "50-75, 75-100, >=100 (each listed, even at 0), then 'none' (a combustion "
+                                       "vehicle without a battery size) and 'unknown' when there are any")
+
+    def rows(self, population: str) -> list[dict[str, Any]]:
+        return [{"population": population, "dimension": dimension, "group": group, "vehicles": n}
+                for dimension, counts in (("type", self.by_type), ("make", self.by_make),
+                                          ("battery_kwh", self.by_battery))
+                for group, n in counts.items()]
+
+
 class VehicleTypesOut(BaseModel):
     sites: list[str]
     start: datetime
     end: datetime
-    registered: dict[str, int] = Field(description="registered vehicles by type (every site)")
-    visiting: dict[str, int] = Field(description="distinct attributed vehicles that arrived at the sites in the "
-                                     "range, by type ('unknown': not registered)")
-    note: str = Field(default="make and battery size are not carried by any vehicle event yet, so the distribution "
-                      "is by type only")
+    registered: VehicleDistribution = Field(description="every registered vehicle (of every site)")
+    visiting: VehicleDistribution = Field(description="the distinct attributed vehicles that arrived at the sites "
+                                          "in the range ('unknown' throughout: a vehicle never registered here)")
 
     def rows(self) -> list[dict[str, Any]]:
-        return ([{"population": "registered", "type": t, "vehicles": n} for t, n in sorted(self.registered.items())]
-                + [{"population": "visiting", "type": t, "vehicles": n} for t, n in sorted(self.visiting.items())])
+        return self.registered.rows("registered") + self.visiting.rows("visiting")
 
 
 class ServiceHealth(BaseModel):
     service: str
-    healthy: bool
+    healthy: bool = Field(description="its /health answered 200 (false: down or not answering in time)")
     ready: bool
     checks: dict[str, bool] = Field(default_factory=dict, description="what its /ready reported")
+    outbox_backlog: int | None = Field(default=None, description="events in its outbox not yet published "
+                                       "(this and what follows: from its /status; null when not known)")
+    parked_messages: int | None = Field(default=None, description="messages its consumers parked "
+                                        "(`evpark events parked`)")
+    consumer_lag: int | None = Field(default=None, description="messages waiting at the broker in its queues "
+                                     "(0 on the in-process bus, which delivers as it publishes)")
+    error_rate: float | None = Field(default=None, description="share of its HTTP answers of the last 5 minutes "
+                                     "that were 5xx; null without a request")
+    requests_5m: int | None = None
+    errors_5m: int | None = None
 
 
 class SiteHealth(BaseModel):
@@ -163,6 +187,12 @@ class SiteHealth(BaseModel):
     edge: str = Field(description="connected | offline | unknown (from parking.site_online / site_offline)")
     edge_since: datetime | None
     last_event_at: datetime | None = Field(description="the latest event about the site")
+    edge_heard_at: datetime | None = Field(default=None, description="the last envelope of its edge a service "
+                                           "received (its high-water marks come every minute while connected)")
+    edge_backlog: int | None = Field(default=None, description="envelopes its edge numbered (as of its last "
+                                     "high-water marks) that the cloud has not received: in flight, or lost and "
+                                     "asked for again; per category the most any one reading service misses, "
+                                     "summed. Null: no service reading its uplink answered with a stream of it")
     chargers_offline: list[str]
     chargers_faulted: list[str]
     anomalies_24h: int = Field(description="charging.anomaly events of the last 24 hours")
@@ -170,9 +200,8 @@ class SiteHealth(BaseModel):
 
 class HealthOut(BaseModel):
     at: datetime
-    services: list[ServiceHealth] = Field(description="every service's /health and /ready (admins only)")
-    analytics_outbox_backlog: int
-    analytics_parked_messages: int
+    services: list[ServiceHealth] = Field(description="every service's /health, /ready and /status, analytics "
+                                          "included (admins only)")
     sites: list[SiteHealth]
 
     def rows(self) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from cloud.gateway.ratelimit import ClientAddress, RateLimiter, RouteClass, rout
 from cloud.gateway.upstream_client import H11Transport
 from cloud.platform.app import ROUTE_LABEL, NulInBody, create_app, problem
 from cloud.platform.identity import TokenVerifier, Unauthorized, bearer_token
+from cloud.platform.ops import STATUS_PATH
 from cloud.platform.ports import Cache
 from cloud.platform.runtime import build_cache, build_verifier
 from cloud.platform.settings import CloudSettings
@@ -45,6 +46,8 @@ log = structlog.get_logger(__name__)
 
 PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+"""Served by the gateway itself. Not ``/status`` (every service's ops figures, for the cluster only): the
+gateway has none (its port is the public one), no service may claim it (:func:`routes`), so it is a 404."""
 OPENAPI_TTL_S = 60.0
 
 
@@ -53,6 +56,9 @@ def routes() -> dict[str, str]:
     found: dict[str, str] = {}
     for spec in domain_services():
         for prefix in spec.prefixes:
+            if prefix == STATUS_PATH:
+                raise RuntimeError(f"{spec.name} claims {prefix}: that path is every service's ops status, "
+                                   "which the gateway must not expose")
             segment = prefix.strip("/")
             if segment in found:
                 raise RuntimeError(f"prefix /{segment} is claimed by {found[segment]} and {spec.name}")
@@ -113,7 +119,7 @@ def build_app(settings: CloudSettings, *, cache: Cache | None = None,
 
     routed = ", ".join(f"/{prefix}/*" for prefix in table)
     app = create_app(SPEC.name, routers=[], lifespan=lifespan, readiness=readiness, settings=settings,
-                     openapi=False, description=f"Routes {routed} to the evpark services.")
+                     openapi=False, serve_status=False, description=f"Routes {routed} to the evpark services.")
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> Response:

@@ -1,5 +1,5 @@
-"""FastAPI app factory every service uses: health, readiness, metrics, problem details, request ids,
-body limits, CORS; and problem answers (409/413/422) for what the database refuses, never a 5xx."""
+"""FastAPI app factory every service uses: health, readiness, ops status, metrics, problem details,
+request ids, body limits, CORS; and problem answers (409/413/422) for what the database refuses, never a 5xx."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cloud.platform.errors import DomainError
 from cloud.platform.identity import Forbidden, Unauthorized
 from cloud.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from cloud.platform.ops import OPS_ROUTES, STATUS_PATH, ErrorWindow, OpsStatus, StatusFigures, status_of
 from cloud.platform.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
@@ -52,11 +53,17 @@ def create_app(
     routers: list[APIRouter],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     readiness: Callable[[FastAPI], Awaitable[dict[str, bool]]] | None = None,
+    status: StatusFigures | None = None,
     description: str = "",
     settings: CloudSettings | None = None,
     openapi: bool = True,
+    serve_status: bool = True,
 ) -> FastAPI:
-    """The app of one cloud process, with the platform's HTTP guards (:class:`RequestGuard`)."""
+    """The app of one cloud process, with the platform's HTTP guards (:class:`RequestGuard`).
+
+    ``status`` gives the process's own figures for ``GET /status`` (:mod:`cloud.platform.ops`); without
+    it the answer has the error rate only. ``serve_status=False`` leaves the route out: the gateway's
+    port is the public one, and ``/status`` is for the cluster only."""
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if lifespan is None:
@@ -71,6 +78,7 @@ def create_app(
                   openapi_url="/openapi.json" if openapi else None, docs_url="/docs" if openapi else None,
                   redoc_url=None)
     app.state.service_name = service
+    app.state.error_window = errors = ErrorWindow()
     install_problem_handlers(app)
     if limits.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(limits.cors_origins), allow_credentials=False,
@@ -78,7 +86,7 @@ def create_app(
                                                                        "x-request-id"],
                            expose_headers=["x-request-id", "retry-after"], max_age=600)
     app.add_middleware(RequestGuard, service=service, max_body_bytes=limits.max_body_bytes,
-                       body_timeout=limits.header_timeout_seconds)
+                       body_timeout=limits.header_timeout_seconds, errors=errors if serve_status else None)
 
     @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -92,6 +100,12 @@ def create_app(
             return JSONResponse({"status": "ready", "checks": checks})
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         return problem(503, "Not ready", f"unreachable: {failing}", checks=checks)
+
+    if serve_status:  # for the cluster only (the gateway routes no /status), so in no API document either
+        @app.get(STATUS_PATH, tags=["ops"], summary="Ops figures: outbox, parked, consumer lag, error rate, uplink",
+                 include_in_schema=False)
+        async def ops_status() -> OpsStatus:
+            return status_of(app, await status(app) if status is not None else {})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -232,14 +246,17 @@ class RequestGuard:
     """The platform's HTTP guard of every process (pure ASGI, so cheap on the hot path).
 
     Per request: an id (``X-Request-ID``, kept from the caller when well-formed, bound to every log
-    line and event; answered back), metrics labelled by route template and a fixed set of methods,
+    line and event; answered back), metrics labelled by route template and a fixed set of methods
+    (and, but for the ops routes, counted in ``errors``: the error rate of ``/status``),
     a body of at most ``max_body_bytes`` (413), each part of it within ``body_timeout`` (408), and
     a 422 for a NUL character in the path or query, which no field may hold.
     """
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int, body_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int, body_timeout: float,
+                 errors: ErrorWindow | None = None) -> None:
         self.app = app
         self.service = service
+        self.errors = errors
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
 
@@ -272,6 +289,8 @@ class RequestGuard:
         finally:
             method, route = metric_labels(scope)
             HTTP_REQUESTS.labels(self.service, method, route, str(status if answered else 500)).inc()
+            if self.errors is not None and route not in OPS_ROUTES:
+                self.errors.record(status if answered else 500)
             HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id", "service")
 

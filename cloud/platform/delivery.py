@@ -48,6 +48,19 @@ from mqtt.topics import category_of
 
 log = structlog.get_logger(__name__)
 
+
+@dataclass(frozen=True)
+class SiteUplink:
+    """What one service knows of a site's uplink (:meth:`Delivery.backlog`)."""
+
+    missing: dict[str, int]
+    """Per category: envelopes the edge numbered (up to its last reported high-water mark) that did not
+    arrive: in flight, waiting at the edge, or lost and being asked for again."""
+    heard_at: datetime | None
+    """The last time anything of the site's edge reached one of its streams (its high-water marks
+    come every minute while it is connected)."""
+
+
 @dataclass
 class Stream:
     """What arrived of one (site, store instance, category): pure bookkeeping, no I/O."""
@@ -319,6 +332,25 @@ class Delivery:
                 raise
             except Exception as exc:  # the database away: the next turn tries again
                 log.warning("uplink.gap_check_failed", service=self._service, error=repr(exc))
+
+    async def backlog(self) -> dict[str, SiteUplink]:
+        """Per site, what is missing of each category (every store instance of it summed) and when its
+        edge was last heard: the edge link's backlog as this consumer sees it."""
+        c = uplink_streams.c
+        query = select(c.site_id, c.category, c.done_through, c.received, c.high_water, c.heard_at).where(
+            c.consumer == self.consumer)
+        async with self._db.session() as session:
+            rows = (await session.execute(query)).all()
+        missing: dict[str, dict[str, int]] = {}
+        heard: dict[str, datetime | None] = {}
+        for site_id, category, done_through, received, high_water, heard_at in rows:
+            stream = Stream(done_through=done_through, received=json.loads(received), high_water=high_water)
+            by_category = missing.setdefault(site_id, {})
+            by_category[category] = by_category.get(category, 0) + stream.missing()
+            last = heard.get(site_id)
+            heard[site_id] = heard_at if last is None or (heard_at is not None and heard_at > last) else last
+        return {site: SiteUplink(missing=dict(sorted(by_category.items())), heard_at=heard[site])
+                for site, by_category in sorted(missing.items())}
 
     async def streams(self, site_id: str | None = None) -> list[dict[str, Any]]:
         """The streams of this consumer (for operators and tests): what is missing, gone and lost."""

@@ -137,6 +137,10 @@ class InProcessBus:
     async def healthy(self) -> bool:
         return not self._closed
 
+    async def waiting(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """Always 0: :meth:`publish` returns only once every queue handled (or parked) the event."""
+        return dict.fromkeys(queues, 0)
+
     async def subscribe(self, queue: str, routing_keys: Sequence[str], handler: EventHandler, *,
                         park: ParkSink | None = None) -> None:
         if isinstance(routing_keys, str):

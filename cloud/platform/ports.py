@@ -68,6 +68,11 @@ class EventBus(Protocol):
 
     async def healthy(self) -> bool: ...
 
+    async def waiting(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """How many messages wait in each of ``queues`` to be delivered to its consumer (the consumer
+        lag); None for a queue the broker did not report. The in-process bus hands each event to its
+        consumers as it is published, so nothing waits there: 0."""
+
 
 class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...

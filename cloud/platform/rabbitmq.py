@@ -170,6 +170,21 @@ class RabbitMQBus:
         connected = getattr(connection, "connected", None)  # cleared by aio-pika while reconnecting
         return connected is None or bool(connected.is_set())
 
+    async def waiting(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """Ready messages of each queue, by a passive declare on a channel of its own (a queue that does
+        not exist closes the channel it is asked on: never the publisher's or a consumer's)."""
+        connection = self._started()[0]
+        counts: dict[str, int | None] = {}
+        for queue in queues:
+            try:
+                async with asyncio.timeout(5), connection.channel() as channel:
+                    declared = await channel.declare_queue(queue, passive=True, robust=False)
+                    counts[queue] = declared.declaration_result.message_count
+            except Exception as exc:  # no such queue, or the broker away: unknown, not an error of the caller
+                log.debug("queue depth unknown", queue=queue, error=repr(exc))
+                counts[queue] = None
+        return counts
+
     # --- publishing ------------------------------------------------------------------
 
     async def publish(self, event: Event) -> None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from cloud.platform.app import create_app, service_readiness
 from cloud.platform.mqtt_link import MqttLink
+from cloud.platform.ops import service_figures
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform, open_platform
 from cloud.platform.settings import CloudSettings
@@ -41,4 +42,4 @@ def service_app(spec: ServiceSpec, settings: CloudSettings, *, wire: Wiring, rou
             yield
 
     return create_app(spec.name, routers=[router], lifespan=lifespan, readiness=service_readiness,
-                      description=spec.description, settings=settings)
+                      status=service_figures, description=spec.description, settings=settings)

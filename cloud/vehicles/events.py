@@ -1,7 +1,8 @@
 """What the vehicle registry publishes and consumes (the models live in :mod:`cloud.contracts`).
 
-Publishes on ``vehicle.events``: ``vehicle.registered`` 1.2, ``vehicle.updated`` 1.0 and
-``vehicle.deleted`` 1.0, each with the owner and the vehicle's type.
+Publishes on ``vehicle.events``: ``vehicle.registered`` 1.3, ``vehicle.updated`` 1.1 and
+``vehicle.deleted`` 1.0, each with the owner and the vehicle's type; registered and updated also
+with its make, model and battery (the catalogue entry's where the driver left them out).
 Consumes from ``parking.events`` (bays, their usage) and ``charging.events`` (sessions): where
 each vehicle is and whether it charges (``GET /vehicles/{id}/status``).
 Consumes from MQTT: ``site.hello`` and ``command.result`` (authorization list sync).
@@ -31,13 +32,15 @@ STATUS_EVENTS = (ChargingStarted, ChargingCompleted, BayChanged, BayIdleStarted,
 def vehicle_registered(vehicle: Vehicle) -> VehicleRegistered:
     return VehicleRegistered(vehicle_id=vehicle.vehicle_id, plate=vehicle.plate,
                              id_tags=[tag.id_tag for tag in vehicle.id_tags], owner_id=vehicle.owner_id,
-                             type=vehicle.kind)
+                             type=vehicle.kind, make=vehicle.make, model=vehicle.model,
+                             battery_kwh=vehicle.battery_kwh)
 
 
 def vehicle_updated(vehicle: Vehicle) -> VehicleUpdated:
     return VehicleUpdated(vehicle_id=vehicle.vehicle_id, plate=vehicle.plate,
                           id_tags=[tag.id_tag for tag in vehicle.id_tags], owner_id=vehicle.owner_id,
-                          type=vehicle.kind, version=vehicle.version)
+                          type=vehicle.kind, version=vehicle.version, make=vehicle.make, model=vehicle.model,
+                          battery_kwh=vehicle.battery_kwh)
 
 
 def vehicle_deleted(vehicle: Vehicle) -> VehicleDeleted:

@@ -1,6 +1,7 @@
 """The analytics API: ranges and granularity checked with problems naming the field, every report for
-the caller's sites only (another's is a 404), CSV on ``Accept: text/csv``, and ``GET /metrics/health``
-through the gateway while ``/metrics`` stays the Prometheus page. Both run modes."""
+the caller's sites only (another's is a 404), CSV on ``Accept: text/csv``, vehicle types by type, make
+and battery band as the vehicle events say, and ``GET /metrics/health`` through the gateway while
+``/metrics`` stays the Prometheus page. Both run modes."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from cloud.contracts import Event
 from cloud.contracts.charging import ChargerFaulted, ChargerOffline
 from cloud.contracts.parking import Arrived, InventoryChanged, Released, SiteOffline
 from cloud.contracts.payments import InvoiceIssued
+from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.gateway.app import build_app as build_gateway
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
+from evpark.analytics_cli import rebuild
 from tests.integration.cloud.test_analytics_day import DAY, Analytics, at, document, running, stay
 from tests.support import services
 from tests.support.identity import headers, verifier
@@ -117,6 +122,98 @@ async def test_reports_come_as_csv_when_asked(analytics: Analytics) -> None:
     peaks = await ask(analytics, "/analytics/peak-hours", "admin", site_id="site-1", **DAY)
     assert [(c["weekday"], c["hour"], c["occupied_hours"]) for c in peaks.json()["cells"]] == [
         (2, 8, 1.0), (2, 9, 0.5)]  # 2026-03-10 is a Tuesday
+
+
+def registered(vehicle_id: str, kind: str = "electric", make: str | None = None,
+               battery: str | None = None) -> Event:
+    body = VehicleRegistered(vehicle_id=vehicle_id, plate=vehicle_id.upper(), id_tags=[], owner_id="acc-driver-a",
+                             type=kind, make=make, battery_kwh=None if battery is None else Decimal(battery))
+    return Event.of(body, source="vehicles", occurred_at=at("07:00"))
+
+
+REGISTERED = [
+    registered("v-zoe", make="Renault", battery="52.0"),
+    registered("v-kia1", make="Kia", battery="77.4"), registered("v-kia2", make="Kia", battery="77.4"),
+    registered("v-kia3", make="kia ", battery="64.0"),  # one make with the Kias
+    registered("v-phev", "plug_in_hybrid", "Mitsubishi", "13.8"),
+    registered("v-tesla", make="Tesla", battery="100"),  # a band's lower bound is in it
+    registered("v-bare"),  # neither make nor battery
+    registered("v-ice", "combustion", "Fiat"),
+    # from a registry before 1.3: no make, no battery
+    Event(name="vehicle.registered", version="1.2", source="vehicles", occurred_at=at("07:00"),
+          payload={"vehicle_id": "v-old", "plate": "OLD 1", "id_tags": [], "owner_id": "acc-driver-a",
+                   "type": "hybrid"}),
+]
+VISITS = [
+    Arrived(**stay("st-v1", "b1", "ev", "08:00", vehicle_id="v-zoe")),
+    Arrived(**stay("st-v2", "b1", "ev", "14:00", vehicle_id="v-zoe")),  # twice: one vehicle
+    Arrived(**stay("st-v3", "r1", "regular", "09:00", vehicle_id="v-ice")),
+    Arrived(**stay("st-v4", "r2", "regular", "10:00", vehicle_id="v-stranger")),  # never registered
+    Arrived(**{**stay("st-v5", "b9", "ev", "11:00", vehicle_id="v-tesla"), "site_id": "site-2"}),
+    Arrived(**{**stay("st-v6", "b1", "ev", "08:00", vehicle_id="v-kia1"), "arrived_at": at("08:00", day=9)}),
+]
+CHANGES = [  # the Zoe becomes a Dacia Spring; the Fiat is deleted
+    Event.of(VehicleUpdated(vehicle_id="v-zoe", plate="V-ZOE", id_tags=[], owner_id="acc-driver-a",
+                            type="electric", version=2, make="Dacia", model="Spring", battery_kwh=Decimal("26.8")),
+             source="vehicles", occurred_at=at("12:00")),
+    Event.of(VehicleDeleted(vehicle_id="v-ice", plate="V-ICE", id_tags=[], owner_id="acc-driver-a",
+                            type="combustion"), source="vehicles", occurred_at=at("12:30")),
+]
+BANDS_AT_0 = {"<30": 0, "30-50": 0, "50-75": 0, "75-100": 0, ">=100": 0}
+
+
+async def test_vehicle_types_count_registered_and_visiting_vehicles_by_type_make_and_battery(
+        analytics: Analytics) -> None:
+    async def types(who: str = "admin") -> dict[str, Any]:
+        answer = await ask(analytics, "/analytics/vehicle-types", who, **DAY)
+        assert answer.status_code == 200, answer.text
+        return {k: answer.json()[k] for k in ("registered", "visiting")}
+
+    before = await analytics.logged()
+    await analytics.send(REGISTERED)
+    await analytics.publish(list(VISITS))
+    await eventually(lambda: analytics.logged_is(before + len(REGISTERED) + len(VISITS)), what="vehicles logged")
+    first = (await types())["registered"]
+    assert first == {
+        "vehicles": 9,
+        "by_type": {"electric": 6, "combustion": 1, "hybrid": 1, "plug_in_hybrid": 1},
+        "by_make": {"Kia": 3, "Fiat": 1, "Mitsubishi": 1, "Renault": 1, "Tesla": 1, "unknown": 2},
+        "by_battery": {**BANDS_AT_0, "<30": 1, "50-75": 2, "75-100": 2, ">=100": 1, "none": 1, "unknown": 2}}
+    assert list(first["by_make"]) == ["Kia", "Fiat", "Mitsubishi", "Renault", "Tesla", "unknown"]
+    assert list(first["by_battery"]) == [*BANDS_AT_0, "none", "unknown"]
+
+    await analytics.send(CHANGES)
+    await eventually(lambda: analytics.logged_is(before + len(REGISTERED) + len(VISITS) + len(CHANGES)),
+                     what="the update and the deletion logged")
+    expected = {
+        "registered": {
+            "vehicles": 8,
+            "by_type": {"electric": 6, "hybrid": 1, "plug_in_hybrid": 1},
+            "by_make": {"Kia": 3, "Dacia": 1, "Mitsubishi": 1, "Tesla": 1, "unknown": 2},
+            "by_battery": {**BANDS_AT_0, "<30": 2, "50-75": 1, "75-100": 2, ">=100": 1, "unknown": 2}},
+        "visiting": {  # the Zoe (twice), the deleted Fiat, a stranger at site-1; the Tesla at site-2
+            "vehicles": 4,
+            "by_type": {"electric": 2, "combustion": 1, "unknown": 1},
+            "by_make": {"Dacia": 1, "Fiat": 1, "Tesla": 1, "unknown": 1},
+            "by_battery": {**BANDS_AT_0, "<30": 1, ">=100": 1, "none": 1, "unknown": 1}},
+    }
+    assert await types() == expected
+    mine = await types("operator_1")  # site-1 only; registered vehicles are every site's
+    assert mine == {"registered": expected["registered"], "visiting": {
+        "vehicles": 3, "by_type": {"combustion": 1, "electric": 1, "unknown": 1},
+        "by_make": {"Dacia": 1, "Fiat": 1, "unknown": 1},
+        "by_battery": {**BANDS_AT_0, "<30": 1, "none": 1, "unknown": 1}}}
+
+    assert await rebuild(analytics.url) == await analytics.logged()
+    assert await types() == expected
+
+    answer = await ask(analytics, "/analytics/vehicle-types", "operator_1", accept="text/csv", **DAY)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    lines = answer.text.strip().splitlines()
+    assert lines[0] == "population,dimension,group,vehicles"
+    assert {"registered,make,Kia,3", "registered,battery_kwh,<30,2", "registered,battery_kwh,30-50,0",
+            "visiting,type,combustion,1", "visiting,make,unknown,1", "visiting,battery_kwh,none,1"} <= set(lines)
+    assert len(lines) == 1 + (3 + 5 + 6) + (3 + 3 + 7)
 
 
 async def test_health_goes_through_the_gateway_while_metrics_stays_prometheus(analytics: Analytics,

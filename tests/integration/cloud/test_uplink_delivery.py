@@ -279,3 +279,21 @@ async def test_tries_count_only_while_the_site_is_heard_from_then_the_range_is_g
         await delivery.check(send, now=t)
     (stream,) = await delivery.streams()
     assert (len(sent), stream["lost"], stream["missing"], stream["done_through"]) == (11, 2, 0, 4)
+
+
+async def test_a_sites_backlog_is_what_its_edge_numbered_that_did_not_arrive(charging_db: Database) -> None:
+    delivery = Delivery(charging_db, consumer="mqtt:test", service="test", categories=["session", "site"])
+    box = Outbox(charging_db)
+
+    def session(seq: int, site_id: str = "site-t") -> Envelope:
+        return Envelope.wrap(site_id, seq, SessionStopped(charger_id="CP1", transaction_id=seq, meter_stop_wh=1,
+                                                          energy_wh=1, stopped_at=T0), store_id="s1", category_seq=seq)
+
+    async with box.transaction() as tx:  # 1 and 4 arrived; the edge says it numbered 6: 2, 3, 5 and 6 missing
+        await delivery.observe(tx, [session(1), session(4), session(1, "site-u")], now=T0)
+        await delivery.observe(tx, [Envelope.wrap("site-t", 9, SiteHighWater(high_water={"session": 6, "site": 2},
+                                                                              at=T0), store_id="s1", category_seq=1)],
+                               now=T0 + timedelta(seconds=30))
+    backlog = await delivery.backlog()
+    assert {site: (link.missing, link.heard_at) for site, link in backlog.items()} == {
+        "site-t": ({"session": 4, "site": 1}, T0 + timedelta(seconds=30)), "site-u": ({"session": 0}, T0)}

@@ -128,7 +128,7 @@ async def registry(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 # --- POST /vehicles/register -------------------------------------------------------------------
 
 
-async def test_a_registration_reads_back_and_is_announced_with_owner_and_type(registry: Registry) -> None:
+async def test_a_registration_reads_back_and_is_announced_with_owner_type_make_and_battery(registry: Registry) -> None:
     made = await registry.register(plate=" ev-123  pk", type="electric", vehicle_type_id=ZOE, id_tags=["04A2B3"],
                                    battery_kwh="50.5")
     assert {k: made[k] for k in ("plate", "type", "make", "model", "battery_kwh", "connector_types", "version",
@@ -141,9 +141,10 @@ async def test_a_registration_reads_back_and_is_announced_with_owner_and_type(re
     got = await registry.api.get(f"/vehicles/{made['vehicle_id']}", headers=auth("driver_a"))
     assert (got.status_code, got.json()) == (200, made)
     [event] = await registry.announced("vehicle.registered")
-    assert (event.version, event.payload) == ("1.2", {"vehicle_id": made["vehicle_id"], "plate": "EV-123 PK",
+    assert (event.version, event.payload) == ("1.3", {"vehicle_id": made["vehicle_id"], "plate": "EV-123 PK",
                                                       "id_tags": ["04A2B3"], "owner_id": "acc-driver-a",
-                                                      "type": "electric"})
+                                                      "type": "electric", "make": "Renault",
+                                                      "model": "Zoe R135 Z.E. 50", "battery_kwh": "50.5"})
 
 
 async def test_a_plate_that_normalises_to_a_registered_one_is_a_conflict(registry: Registry) -> None:
@@ -258,8 +259,9 @@ async def test_a_full_update_over_its_version_and_a_stale_one(registry: Registry
     assert (stale.status_code, stale.json()["code"]) == (409, "stale_version")
     assert (await registry.api.get(path, headers=auth("driver_a"))).json()["make"] == "Mitsubishi"
     [event] = await registry.announced("vehicle.updated")
-    assert event.payload == {"vehicle_id": made["vehicle_id"], "plate": "A-1", "id_tags": ["KEEP", "NEW"],
-                             "owner_id": "acc-driver-a", "type": "plug_in_hybrid", "version": 2}
+    assert (event.version, event.payload) == ("1.1", {
+        "vehicle_id": made["vehicle_id"], "plate": "A-1", "id_tags": ["KEEP", "NEW"], "owner_id": "acc-driver-a",
+        "type": "plug_in_hybrid", "version": 2, "make": "Mitsubishi", "model": "Outlander", "battery_kwh": "13.8"})
     bad = await registry.api.put(path, headers=auth("driver_a"), json={**put, "version": 2, "battery_kwh": -3})
     assert bad.status_code == 422 and [e["field"] for e in bad.json()["errors"]] == ["battery_kwh"]
     nul = await registry.api.put(path, headers=auth("driver_a"), json={**put, "version": 2, "owner_id": "x\u0007"})

@@ -151,3 +151,27 @@ async def test_a_parked_message_carries_the_error_header(rabbitmq: RabbitMQHarne
     assert message.headers["x-evpark-queue"] == "q.headers"
     assert "handler failed 2 times" in str(message.headers[ERROR_HEADER])
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+async def test_the_messages_waiting_for_a_stalled_consumer_are_its_lag(rabbitmq: RabbitMQHarness) -> None:
+    bus = await rabbitmq.bus(prefetch=1)
+    release = asyncio.Event()
+
+    async def stalled(_event: Event) -> None:
+        await release.wait()
+
+    await bus.subscribe("q.lag", ["vehicle.*"], stalled)
+    assert await bus.waiting(["q.lag"]) == {"q.lag": 0}
+    for _ in range(4):
+        await bus.publish(Event(name="vehicle.registered"))
+
+    # one is in the stalled handler's hands (unacked, prefetch 1); three wait at the broker
+    await eventually(lambda: _waiting_is(bus, 3), what="three messages waiting")
+    assert await bus.waiting(["q.lag", "q.nobody-declared"]) == {"q.lag": 3, "q.nobody-declared": None}
+    assert await bus.healthy(), "asking for a queue that does not exist costs no channel of the bus"
+    release.set()
+    await eventually(lambda: _waiting_is(bus, 0), what="the queue drained")
+
+
+async def _waiting_is(bus: RabbitMQBus, count: int) -> bool:
+    return await bus.waiting(["q.lag"]) == {"q.lag": count}

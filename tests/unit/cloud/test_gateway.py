@@ -4,15 +4,17 @@ and what it never lets through (bodies too large, paths outside a prefix, redire
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from cloud.gateway.app import build_app
+from cloud.gateway.app import build_app, routes
 from cloud.platform.cache import MemoryCache
 from cloud.platform.settings import CloudSettings
+from cloud.registry import spec
 from tests.support.identity import PRINCIPALS, RUN_LONG, headers, token, verifier
 
 API_KEY = "evk_machine-client-key"
@@ -347,3 +349,20 @@ async def test_metrics_stay_bounded_under_made_up_methods_and_paths(gw: httpx.As
     assert len(after - before) <= 6, sorted(after - before)
     text = generate_latest().decode()
     assert "made-up-1" not in text and "M1X" not in text and "id-1" not in text
+
+
+async def test_the_ops_status_is_neither_served_nor_routed_from_outside(service: Upstream) -> None:
+    async for client in scripted(upstream=service):
+        for who in (None, "admin"):
+            answer = await client.get("/status", headers=headers(who) if who else {})
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["detail"] == "no service serves /status"
+        assert (await client.options("/status")).status_code == 404, "the gateway serves none of its own either"
+    assert service.seen == [], "no service was asked"
+
+
+def test_no_service_may_claim_the_ops_status_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    claiming = dataclasses.replace(spec("vehicles"), prefixes=("/vehicles", "/status"))
+    monkeypatch.setattr("cloud.gateway.app.domain_services", lambda: [claiming])
+    with pytest.raises(RuntimeError, match="ops status"):
+        routes()

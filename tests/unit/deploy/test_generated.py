@@ -21,6 +21,8 @@ from evpark import manifests
 ROOT = Path(__file__).resolve().parents[3]
 REGENERATE = "python -m evpark.manifests"
 PLATFORM_PATHS = {"/health", "/ready", "/metrics"}
+SERVICE_PATHS = {"/status"}
+"""Served by every domain service but not the gateway (ops figures for the cluster, never public)."""
 NOT_SERVICES = {"platform"}
 """Folders of ``cloud/`` with an ``app.py`` that are no service (the platform's app factory)."""
 
@@ -185,7 +187,7 @@ def registry_problems(candidates: list[ServiceSpec], settings: CloudSettings, cl
         app = spec.build_app(settings)
         assert isinstance(app, FastAPI), spec.name
         paths = {getattr(route, "path", None) for route in app.routes}
-        for path in sorted(PLATFORM_PATHS - paths):
+        for path in sorted((PLATFORM_PATHS | (SERVICE_PATHS if spec.kind == "service" else set())) - paths):
             problems.append(f"{spec.name}: its app serves no {path}")
     for folder in sorted(p.parent for p in cloud.glob("*/app.py")):
         if folder.name not in registered and folder.name not in NOT_SERVICES:
@@ -226,5 +228,6 @@ def test_the_registry_check_finds_what_is_missing(settings: CloudSettings, tmp_p
         "valet: no prefixes, so the gateway routes nothing to it",
         "valet: its app serves no /metrics",
         "valet: its app serves no /ready",
+        "valet: its app serves no /status",
         "cloud/lonely/ has an app.py but is not in cloud.registry.SERVICES",
     ]

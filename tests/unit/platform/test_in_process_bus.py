@@ -103,3 +103,14 @@ async def test_a_closed_bus_refuses_to_publish() -> None:
 
     with pytest.raises(RuntimeError):
         await bus.publish(Event(name="vehicle.registered"))
+
+
+async def test_nothing_ever_waits_in_a_queue_of_the_in_process_bus() -> None:
+    bus = InProcessBus()
+
+    async def handled(_event: Event) -> None:
+        return None
+
+    await bus.subscribe("analytics.events", ["vehicle.*"], handled)
+    await bus.publish(Event(name="vehicle.registered"))
+    assert await bus.waiting(["analytics.events"]) == {"analytics.events": 0}  # publish delivered it already

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -41,6 +42,19 @@ def test_an_event_published_before_versions_existed_reads_as_1_0() -> None:
     assert decode(legacy, [VehicleRegistered]).body.vehicle_id == "v"
 
 
+def test_a_vehicle_registered_of_1_2_reads_with_1_3_as_make_and_battery_not_known() -> None:
+    body = decode(registered_event("1.2", owner_id="acc-1", type="hybrid"), [VehicleRegistered]).body
+    assert isinstance(body, VehicleRegistered)
+    assert (body.type, body.make, body.model, body.battery_kwh) == ("hybrid", None, None, None)
+
+
+def test_a_battery_size_travels_as_a_decimal_string_and_reads_back_exactly() -> None:
+    body = VehicleRegistered(vehicle_id="veh-1", plate="EV 1", id_tags=[], make="Kia", battery_kwh=Decimal("77.4"))
+    wire = Event.of(body, source="vehicles")
+    assert (wire.payload["make"], wire.payload["battery_kwh"]) == ("Kia", "77.4")
+    assert decode(Event.model_validate_json(wire.model_dump_json()), [VehicleRegistered]).body == body
+
+
 def test_only_declared_events_can_be_published() -> None:
     class Undeclared(EventBody):
         x: int
@@ -60,7 +74,7 @@ def test_an_event_name_and_major_are_declared_once() -> None:
 def test_the_envelope_carries_the_name_version_and_a_json_payload() -> None:
     body = VehicleRegistered(vehicle_id="veh-1", plate="EV 1", id_tags=["A"])
     wire = Event.of(body, source="vehicles", occurred_at=datetime(2026, 12, 1, tzinfo=UTC))
-    assert (wire.name, wire.version, wire.exchange, wire.source) == ("vehicle.registered", "1.2", "vehicle.events",
+    assert (wire.name, wire.version, wire.exchange, wire.source) == ("vehicle.registered", "1.3", "vehicle.events",
                                                                      "vehicles")
     assert Event.model_validate_json(wire.model_dump_json()) == wire
 

@@ -109,3 +109,27 @@ def test_the_hours_of_a_range_are_counted_per_period_across_a_dst_change(granula
     assert counted == expected
     if granularity == "day":
         assert counted["2026-03-29"] == 23  # the switch to summer time
+
+
+@pytest.mark.parametrize("kwh, kind, band", [
+    ("13.8", "plug_in_hybrid", "<30"), ("29.999", "electric", "<30"), ("30", "electric", "30-50"),
+    ("52.0", "electric", "50-75"), ("75", "electric", "75-100"), ("99.999", "electric", "75-100"),
+    ("100", "electric", ">=100"), ("212.7", "electric", ">=100"), (None, "electric", "unknown"),
+    (None, None, "unknown"), (None, "combustion", "none"), ("1.5", "combustion", "<30"),
+])
+def test_a_battery_falls_in_the_band_whose_lower_bound_it_reaches(kwh: str | None, kind: str | None,
+                                                                  band: str) -> None:
+    assert domain.battery_band(domain.battery_wh(kwh), kind) == band
+
+
+def test_makes_differing_in_case_or_spaces_are_one_named_as_most_spell_it() -> None:
+    counts = domain.vehicle_distribution([
+        domain.VehicleGroup("electric", "Kia", 77_400, 2), domain.VehicleGroup("electric", "KIA  ", 64_000, 1),
+        domain.VehicleGroup("electric", None, None, 1), domain.VehicleGroup("plug_in_hybrid", "  ", 13_800, 1),
+        domain.VehicleGroup(None, None, None, 4)])
+    assert counts.vehicles == 9
+    assert counts.by_make == {"Kia": 3, "unknown": 6}
+    assert list(counts.by_type.items()) == [("electric", 4), ("plug_in_hybrid", 1), ("unknown", 4)]
+    assert counts.by_battery == {"<30": 1, "30-50": 0, "50-75": 1, "75-100": 2, ">=100": 0, "unknown": 5}
+    assert domain.vehicle_distribution([]) == domain.VehicleDistribution(
+        0, {}, {}, {"<30": 0, "30-50": 0, "50-75": 0, "75-100": 0, ">=100": 0})

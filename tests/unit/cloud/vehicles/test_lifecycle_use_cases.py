@@ -9,7 +9,7 @@ import pytest
 
 from cloud.contracts.errors import Conflict, NotFound
 from cloud.contracts.identity import Forbidden
-from cloud.contracts.vehicles import VehicleDeleted, VehicleUpdated
+from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.vehicles.domain import InvalidVehicle, RegisterVehicle, UpdateVehicle, VehicleType
 from cloud.vehicles.repository import SearchFilters
 from cloud.vehicles.service import VehicleService
@@ -41,7 +41,9 @@ async def test_a_full_update_replaces_the_vehicle_and_withdraws_the_id_tags_it_d
     assert {(c.id_tag, c.status) for c in units.repo.changes[before:]} == {
         ("NEW", IdTagStatus.ACCEPTED), ("OLD", IdTagStatus.INVALID)}, "every site withdraws OLD, learns NEW"
     assert units.events[-1] == VehicleUpdated(vehicle_id=view.vehicle_id, plate="A1", id_tags=["KEEP", "NEW"],
-                                              owner_id=A.subject, type="electric", version=2)
+                                              owner_id=A.subject, type="electric", version=2, make="Renault",
+                                              model="Zoe", battery_kwh=Decimal("52.0"))
+    assert units.events[-1].VERSION == "1.1"
 
 
 async def test_a_stale_version_is_a_conflict_and_changes_nothing(registry: VehicleService, units: Units) -> None:
@@ -114,6 +116,24 @@ async def test_a_catalogue_entry_fills_what_the_registration_leaves_out(registry
                                                       model="Zoe R110"))
     assert (view.make, view.model, view.battery_kwh, view.connector_types) == (
         "Renault", "Zoe R110", Decimal("52.0"), ["type2", "ccs2"])
+    registered = units.events[-1]
+    assert isinstance(registered, VehicleRegistered)
+    assert (registered.make, registered.model, registered.battery_kwh) == ("Renault", "Zoe R110", Decimal("52.0"))
+
+
+async def test_vehicle_updated_carries_the_make_and_battery_of_its_new_catalogue_entry(
+        registry: VehicleService, units: Units) -> None:
+    await registry.add_type(ADMIN, ZOE)
+    view = await registry.register(A, RegisterVehicle(plate="Z1", id_tags=("T1",), make="Fiat",
+                                                      battery_kwh=Decimal("42")))
+    await registry.update(A, view.vehicle_id, put(1, "Z1", "T1", vehicle_type_id="zoe"))
+    updated = units.events[-1]
+    assert isinstance(updated, VehicleUpdated)
+    assert (updated.make, updated.model, updated.battery_kwh) == ("Renault", "Zoe", Decimal("52.0"))
+    await registry.update(A, view.vehicle_id, put(2, "Z1", "T1"))
+    cleared = units.events[-1]
+    assert isinstance(cleared, VehicleUpdated)
+    assert (cleared.make, cleared.model, cleared.battery_kwh) == (None, None, None), "left out, no entry: not known"
 
 
 async def test_deleting_withdraws_every_id_tag_and_frees_the_plate(registry: VehicleService, units: Units) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from cloud.contracts.errors import Conflict, NotFound
@@ -41,7 +43,16 @@ async def test_registering_publishes_vehicle_registered_with_plate_id_tags_and_o
     view = await registry.register(DRIVER, RegisterVehicle(plate="ab 1", id_tags=("T1", "T2")))
     assert units.events == [VehicleRegistered(vehicle_id=view.vehicle_id, plate="AB 1", id_tags=["T1", "T2"],
                                               owner_id="acc-driver-a", type="electric")]
-    assert units.events[0].VERSION == "1.2"
+    assert units.events[0].VERSION == "1.3"
+
+
+async def test_vehicle_registered_carries_the_make_model_and_battery_as_registered(registry: VehicleService,
+                                                                                   units: Units) -> None:
+    view = await registry.register(DRIVER, RegisterVehicle(plate="K1", id_tags=("T1",), make="Kia", model="EV6",
+                                                           battery_kwh=Decimal("77.40")))
+    assert units.events == [VehicleRegistered(vehicle_id=view.vehicle_id, plate="K1", id_tags=["T1"],
+                                              owner_id="acc-driver-a", type="electric", make="Kia", model="EV6",
+                                              battery_kwh=Decimal("77.4"))]
 
 
 async def test_registering_wakes_the_authorization_sync(registry: VehicleService) -> None:
