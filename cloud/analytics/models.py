@@ -78,6 +78,7 @@ analytics_sites = Table(
     Column("time_zone", String(64), nullable=False, server_default="UTC"),
     Column("bays", Integer, doc="from parking.inventory_changed"),
     Column("chargers", Integer),
+    Column("max_power_w", BigInteger, doc="the chargers' maximum power together (parking.inventory_changed 1.1)"),
     Column("last_event_at", UtcDateTime(), doc="the latest event about the site"),
 )
 

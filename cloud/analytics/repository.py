@@ -145,9 +145,9 @@ class SqlAnalyticsRepository:
                                            statement.excluded.last_event_at)})
         await self._session.execute(statement)
 
-    async def set_inventory(self, site_id: str, bays: int, chargers: int) -> None:
+    async def set_inventory(self, site_id: str, bays: int, chargers: int, max_power_w: int | None) -> None:
         await self._session.execute(update(analytics_sites).where(analytics_sites.c.site_id == site_id)
-                                    .values(bays=bays, chargers=chargers))
+                                    .values(bays=bays, chargers=chargers, max_power_w=max_power_w))
 
     async def set_time_zone(self, site_id: str, time_zone: str) -> None:
         await self._session.execute(update(analytics_sites).where(analytics_sites.c.site_id == site_id)

@@ -106,7 +106,7 @@ class AnalyticsService:
         if name == "parking.lot_configured":
             await repo.set_time_zone(b["site_id"], b["time_zone"])
         elif name == "parking.inventory_changed":
-            await repo.set_inventory(b["site_id"], b["bays"], b["chargers"])
+            await repo.set_inventory(b["site_id"], b["bays"], b["chargers"], b.get("max_power_w"))
         elif name in ("parking.site_online", "parking.site_offline"):
             status = "connected" if name.endswith("online") else "offline"
             await repo.set_health(b["site_id"], "edge", status, _dt(b["since"]), b.get("reason", ""), at)
@@ -239,6 +239,8 @@ class AnalyticsService:
                       for tz, members in zones.items()}
         totals: dict[str, dict[str, int]] = {}
         available: dict[str, int] = {}
+        capacity: dict[str, int] = {}  # Wh the chargers could have delivered at full power
+        power_known = all(site["max_power_w"] is not None for site in sites.values())
         for tz_name, rows in hourly.items():
             tz = domain.zone(tz_name)
             for row in rows:
@@ -247,16 +249,23 @@ class AnalyticsService:
                 into = totals.setdefault(label, dict.fromkeys(domain.USAGE_FIELDS, 0))
                 for name in domain.USAGE_FIELDS:
                     into[name] += int(row[name] or 0)
+            per_period = domain.hours_per_period(span, tz)
             if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
                 bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
-                for label, hours in domain.hours_per_period(span, tz).items():
+                for label, hours in per_period.items():
                     available[label] = available.get(label, 0) + bays * hours * 3600
-        periods = [_usage_period(label, figures, available.get(label)) for label, figures in sorted(totals.items())]
+            if power_known and bay_type in (None, "ev"):  # charging happens on EV bays only
+                power_w = sum(sites[s]["max_power_w"] for s in zones[tz_name])
+                for label, hours in per_period.items():
+                    capacity[label] = capacity.get(label, 0) + power_w * hours
+        periods = [_usage_period(label, figures, available.get(label), capacity.get(label))
+                   for label, figures in sorted(totals.items())]
         return UsageOut(sites=sorted(sites), start=span.start, end=span.end, granularity=span.granularity,
                         bay_type=bay_type, periods=periods,
                         total=_usage_period("total", {n: sum(p[n] for p in totals.values())
                                                       for n in domain.USAGE_FIELDS},
-                                            sum(available.values()) if bay_type is None else None))
+                                            sum(available.values()) if bay_type is None else None,
+                                            sum(capacity.values()) if capacity else None))
 
     async def revenue(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
                       site_id: str | None) -> RevenueOut:
@@ -385,13 +394,14 @@ def _distribution(counts: domain.VehicleDistribution) -> VehicleDistribution:
                                by_battery=counts.by_battery)
 
 
-def _usage_period(label: str, f: dict[str, int], available_s: int | None) -> UsagePeriod:
+def _usage_period(label: str, f: dict[str, int], available_s: int | None, capacity_wh: int | None) -> UsagePeriod:
     due = f["kept"] + f["no_shows"]
     return UsagePeriod(
         period=label, stays=f["stays"], charging_sessions=f["sessions"], energy_kwh=Decimal(f["energy_wh"]) / 1000,
         energy_wh=f["energy_wh"], occupied_hours=round(f["occupied_s"] / 3600, 3),
         time_utilisation=domain.rate(f["occupied_s"], available_s or 0),
-        energy_utilisation=None, idle_minutes=round(f["idle_s"] / 60, 1), blocked_minutes=round(f["blocked_s"] / 60, 1),
+        energy_utilisation=domain.rate(f["energy_wh"], capacity_wh or 0),
+        idle_minutes=round(f["idle_s"] / 60, 1), blocked_minutes=round(f["blocked_s"] / 60, 1),
         reservations=f["reservations"], reservations_kept=f["kept"], reservations_cancelled=f["cancelled"],
         no_shows=f["no_shows"], no_show_rate=domain.rate(f["no_shows"], due), visits_with_charging=f["visits"],
         first_attempt_success=domain.rate(f["first_attempt_ok"], f["visits"]))

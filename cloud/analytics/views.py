@@ -21,8 +21,9 @@ class UsagePeriod(BaseModel):
     occupied_hours: float
     time_utilisation: float | None = Field(description="occupied bay hours / bay hours (bays from the site's "
                                            "inventory); null when the bay count or bay type split is unknown")
-    energy_utilisation: float | None = Field(description="kWh / (maximum kW x available hours); null: no event "
-                                             "carries the chargers' maximum power yet")
+    energy_utilisation: float | None = Field(description="kWh / (the chargers' maximum kW together x hours); "
+                                             "null when a site's chargers' maximum power is not known "
+                                             "(parking.inventory_changed 1.1) or the bay type is not ev")
     idle_minutes: float
     blocked_minutes: float
     reservations: int

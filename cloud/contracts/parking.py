@@ -17,11 +17,14 @@ class BayChanged(EventBody):
     changed_at: AwareDatetime = Field(description="when the sensor saw the change")
 
 
-@event("parking.inventory_changed", "1.0", "A site's inventory (bays and chargers) changed.")
+@event("parking.inventory_changed", "1.1", "A site's inventory (bays and chargers) changed.")
 class InventoryChanged(EventBody):
     site_id: str
     bays: int = Field(ge=0, description="bays the inventory lists")
     chargers: int = Field(ge=0, description="chargers the inventory lists")
+    max_power_w: int | None = Field(default=None, ge=0, description=(
+        "1.1: the listed chargers' maximum power together, W; null when a charger's is not known "
+        "(energy-based utilisation is then not computed)"))
 
 
 class BayUsagePeriod(EventBody):

@@ -66,7 +66,10 @@ def bay_changed(bay: Bay) -> BayChanged:
 
 
 def inventory_changed(site: Site, mirrored: MirroredInventory) -> InventoryChanged:
-    return InventoryChanged(site_id=site.site_id, bays=mirrored.listed_bays, chargers=mirrored.listed_chargers)
+    listed = [s for s in mirrored.stations if s.in_service]
+    powers = [s.max_power_w for s in listed]
+    return InventoryChanged(site_id=site.site_id, bays=mirrored.listed_bays, chargers=mirrored.listed_chargers,
+                            max_power_w=None if any(p is None for p in powers) else sum(p for p in powers if p))
 
 
 def usage_started(bay: Bay, period: UsagePeriod) -> BayUsagePeriod:

@@ -88,7 +88,7 @@ INVOICE_CHF = document("S1-0003", "19:00", "CHF", {"parking": "2.00"}, "0.00")
 INVOICE_DAY_BEFORE = document("S1-0000", "23:30", "EUR", {"parking": "9.00"}, "1.71", day=9)
 
 DAY_OF_EVENTS: list[EventBody] = [
-    InventoryChanged(site_id="site-1", bays=4, chargers=2),
+    InventoryChanged(site_id="site-1", bays=4, chargers=2, max_power_w=44_000),
     VehicleRegistered(vehicle_id="veh-1", plate="A 1", id_tags=["T1"], owner_id="acc-driver-a", type="electric"),
     Reserved(**reservation("r-1", "b1", "08:00", "10:00"), reserved_at=at("07:00")),
     Arrived(**stay("st-1", "b1", "ev", "08:05", reservation_id="r-1", vehicle_id="veh-1", charger_id="cp-1")),
@@ -135,6 +135,7 @@ EXPECTED_USAGE = {
     "stays": 4, "charging_sessions": 2, "energy_wh": 12_550, "energy_kwh": "12.55",
     "occupied_hours": 5.0,  # 125 + 45 + 90 + 40 minutes
     "time_utilisation": round(5 / 96, 4),  # 4 bays x 24 h
+    "energy_utilisation": round(12_550 / (44_000 * 24), 4),  # 12.55 kWh of 2 chargers' 44 kW x 24 h: 0.0119
     "idle_minutes": 50.0,  # energy finished 09:20 -> stop 09:40, then the overstay 09:40 -> 10:10
     "blocked_minutes": 45.0,
     "reservations": 3, "reservations_kept": 1, "reservations_cancelled": 1, "no_shows": 1, "no_show_rate": 0.5,

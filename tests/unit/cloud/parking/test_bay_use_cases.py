@@ -57,7 +57,7 @@ async def test_an_inventory_lists_bays_and_chargers_before_any_sensor_reported(
     chargers = (await parking.chargers(ADMIN, "site-1")).model_dump()
     assert chargers == {"site_id": "site-1", "chargers": [{"charger_id": "CP-1", "connectors": 2,
                                                           "max_power_w": 22_000}]}
-    assert units.events == [InventoryChanged(site_id="site-1", bays=3, chargers=1)]
+    assert units.events == [InventoryChanged(site_id="site-1", bays=3, chargers=1, max_power_w=22_000)]
 
 
 async def test_a_new_inventory_keeps_what_the_sensors_said_and_takes_missing_hardware_out_of_service(
@@ -73,7 +73,7 @@ async def test_a_new_inventory_keeps_what_the_sensors_said_and_takes_missing_har
     assert [c.charger_id for c in (await parking.chargers(ADMIN, "site-1")).chargers] == ["CP-2"]
     view = await parking.site(ADMIN, "site-1")
     assert (view.inventory.bays, view.inventory.chargers) == (2, 1)
-    assert units.events[-1] == InventoryChanged(site_id="site-1", bays=2, chargers=1)
+    assert units.events[-1] == InventoryChanged(site_id="site-1", bays=2, chargers=1)  # CP-2's power unknown
 
     # the bay comes back with its history
     await site.inventory(ts=T0 + 3 * MIN)
