@@ -109,7 +109,11 @@ def serve(
     settings = _cloud_settings()
     configure_logging(settings.log_level)
     spec = spec_of(str(service.value))
-    the_app = spec.build_app(settings)
+    try:
+        the_app = spec.build_app(settings)
+    except ValueError as exc:  # a setting of the service refused before anything starts (pydantic's errors too)
+        err.print(f"[red]evpark serve {spec.name}: {exc}[/red]")
+        raise typer.Exit(2) from None
     uvicorn.run(the_app, host=host or settings.host, port=port or settings.port_of(spec.name), log_config=None,
                 access_log=False, proxy_headers=False,  # the gateway decides whom to believe (trusted_proxies)
                 **uvicorn_options(settings.header_timeout_seconds))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
+from cloud.notifications.domain import InvalidField
 from cloud.notifications.service import NotificationService
 from cloud.notifications.views import (
+    CreatedWebhookOut,
     FailedListOut,
     FailedOut,
     InboxOut,
@@ -16,6 +19,8 @@ from cloud.notifications.views import (
     TemplateIn,
     TemplateOut,
     TemplatesOut,
+    WebhookIn,
+    WebhooksOut,
 )
 from cloud.platform.identity import CurrentUser
 
@@ -45,6 +50,31 @@ async def preferences(user: CurrentUser, service: Service) -> PreferencesIO:
 async def set_preferences(user: CurrentUser, service: Service, given: PreferencesIO) -> PreferencesIO:
     """Replace the caller's preferences; critical kinds bypass the quiet hours."""
     return await service.set_preferences(user, given)
+
+
+@router.get("/webhooks", response_model=WebhooksOut)
+async def webhooks(user: CurrentUser, service: Service) -> WebhooksOut:
+    """The caller's webhooks (without their secrets)."""
+    return await service.webhooks(user)
+
+
+@router.post("/webhooks", response_model=CreatedWebhookOut, status_code=201)
+async def add_webhook(user: CurrentUser, service: Service, given: WebhookIn) -> CreatedWebhookOut:
+    """Register a webhook for the caller's notifications; its signing secret is in this answer only. A URL that is
+    not http(s), or in production points at a loopback, link-local or private address, is a 422 naming ``url``."""
+    try:
+        return await service.add_webhook(user, given)
+    except InvalidField as exc:
+        raise RequestValidationError([{"loc": ("body", exc.field), "msg": exc.message,
+                                       "type": "value_error"}]) from None
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204)
+async def delete_webhook(webhook_id: Annotated[str, Path(min_length=1, max_length=64)], user: CurrentUser,
+                         service: Service) -> Response:
+    """Remove one of the caller's webhooks (another's: 404)."""
+    await service.delete_webhook(user, webhook_id)
+    return Response(status_code=204)
 
 
 @router.get("/templates", response_model=TemplatesOut)

@@ -1,18 +1,24 @@
 """Notification rules, free of I/O: who hears about an event on which channel, what is critical,
-quiet hours in the recipient's time zone, the retry schedule, the webhook signature and the
-idle-fee terms of a tariff."""
+quiet hours in the recipient's time zone, the retry schedule, the webhook signature, the webhook
+addresses refused in production, a bounced address, and the idle-fee terms of a tariff."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import random
+import re
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cloud.contracts.errors import DomainError
 
 DRIVER_CHANNELS = ("in_app", "email")
 CHANNELS = ("email", "webhook", "in_app", "sms", "push")
@@ -60,6 +66,15 @@ def notification_id(source: str, recipient: str, channel: str, kind: str) -> str
 
 
 @dataclass(frozen=True)
+class Bounce:
+    """The mail server refused an account's address for good."""
+
+    address: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Recipient:
     account_id: str
     email: str
@@ -69,11 +84,40 @@ class Recipient:
     roles: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
     disabled: bool = False
+    bounce: Bounce | None = None
 
     @property
     def lang(self) -> str:
         base = self.language.split("-")[0].lower()
         return base if base in LANGUAGES else "en"
+
+    @property
+    def bouncing(self) -> bool:
+        """Its address bounced: no e-mail is tried until it changes (or a requested link to it gets through)."""
+        return self.bounce is not None and self.bounce.address.lower() == self.email.lower()
+
+
+@dataclass(frozen=True)
+class AccountWebhook:
+    """An endpoint an account registered: its notifications (the kinds it has the webhook channel on for),
+    signed with the endpoint's own secret."""
+
+    webhook_id: str
+    account_id: str
+    url: str
+    secret: str
+    created_at: datetime
+
+
+class InvalidField(DomainError):
+    """A request field breaks a rule: a 422 naming ``field``."""
+
+    title = "Invalid request"
+
+    def __init__(self, field_name: str, detail: str) -> None:
+        super().__init__(f"{field_name}: {detail}", code="invalid_field")
+        self.field = field_name
+        self.message = detail
 
 
 @dataclass(frozen=True)
@@ -210,24 +254,60 @@ def variables(name: str, body: dict[str, Any], zone: str, *, idle: IdleTerms | N
     return v
 
 
-def webhook_url_problem(url: str, *, production: bool) -> str | None:
-    """Why a webhook URL is refused, or None: not http(s); in production also a loopback, link-local,
-    unspecified or private-use literal address, or localhost (no requests into the cloud's own network)."""
-    import ipaddress
-    from urllib.parse import urlsplit
+MAX_WEBHOOKS = 5
+"""Webhooks one account may register (``POST /notifications/webhooks``)."""
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an http(s) URL"
-    if not production:
-        return None
-    host = parts.hostname.lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return f"{url!r} points at this host"
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def numeric_host(host: str) -> Address | None:
+    """The address a host names by itself, in any form a resolver takes as a number, or None for a name:
+    ``127.0.0.1``, and the legacy IPv4 forms ``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``
+    (``inet_aton``'s, which ``getaddrinfo`` also accepts), IPv6 (with a zone)."""
+    host = host.rstrip(".").lower()
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
-    if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_private:
-        return f"{url!r} points at a loopback, link-local or private address"
+        pass
+    if re.fullmatch(r"[0-9a-fx.]+", host) and host[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
     return None
+
+
+def address_problem(address: Address) -> str | None:
+    """Why a webhook may not be sent to ``address`` in production, or None: loopback, link-local, unspecified,
+    multicast, private-use or reserved (an IPv4-mapped IPv6 address counts as its IPv4 one) — no requests into
+    the cloud's own network or its metadata service."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for what, refused in (("loopback", address.is_loopback), ("link-local", address.is_link_local),
+                          ("unspecified", address.is_unspecified), ("multicast", address.is_multicast),
+                          ("private", address.is_private), ("reserved", address.is_reserved),
+                          ("non-global", not address.is_global)):
+        if refused:
+            return f"{address} ({'an' if what[0] in 'aeiou' else 'a'} {what} address)"
+    return None
+
+
+def webhook_url_problem(url: str, *, production: bool) -> str | None:
+    """Why a webhook URL is refused, or None: not an http(s) URL with a host; in production also a host that is
+    this one (``localhost``) or an address :func:`address_problem` refuses, in any numeric form. A name is
+    checked again when it is resolved, at each delivery (it may point elsewhere by then)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if not production:
+        return None  # embedded (tests, `evpark up`): a receiver on this machine is the point
+    host = parts.hostname.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "points at this host (localhost)"
+    address = numeric_host(host)
+    problem = address_problem(address) if address is not None else None
+    return f"points at {problem}" if problem else None

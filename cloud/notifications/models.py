@@ -41,6 +41,8 @@ notification_queue = Table(
     Column("notification_id", String(36), primary_key=True),
     Column("due_at", UtcDateTime(), nullable=False),
     Column("lease_until", UtcDateTime(), doc="an attempt in flight; past: the service died, try again"),
+    Column("not_before", UtcDateTime(), doc="when the message is for (now, or a reminder's time); due_at is later "
+           "while quiet hours hold it, and is worked out again when the preferences change"),
     Index("ix_notification_queue_due", "due_at"),
 )
 
@@ -74,6 +76,10 @@ notification_recipients = Table(
     Column("roles", Text, nullable=False),
     Column("sites", Text, nullable=False),
     Column("disabled", Boolean, nullable=False),
+    Column("bounced_email", String(320), doc="the address the mail server refused for good; cleared when the "
+           "account's e-mail changes or a link to it gets through"),
+    Column("bounce_reason", Text),
+    Column("bounced_at", UtcDateTime()),
 )
 
 notification_tariffs = Table(
@@ -82,4 +88,14 @@ notification_tariffs = Table(
     Column("version", Integer, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("tariff", Text, nullable=False),
+)
+
+notification_webhooks = Table(
+    "notification_webhooks", metadata,
+    Column("webhook_id", String(36), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("secret", String(128), nullable=False, doc="signs what is sent to it (HMAC-SHA256)"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_notification_webhooks_account", "account_id"),
 )

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloud.notifications.domain import Preferences, QuietHours, Recipient
+from cloud.notifications.domain import AccountWebhook, Bounce, Preferences, QuietHours, Recipient
 from cloud.notifications.models import (
     notification_queue,
     notification_recipients,
     notification_tariffs,
     notification_templates,
+    notification_webhooks,
     notifications,
     user_preferences,
 )
@@ -35,16 +36,39 @@ class SqlNotificationRepository:
     # --- read models ---------------------------------------------------------------------------
 
     async def save_recipient(self, r: Recipient) -> None:
-        await self._session.execute(self._upsert(notification_recipients, {
+        """The account's facts; a bounce mark stays while the e-mail is the one that bounced."""
+        known = (await self._session.execute(select(notification_recipients.c.email).where(
+            notification_recipients.c.account_id == r.account_id))).first()
+        values: dict[str, Any] = {
             "account_id": r.account_id, "email": r.email, "name": r.name, "language": r.language,
             "time_zone": r.time_zone, "roles": ",".join(r.roles), "sites": ",".join(r.sites),
-            "disabled": r.disabled}, ["account_id"]))
+            "disabled": r.disabled}
+        if known is None or known.email.lower() != r.email.lower():
+            values |= {"bounced_email": None, "bounce_reason": None, "bounced_at": None}
+        await self._session.execute(self._upsert(notification_recipients, values, ["account_id"]))
 
     @staticmethod
     def _recipient(row: Any) -> Recipient:
+        bounce = Bounce(row.bounced_email, row.bounce_reason or "", row.bounced_at) if row.bounced_email else None
         return Recipient(row.account_id, row.email, row.name, row.language, row.time_zone,
                          tuple(filter(None, row.roles.split(","))), tuple(filter(None, row.sites.split(","))),
-                         row.disabled)
+                         row.disabled, bounce)
+
+    async def mark_bounce(self, account_id: str, address: str, reason: str, at: datetime) -> bool:
+        """Mark the account's e-mail bouncing, if ``address`` is still it; True when marked."""
+        r = notification_recipients.c
+        done = await self._session.execute(update(notification_recipients).where(and_(
+            r.account_id == account_id, func.lower(r.email) == address.lower())).values(
+            bounced_email=address, bounce_reason=reason[:2000], bounced_at=at))
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def clear_bounce(self, account_id: str, address: str) -> None:
+        """A message to ``address`` got through: it no longer bounces."""
+        r = notification_recipients.c
+        await self._session.execute(update(notification_recipients).where(and_(
+            r.account_id == account_id, r.bounced_email.is_not(None),
+            func.lower(r.bounced_email) == address.lower())).values(
+            bounced_email=None, bounce_reason=None, bounced_at=None))
 
     async def recipient(self, account_id: str) -> Recipient | None:
         row = (await self._session.execute(select(notification_recipients).where(
@@ -104,8 +128,9 @@ class SqlNotificationRepository:
 
     # --- notifications and the queue -----------------------------------------------------------
 
-    async def add(self, values: dict[str, Any], due_at: datetime | None) -> bool:
-        """Store a notification (and queue it when ``due_at``); False when it exists already."""
+    async def add(self, values: dict[str, Any], due_at: datetime | None, not_before: datetime | None = None) -> bool:
+        """Store a notification (and queue it when ``due_at``: quiet hours may make that later than
+        ``not_before``, the time it is for); False when it exists already."""
         values = {**values, "variables": json.dumps(values["variables"], sort_keys=True)}
         inserted = await self._session.execute(
             self._dialect.insert(notifications).values(**values).on_conflict_do_nothing())
@@ -113,8 +138,22 @@ class SqlNotificationRepository:
             return False
         if due_at is not None:
             await self._session.execute(notification_queue.insert().values(
-                notification_id=values["id"], due_at=due_at, lease_until=None))
+                notification_id=values["id"], due_at=due_at, lease_until=None, not_before=not_before or due_at))
         return True
+
+    async def waiting(self, account_id: str) -> list[tuple[str, datetime]]:
+        """The account's queued non-critical messages not tried yet (held by quiet hours, or scheduled), with
+        the time each is for."""
+        q, n = notification_queue.c, notifications.c
+        rows = await self._session.execute(select(q.notification_id, q.not_before, q.due_at).join(
+            notifications, n.id == q.notification_id).where(and_(
+                n.account_id == account_id, n.critical.is_(False), n.attempts == 0, q.lease_until.is_(None))))
+        return [(r.notification_id, r.not_before or r.due_at) for r in rows]
+
+    async def reschedule(self, notification_id: str, due_at: datetime) -> None:
+        q = notification_queue.c
+        await self._session.execute(update(notification_queue).where(and_(
+            q.notification_id == notification_id, q.lease_until.is_(None))).values(due_at=due_at))
 
     async def alerted_since(self, subject_key: str, since: datetime) -> bool:
         row = (await self._session.execute(select(notifications.c.id).where(and_(
@@ -179,7 +218,7 @@ class SqlNotificationRepository:
         await self._session.execute(update(notifications).where(notifications.c.id == notification_id).values(
             state="pending", attempts=0))
         await self._session.execute(notification_queue.insert().values(
-            notification_id=notification_id, due_at=now, lease_until=None))
+            notification_id=notification_id, due_at=now, lease_until=None, not_before=now))
 
     async def inbox(self, account_id: str, *, unread_only: bool, limit: int) -> tuple[list[dict[str, Any]], int]:
         n = notifications.c
@@ -206,3 +245,31 @@ class SqlNotificationRepository:
         for key, value in where.items():
             statement = statement.where(notifications.c[key] == value)
         return int((await self._session.execute(statement)).scalar_one())
+
+    # --- webhooks of accounts ------------------------------------------------------------------
+
+    @staticmethod
+    def _webhook(row: Any) -> AccountWebhook:
+        return AccountWebhook(row.webhook_id, row.account_id, row.url, row.secret, row.created_at)
+
+    async def webhooks_of(self, account_id: str) -> list[AccountWebhook]:
+        w = notification_webhooks.c
+        rows = await self._session.execute(select(notification_webhooks).where(w.account_id == account_id).order_by(
+            w.created_at, w.webhook_id))
+        return [self._webhook(r) for r in rows]
+
+    async def webhook(self, webhook_id: str) -> AccountWebhook | None:
+        row = (await self._session.execute(select(notification_webhooks).where(
+            notification_webhooks.c.webhook_id == webhook_id))).first()
+        return None if row is None else self._webhook(row)
+
+    async def add_webhook(self, hook: AccountWebhook) -> None:
+        await self._session.execute(notification_webhooks.insert().values(
+            webhook_id=hook.webhook_id, account_id=hook.account_id, url=hook.url, secret=hook.secret,
+            created_at=hook.created_at))
+
+    async def delete_webhook(self, webhook_id: str, account_id: str) -> bool:
+        w = notification_webhooks.c
+        done = await self._session.execute(delete(notification_webhooks).where(and_(
+            w.webhook_id == webhook_id, w.account_id == account_id)))
+        return bool(done.rowcount)  # type: ignore[attr-defined]

@@ -1,13 +1,15 @@
 """Notification use cases: turn events into notifications (once per event, recipient, channel and kind),
-deliver the queue with retries and a dead letter, and answer the inbox, preferences, templates and
-failures."""
+deliver the queue with retries and a dead letter (marking an address that bounces), and answer the inbox,
+preferences, the accounts' webhooks, templates and failures."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -17,12 +19,14 @@ from cloud.contracts.errors import Conflict, NotFound
 from cloud.contracts.identity import ADMIN, OPERATOR, Forbidden, Principal
 from cloud.contracts.notifications import NotificationFailed, NotificationSent
 from cloud.notifications import domain
-from cloud.notifications.channels import Apprise, Email, Outgoing, Permanent, Temporary, Webhook
-from cloud.notifications.domain import Preferences, QuietHours, Recipient
+from cloud.notifications.channels import Apprise, Bounced, Email, Outgoing, Permanent, Temporary, Webhook
+from cloud.notifications.domain import AccountWebhook, InvalidField, Preferences, QuietHours, Recipient
 from cloud.notifications.repository import SqlNotificationRepository
 from cloud.notifications.settings import NotificationSettings
 from cloud.notifications.templates import Rendered, Template, default, render, validate
 from cloud.notifications.views import (
+    BounceOut,
+    CreatedWebhookOut,
     FailedListOut,
     FailedOut,
     InboxOut,
@@ -32,6 +36,9 @@ from cloud.notifications.views import (
     TemplateIn,
     TemplateOut,
     TemplatesOut,
+    WebhookIn,
+    WebhookOut,
+    WebhooksOut,
 )
 from cloud.platform.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -46,9 +53,12 @@ Uow = UnitOfWork[SqlNotificationRepository]
 class NotificationService:
     def __init__(self, units: UnitOfWorkFactory[SqlNotificationRepository], settings: NotificationSettings, *,
                  email: Email, webhook: Webhook, apprise: Apprise | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), production: bool = False) -> None:
+        """``production``: webhook URLs into the cloud's own network are refused (embedded: a local receiver is
+        the point)."""
         self._units = units
         self._s = settings
+        self._production = production
         self._email, self._webhook, self._apprise = email, webhook, apprise or Apprise()
         self._now = now
         self.wake = asyncio.Event()
@@ -86,7 +96,8 @@ class NotificationService:
     async def _add(self, uow: Uow, *, source: str, kind: str, channel: str, recipient_key: str,
                    account_id: str | None, values: dict[str, Any], site_id: str | None, critical: bool,
                    due_at: datetime | None, target: str | None = None, language: str | None = None,
-                   subject_key: str | None = None, rendered: Rendered | None = None) -> None:
+                   subject_key: str | None = None, rendered: Rendered | None = None,
+                   not_before: datetime | None = None) -> None:
         now = self._now()
         nid = domain.notification_id(source, recipient_key, channel, kind)
         in_app = channel == "in_app"
@@ -96,7 +107,7 @@ class NotificationService:
             "critical": critical, "variables": values, "title": rendered.subject if rendered else "",
             "body": rendered.text if rendered else "", "state": "sent" if in_app else "pending",
             "attempts": 1 if in_app else 0, "created_at": now, "sent_at": now if in_app else None,
-        }, None if in_app else (due_at or now))
+        }, None if in_app else (due_at or now), not_before)
         if stored and in_app:  # exactly once: stored is delivered
             uow.emit(NotificationSent(notification_id=nid, account_id=account_id, channel="in_app", kind=kind,
                                       source_event_id=source, attempts=1, sent_at=now))
@@ -120,7 +131,12 @@ class NotificationService:
         prefs = await repo.preferences(account_id)
         critical = kind in domain.CRITICAL
         now = self._now()
-        for channel in domain.DRIVER_CHANNELS:
+        # (channel, recipient key, target): the driver channels, then each webhook the account registered
+        routes: list[tuple[str, str, str | None]] = [(c, account_id, None) for c in domain.DRIVER_CHANNELS]
+        if prefs.wants(kind, "webhook"):
+            routes += [("webhook", f"hook:{h.webhook_id}", f"hook:{h.webhook_id}")
+                       for h in await repo.webhooks_of(account_id)]
+        for channel, key, target in routes:
             if not prefs.wants(kind, channel):
                 continue
             due = not_before
@@ -138,9 +154,10 @@ class NotificationService:
             elif not critical and prefs.quiet_hours is not None:
                 held = prefs.quiet_hours.holds(max(now, due or now), zone)
                 due = held or due
-            await self._add(uow, source=source, kind=kind, channel=channel, recipient_key=account_id,
+            await self._add(uow, source=source, kind=kind, channel=channel, recipient_key=key,
                             account_id=account_id, values=values, site_id=site_id, critical=critical, due_at=due,
-                            subject_key=subject_key, rendered=rendered)
+                            target=target, subject_key=subject_key, rendered=rendered,
+                            not_before=max(now, not_before or now))
 
     async def _driver(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> None:
         account_id = domain.driver_of(name, body)
@@ -199,8 +216,12 @@ class NotificationService:
     async def _deliver(self, row: dict[str, Any]) -> None:
         error: str | None = None
         permanent = False
+        bounced: Bounced | None = None
+        address: str | None = None
         try:
-            await self._send(row)
+            address = await self._send(row)
+        except Bounced as exc:
+            error, permanent, bounced = str(exc), True, exc
         except Permanent as exc:
             error, permanent = str(exc), True
         except Temporary as exc:
@@ -217,20 +238,31 @@ class NotificationService:
                 await uow.repo.sent(row["id"], now)
                 if row["kind"] in domain.ACCOUNT_LINKS:
                     await uow.repo.forget_variables(row["id"])
+                if address and row["account_id"]:
+                    await uow.repo.clear_bounce(row["account_id"], address)
                 uow.emit(NotificationSent(**facts, sent_at=now))
             elif permanent or attempts >= self._s.max_attempts:
                 await uow.repo.dead(row["id"], error)
+                if bounced is not None and row["account_id"] and await uow.repo.mark_bounce(
+                        row["account_id"], bounced.address, bounced.reason, now):
+                    log.warning("address marked bouncing", account_id=row["account_id"], reason=bounced.reason)
                 uow.emit(NotificationFailed(**facts, reason=error, failed_at=now))
                 log.warning("notification dead-lettered", notification_id=row["id"], reason=error)
             else:
                 delay = domain.retry_delay(attempts, self._s.retry_base_seconds)
                 await uow.repo.retry_at(row["id"], now + timedelta(seconds=delay), error)
 
-    async def _send(self, row: dict[str, Any]) -> None:
+    async def _send(self, row: dict[str, Any]) -> str | None:
+        """Send one notification; the e-mail address it went to, if it is an e-mail."""
+        hook: AccountWebhook | None = None
         async with self._units() as uow:
             recipient = await uow.repo.recipient(row["account_id"]) if row["account_id"] else None
             language = row["language"] or (recipient.lang if recipient else "en")
             template = await self._template(uow, row["kind"], language)
+            if row["channel"] == "webhook" and str(row["target"]).startswith("hook:"):
+                hook = await uow.repo.webhook(str(row["target"]).removeprefix("hook:"))
+                if hook is None:
+                    raise Permanent("the webhook was deleted")
         values = {**row["variables"], "name": row["variables"].get("name") or (recipient.name if recipient else "")}
         out = Outgoing(row["id"], row["kind"], render(template, values), row["variables"], row["site_id"],
                        row["created_at"].isoformat())
@@ -238,9 +270,16 @@ class NotificationService:
             address = row["target"] or (recipient.email if recipient else None)
             if not address:
                 raise Temporary("no e-mail address known for the account yet")
+            if not row["target"] and recipient is not None and recipient.bouncing and recipient.bounce:
+                # a link the person asked for (row["target"]) is still tried: they may have fixed the mailbox
+                raise Permanent(f"address bounced: {recipient.bounce.reason}")
             await self._email.send(out, address)
-        elif row["channel"] == "webhook":
-            await self._webhook.send(out, row["target"])
+            return str(address)
+        if row["channel"] == "webhook":
+            if hook is not None:
+                await self._webhook.send(out, hook.url, [hook.secret])
+            else:
+                await self._webhook.send(out, row["target"])
         elif row["channel"] == "push":
             index = int(str(row["target"]).split(":")[1])
             if index >= len(self._s.apprise_urls):
@@ -248,6 +287,7 @@ class NotificationService:
             await self._apprise.send(out, self._s.apprise_urls[index])
         else:
             raise Permanent(f"no channel {row['channel']!r}")
+        return None
 
     # --- the API --------------------------------------------------------------------------------
 
@@ -271,19 +311,56 @@ class NotificationService:
             prefs = await uow.repo.preferences(user.subject)
             recipient = await uow.repo.recipient(user.subject)
         q = prefs.quiet_hours
+        bounce = recipient.bounce if recipient is not None and recipient.bouncing else None
         return PreferencesIO(quiet_hours=QuietHoursIn(start=q.start.strftime("%H:%M"), end=q.end.strftime("%H:%M"))
                              if q else None, channels=prefs.channels,
-                             time_zone=recipient.time_zone if recipient else "UTC")
+                             time_zone=recipient.time_zone if recipient else "UTC",
+                             email_bounce=BounceOut(address=bounce.address, reason=bounce.reason, since=bounce.at)
+                             if bounce else None)
 
     async def set_preferences(self, user: Principal, given: PreferencesIO) -> PreferencesIO:
-        from datetime import time
-
+        """Replace the preferences; what waits in the queue is timed again by the new quiet hours (hours that no
+        longer cover now release it at the next poll)."""
         q = given.quiet_hours
         prefs = Preferences(QuietHours(time.fromisoformat(q.start), time.fromisoformat(q.end)) if q else None,
                             given.channels)
+        now = self._now()
         async with self._units() as uow:
-            await uow.repo.save_preferences(user.subject, prefs, self._now())
+            await uow.repo.save_preferences(user.subject, prefs, now)
+            recipient = await uow.repo.recipient(user.subject)
+            zone = recipient.time_zone if recipient else "UTC"
+            for notification_id, not_before in await uow.repo.waiting(user.subject):
+                at = max(now, not_before)
+                held = prefs.quiet_hours.holds(at, zone) if prefs.quiet_hours else None
+                await uow.repo.reschedule(notification_id, held or at)
+        self.wake.set()
         return await self.preferences(user)
+
+    async def webhooks(self, user: Principal) -> WebhooksOut:
+        async with self._units() as uow:
+            hooks = await uow.repo.webhooks_of(user.subject)
+        return WebhooksOut(items=[WebhookOut(webhook_id=h.webhook_id, url=h.url, created_at=h.created_at)
+                                  for h in hooks])
+
+    async def add_webhook(self, user: Principal, given: WebhookIn) -> CreatedWebhookOut:
+        problem = domain.webhook_url_problem(given.url, production=self._production)
+        if problem:
+            raise InvalidField("url", problem)
+        hook = AccountWebhook(str(uuid.uuid4()), user.subject, given.url, "whsec_" + secrets.token_urlsafe(32),
+                              self._now())
+        async with self._units() as uow:
+            if len(await uow.repo.webhooks_of(user.subject)) >= domain.MAX_WEBHOOKS:
+                raise Conflict(f"an account has at most {domain.MAX_WEBHOOKS} webhooks: delete one first",
+                               code="too_many_webhooks")
+            await uow.repo.add_webhook(hook)
+        return CreatedWebhookOut(webhook_id=hook.webhook_id, url=hook.url, created_at=hook.created_at,
+                                 secret=hook.secret)
+
+    async def delete_webhook(self, user: Principal, webhook_id: str) -> None:
+        """What is queued for it fails ("the webhook was deleted") at its next attempt."""
+        async with self._units() as uow:
+            if not await uow.repo.delete_webhook(webhook_id, user.subject):
+                raise NotFound(f"webhook_id: no webhook {webhook_id!r} of yours")
 
     @staticmethod
     def _admin(user: Principal) -> None:

@@ -20,7 +20,8 @@ class NotificationSettings(BaseSettings):
     mail_from: str = "EV Park <no-reply@evpark.local>"
     message_id_domain: str = "evpark.local"
     webhook_urls: list[str] = Field(default_factory=list, description="endpoints that receive operator alerts, "
-                                    "signed (header Evpark-Signature)")
+                                    "signed (header Evpark-Signature); in production none may point at a loopback, "
+                                    "link-local or private address (the service refuses to start)")
     webhook_secrets: list[SecretStr] = Field(default_factory=list, description="active signing secrets; every one "
                                              "signs (v1=… each), so a receiver can rotate")
     apprise_urls: list[str] = Field(default_factory=list, description="apprise URLs (SMS/push) that receive "

@@ -54,12 +54,21 @@ class QuietHoursIn(BaseModel):
         return value
 
 
+class BounceOut(BaseModel):
+    address: str
+    reason: str
+    since: datetime
+
+
 class PreferencesIO(BaseModel):
     quiet_hours: QuietHoursIn | None = None
     channels: dict[str, dict[str, bool]] = Field(default_factory=dict, description="kind -> channel -> on/off "
                                                  "(absent: on)")
     time_zone: str | None = Field(default=None, description="the time zone the quiet hours are in (read only: the "
                                   "account's)")
+    email_bounce: BounceOut | None = Field(default=None, description="read only: the account's e-mail bounced, so "
+                                           "no e-mail is sent to it (in-app still is) until the account's e-mail "
+                                           "changes")
 
     @field_validator("channels")
     @classmethod
@@ -88,3 +97,22 @@ class TemplateOut(TemplateIn):
 
 class TemplatesOut(BaseModel):
     items: list[TemplateOut]
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives the caller's "
+                     "notifications, signed; in production not a loopback, link-local or private address")
+
+
+class WebhookOut(BaseModel):
+    webhook_id: str
+    url: str
+    created_at: datetime
+
+
+class CreatedWebhookOut(WebhookOut):
+    secret: str = Field(description="signs every delivery (Evpark-Signature); shown only now")
+
+
+class WebhooksOut(BaseModel):
+    items: list[WebhookOut]

@@ -1,14 +1,20 @@
 """Notifications end to end (production mode, every part its own process): a cpsim car that is full while
 plugged in → charging.energy_finished → within 2 s the driver's in-app list and mailbox (a real aiosmtpd
 server) say "charging complete — move within N minutes or an idle fee of X/min starts", with N and X from
-the site's tariff."""
+the site's tariff. The driver's quiet hours (set through the gateway, covering now) do not hold that warning
+(critical) but hold the session's "charging started" e-mail (in-app shows it at once), which goes out as
+soon as the driver's quiet hours end."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -63,6 +69,12 @@ async def test_a_full_car_tells_the_driver_in_app_and_by_mail_within_2_s(running
             return "CP-1" in shown and shown["CP-1"]["online"] and bool(shown["CP-1"]["connectors"])
 
         await running.until("CP-1 online", station_up)
+        # quiet hours around now, in the driver's time zone (minutes: the window holds for an hour either way)
+        zone = ZoneInfo((await app.get("/notifications/preferences")).json()["time_zone"])
+        local = datetime.now(UTC).astimezone(zone)
+        quiet = {"start": f"{local - timedelta(hours=1):%H:%M}", "end": f"{local + timedelta(hours=1):%H:%M}"}
+        put = await app.put("/notifications/preferences", json={"quiet_hours": quiet})
+        assert put.status_code == 200 and put.json()["quiet_hours"] == quiet, put.text
         cp1.faults.stay_plugged = True
         start = {"vehicle_id": vehicle, "site_id": "e2e-site", "charger_id": "CP-1", "connector_id": 1}
         assert (await app.post("/charging/start", json=start)).json()["status"] == "Accepted"
@@ -75,11 +87,25 @@ async def test_a_full_car_tells_the_driver_in_app_and_by_mail_within_2_s(running
             return "charging.energy_finished" in kinds and any("move your car" in s for s in mailbox.subjects())
 
         while not await told():
-            assert time.monotonic() - seen < 2.0, f"not told within 2 s\n{system.logs()}"
+            assert time.monotonic() - seen < 2.0, f"not told within 2 s, quiet hours or not\n{system.logs()}"
             await asyncio.sleep(0.05)
-        item = next(i for i in (await app.get("/notifications")).json()["items"]
-                    if i["kind"] == "charging.energy_finished")
+        items = (await app.get("/notifications")).json()["items"]
+        item = next(i for i in items if i["kind"] == "charging.energy_finished")
         assert "move within 8 minutes or an idle fee of 0.15 EUR/min starts" in item["body"]
         assert (await app.post(f"/notifications/{item['id']}/read")).status_code == 200
-        message = next(m for m in mailbox.messages if "move your car" in str(m["Subject"]))
+        message = cast(EmailMessage, next(m for m in mailbox.messages if "move your car" in str(m["Subject"])))
         assert message["To"] == "driver@e2e.example"
+        plain = message.get_body(("plain",))
+        assert plain is not None and "move within 8 minutes or an idle fee of 0.15 EUR/min starts" in \
+            plain.get_content()
+
+        # the session's start is in the in-app list (shown at once), and its e-mail, not critical, waits
+        assert "charging.started" in [i["kind"] for i in items]
+        assert "Charging started" not in mailbox.subjects()
+        # the quiet hours end now (their end moved to this minute): what they held goes out at the next poll
+        ended = {**quiet, "end": f"{datetime.now(UTC).astimezone(zone):%H:%M}"}
+        put = await app.put("/notifications/preferences", json={"quiet_hours": ended})
+        assert put.status_code == 200 and put.json()["quiet_hours"] == ended, put.text
+        await running.until("the held e-mail after the quiet hours",
+                            lambda: "Charging started" in mailbox.subjects(), 5)
+        assert mailbox.subjects().count("Charging complete — please move your car") == 1

@@ -224,6 +224,13 @@ EXPECTED: dict[tuple[str, str], tuple[str, Any, tuple[int, ...]]] = {
     ("GET", "/notifications/failed"): ("/notifications/failed", None, (401, 403, 403, 200, 200, 403, 200)),
     ("POST", "/notifications/failed/{notification_id}/retry"): ("/notifications/failed/no-such-notification/retry",
                                                                 None, (401, 403, 403, 404, 404, 403, 404)),
+    # webhooks: every account its own (a local receiver: the matrix runs embedded); driver B's is another's for
+    # driver A (404), B deletes it, so for everyone after B it is gone
+    ("GET", "/notifications/webhooks"): ("/notifications/webhooks", None, (401, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/notifications/webhooks"): ("/notifications/webhooks", lambda who: {
+        "url": f"http://127.0.0.1:9/matrix/{who}"}, (401, 201, 201, 201, 201, 201, 201)),
+    ("DELETE", "/notifications/webhooks/{webhook_id}"): ("/notifications/webhooks/{webhook_b}", None,
+                                                         (401, 404, 204, 404, 404, 404, 404)),
 }
 PLATFORM_ROUTES = {"/health", "/ready"}
 
@@ -298,6 +305,7 @@ async def cloud(tmp_path: Path, mosquitto: tuple[str, int], topic_root: str) -> 
         await _accounts_for_every_caller(the_cloud, settings)
         await _vehicles_sessions_and_sites(the_cloud, mosquitto, Topics(topic_root))
         await _tariff_of_site_1(the_cloud)
+        await _webhook_of_driver_b(the_cloud)
         yield the_cloud
     await bus.close()
 
@@ -368,6 +376,13 @@ async def _vehicles_sessions_and_sites(cloud: Cloud, mosquitto: tuple[str, int],
 async def _tariff_of_site_1(cloud: Cloud) -> None:
     answer = await cloud.gateway.put("/billing/rates/site-1", headers=cloud.as_("admin"), json=SITE_1_TARIFF)
     assert answer.status_code == 200, answer.text
+
+
+async def _webhook_of_driver_b(cloud: Cloud) -> None:
+    answer = await cloud.gateway.post("/notifications/webhooks", headers=cloud.as_("driver_b"),
+                                      json={"url": "http://127.0.0.1:9/matrix/b"})
+    assert answer.status_code == 201, answer.text
+    cloud.ids["webhook_b"] = answer.json()["webhook_id"]
 
 
 async def test_every_route_answers_each_caller_as_the_table_says(cloud: Cloud) -> None:

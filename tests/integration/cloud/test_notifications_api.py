@@ -82,7 +82,7 @@ async def test_a_channel_switched_off_is_not_used(notifier: Notifier) -> None:
     await eventually(lambda: _unread_of(n, "driver_b", 1), what="driver B's")
     assert (await inbox(n))["items"] == []
     defaults = await n.client.get("/notifications/preferences", headers=headers("driver_b"))
-    assert defaults.json() == {"quiet_hours": None, "channels": {}, "time_zone": "Europe/Berlin"}
+    assert defaults.json() == {"quiet_hours": None, "channels": {}, "time_zone": "Europe/Berlin", "email_bounce": None}
 
 
 async def _unread_of(n: Notifier, who: str, count: int) -> bool:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -29,9 +29,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from cloud.contracts import Event, EventBody
-from cloud.contracts.accounts import AccountRegistered, PasswordResetRequested
+from cloud.contracts.accounts import AccountRegistered, AccountUpdated, PasswordResetRequested
 from cloud.contracts.charging import ChargerFaulted, ChargerOffline, EnergyFinished
-from cloud.contracts.payments import PaymentFailed, TariffChanged
+from cloud.contracts.payments import PaymentCompleted, PaymentFailed, TariffChanged
 from cloud.notifications.app import build_app
 from cloud.notifications.domain import verify
 from cloud.notifications.settings import NotificationSettings
@@ -53,23 +53,39 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 # --- real receivers ------------------------------------------------------------------------------
 
 class Mailbox:
-    """An aiosmtpd handler: refuses DATA with 451 ``refuse`` times, bounces bounce@..., can hold the answer."""
+    """An aiosmtpd handler: refuses DATA with 451 ``refuse`` times, bounces bounce@... (and the addresses in
+    ``unknown``) at RCPT with 550, refuses the message for reject@... at DATA with 554, refuses the sender
+    with 553 while ``sender_refused``, can hold the answer."""
 
     def __init__(self, refuse: int = 0) -> None:
         self.refuse = refuse
         self.refused = 0
         self.messages: list[Message] = []
+        self.asked: list[str] = []
+        """Every recipient the server was asked to take."""
+        self.unknown: set[str] = set()
+        self.sender_refused = False
         self.hold = threading.Event()
         self.hold.set()
         self.port = 0
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.sender_refused:
+            return "553 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if address.startswith("bounce@"):
+        self.asked.append(address)
+        if address.startswith("bounce@") or address in self.unknown:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if any(r.startswith("reject@") for r in envelope.rcpt_tos):
+            return "554 5.7.1 message refused"
         if self.refused < self.refuse:
             self.refused += 1
             return "451 4.3.0 try again later"
@@ -88,20 +104,23 @@ class Mailbox:
 
 @dataclass
 class Receiver:
-    """A real HTTP server: verifies the signature with the new secret, answers ``status``."""
+    """A real HTTP server: verifies the signature with ``secret`` (the deployment's new one), answers ``status``."""
 
     status: int = 200
     received: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: int = 0
     url: str = ""
+    secret: str = SECRET
 
 
 def http_receiver(receiver: Receiver) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
-            if verify(self.headers.get("Evpark-Signature", ""), body, SECRET, int(time.time())):
-                receiver.received.append({"body": json.loads(body), "event_id": self.headers["Evpark-Event-Id"]})
+            signed = self.headers.get("Evpark-Signature", "")
+            if verify(signed, body, receiver.secret, int(time.time())):
+                receiver.received.append({"body": json.loads(body), "event_id": self.headers["Evpark-Event-Id"],
+                                          "host": self.headers["Host"], "signature": signed, "raw": body})
             else:
                 receiver.bad_signatures += 1
             self.send_response(receiver.status)
@@ -206,13 +225,17 @@ class Place:
 
 
 @asynccontextmanager
-async def running(place: Place, chosen: NotificationSettings, clock: Any = None) -> AsyncIterator[Notifier]:
+async def running(place: Place, chosen: NotificationSettings, clock: Any = None, *,
+                  env: Literal["development", "production"] = "development",
+                  resolve: Any = None) -> AsyncIterator[Notifier]:
+    """``env="production"`` (with a production place): the production rules too (webhook addresses)."""
     amqp = f"amqp://guest:guest@127.0.0.1:5672/{place.vhost}" if place.production else ""
-    settings = CloudSettings(database_url=place.url, amqp_url=amqp, mqtt_port=free_port(), data_dir=place.tmp_path)
+    settings = CloudSettings(database_url=place.url, amqp_url=amqp, mqtt_port=free_port(), data_dir=place.tmp_path,
+                             env=env)
     bus: EventBus = RabbitMQBus(amqp, service="test-producers") if place.production else InProcessBus()
     await bus.start()
     app = build_app(settings, bus=None if place.production else bus, cache=MemoryCache(), notifications=chosen,
-                    clock=clock)
+                    clock=clock, resolve=resolve)
     try:
         async with app.router.lifespan_context(app):
             trust_test_tokens(app)
@@ -225,11 +248,11 @@ async def running(place: Place, chosen: NotificationSettings, clock: Any = None)
 
 @asynccontextmanager
 async def started(tmp_path: Path, production: bool, chosen: NotificationSettings,
-                  clock: Any = None) -> AsyncIterator[Notifier]:
+                  clock: Any = None, **options: Any) -> AsyncIterator[Notifier]:
     place = Place(production, tmp_path)
     await place.open()
     try:
-        async with running(place, chosen, clock) as n:
+        async with running(place, chosen, clock, **options) as n:
             yield n
     finally:
         await place.drop()
@@ -315,18 +338,102 @@ async def test_an_email_refused_twice_arrives_once_after_the_retries(mode: bool,
         assert len(mailbox.messages) == 1
 
 
-async def test_a_bounced_address_is_marked_failed_and_not_retried(mode: bool, tmp_path: Path,
-                                                                 mailbox: Mailbox) -> None:
+def paid(n: int, account: str = "acc-driver-a") -> PaymentCompleted:
+    return PaymentCompleted(payment_id=f"p-{n}", account_id=account, amount=Decimal("4.20"), currency="EUR",
+                            completed_at=NOW)
+
+
+async def email_of(n: Notifier, kind: str, source: str) -> tuple[str, int, str | None] | None:
+    rows = await n.rows(f"SELECT state, attempts, last_error FROM notifications WHERE kind = '{kind}' "
+                        f"AND channel = 'email' AND source_event_id = '{source}'")
+    return (rows[0].state, rows[0].attempts, rows[0].last_error) if rows else None
+
+
+async def bounce_shown(n: Notifier) -> dict[str, Any] | None:
+    answer = await n.client.get("/notifications/preferences", headers=headers("driver_a"))
+    assert answer.status_code == 200, answer.text
+    return answer.json()["email_bounce"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("address, refusal", [
+    ("bounce@example.org", "550 5.1.1 no such user"),  # at RCPT
+    ("reject@example.org", "554 5.7.1 message refused"),  # at DATA, a code outside 550-553
+])
+async def test_a_bounced_address_is_marked_and_skipped_until_the_accounts_email_changes(
+        mode: bool, tmp_path: Path, mailbox: Mailbox, address: str, refusal: str) -> None:
     async with started(tmp_path, mode, smtp(mailbox)) as n:
-        await n.publish(driver(mail="bounce@example.org"))
+        await n.publish(driver(mail=address))
         await known(n, 1)
-        await n.publish(PaymentFailed(payment_id="p-1", account_id="acc-driver-a", amount=Decimal("12.50"),
-                                      currency="EUR", reason="declined", failed_at=NOW))
-        await eventually(state_is(n, "payment.failed", "email", [("failed", 1)]), what="the bounce marked")
-        failed = await n.client.get("/notifications/failed", headers=headers("admin"))
-        assert [(f["kind"], f["attempts"]) for f in failed.json()["items"]] == [("payment.failed", 1)]
-        assert "550" in failed.json()["items"][0]["last_error"]
+        [failing] = await n.publish(PaymentFailed(payment_id="p-1", account_id="acc-driver-a",
+                                                  amount=Decimal("12.50"), currency="EUR", reason="declined",
+                                                  failed_at=NOW))
+        await eventually(state_is(n, "payment.failed", "email", [("failed", 1)]), what="the bounce, not retried")
+        failed = (await n.client.get("/notifications/failed", headers=headers("admin"))).json()["items"]
+        assert [(f["kind"], f["attempts"], f["last_error"]) for f in failed] == [
+            ("payment.failed", 1, f"bounced: {refusal}")]
         assert mailbox.messages == []
+        shown = await bounce_shown(n)
+        assert shown is not None and (shown["address"], shown["reason"]) == (address, refusal)
+        asked = len(mailbox.asked)
+
+        # every later e-mail to the address is skipped, recorded failed; in-app still comes
+        [receipt] = await n.publish(paid(2))
+
+        async def skipped() -> bool:
+            return await email_of(n, "payment.completed", str(receipt.id)) == (
+                "failed", 1, f"address bounced: {refusal}")
+
+        await eventually(skipped, what="the receipt's e-mail skipped")
+        inbox = (await n.client.get("/notifications", headers=headers("driver_a"))).json()["items"]
+        assert sorted(i["kind"] for i in inbox) == ["payment.completed", "payment.failed"]
+        assert len(mailbox.asked) == asked, "the mail server was not asked again"
+
+        # a change of name keeps the mark; a change of address clears it
+        same = driver(mail=address.upper()).model_dump() | {"name": "Ada L."}
+        await n.publish(AccountUpdated(**same))
+        await known(n, 4)
+        assert await bounce_shown(n) is not None
+        await n.publish(AccountUpdated(**(same | {"email": "ada.new@example.org"})))
+        await known(n, 5)
+        assert await bounce_shown(n) is None
+        await n.publish(paid(3))
+        await eventually(lambda: [str(m["To"]) for m in mailbox.messages] == ["ada.new@example.org"],
+                         what="the next e-mail, to the new address")
+        assert str(failing.id) != str(receipt.id)
+
+
+async def test_a_refused_sender_is_this_services_setting_retried_and_the_address_not_marked(
+        tmp_path: Path, mailbox: Mailbox) -> None:
+    mailbox.sender_refused = True
+    async with started(tmp_path, False, smtp(mailbox)) as n:
+        await n.publish(driver())
+        await known(n, 1)
+        await n.publish(paid(1))
+        await eventually(state_is(n, "payment.completed", "email", [("failed", 4)]), what="every attempt, then dead")
+        failed = (await n.client.get("/notifications/failed", headers=headers("admin"))).json()["items"]
+        assert [f["last_error"] for f in failed] == ["553 5.7.1 sender not allowed"]
+        assert await bounce_shown(n) is None
+
+
+async def test_a_requested_link_still_goes_to_a_bounced_address_and_clears_the_mark_when_it_gets_through(
+        mode: bool, tmp_path: Path, mailbox: Mailbox) -> None:
+    mailbox.unknown.add("ada@example.org")
+    async with started(tmp_path, mode, smtp(mailbox)) as n:
+        await n.publish(driver(mail="ada@example.org"))
+        await known(n, 1)
+        await n.publish(paid(1))
+        await eventually(lambda: bounce_shown(n), what="the address marked")
+        mailbox.unknown.clear()  # the mailbox exists again; the driver asks for a password reset
+        await n.publish(PasswordResetRequested(account_id="acc-driver-a", email="ada@example.org", name="Ada",
+                                               url="https://evpark.example/reset?t=abc", expires_at=NOW))
+        await eventually(lambda: mailbox.subjects() == ["Reset your password"], what="the link, tried and taken")
+
+        async def cleared() -> bool:
+            return await bounce_shown(n) is None
+
+        await eventually(cleared, what="the mark cleared")
+        await n.publish(paid(2))
+        await eventually(lambda: len(mailbox.messages) == 2, what="the receipt, by e-mail again")
 
 
 async def test_embedded_email_goes_to_files_in_the_data_directory(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Nothing twice, nothing lost: every consumed event of a session redelivered (on RabbitMQ too) makes no
 second message; a service stopped while an e-mail is in flight repeats only that one, with the same
 Message-ID, after its restart; quiet hours hold a non-critical message until they end (in the driver's
-time zone) and never the idle-fee warning; a reservation reminder is withdrawn when it is cancelled."""
+time zone) and never the idle-fee warning, and quiet hours changed to ones that do not cover now release what
+they held (but never a reminder before its time); a reservation reminder is withdrawn when it is cancelled."""
 
 from __future__ import annotations
 
@@ -132,6 +133,40 @@ async def test_quiet_hours_hold_a_receipt_until_they_end_but_not_the_idle_fee_wa
         clock.at = datetime(2026, 3, 11, 6, 0, 1, tzinfo=UTC)  # 07:00:01 in Berlin
         await eventually(lambda: len(mailbox.messages) == 2, what="the receipt after the quiet hours")
         assert mailbox.subjects()[1] == "Payment received"
+
+
+async def test_quiet_hours_changed_to_hours_that_do_not_cover_now_release_what_they_held(
+        mode: bool, tmp_path: Path, mailbox: Mailbox) -> None:
+    clock = Clock(datetime(2026, 3, 10, 22, 30, tzinfo=UTC))  # 23:30 in Berlin
+    start = datetime(2026, 3, 11, 9, 30, tzinfo=UTC)  # 10:30 in Berlin: its reminder is for 10:15 there
+
+    async def quiet(hours: dict[str, str] | None) -> None:
+        put = await n.client.put("/notifications/preferences", headers=headers("driver_a"),
+                                 json={"quiet_hours": hours})
+        assert put.status_code == 200, put.text
+
+    async with started(tmp_path, mode, smtp(mailbox), clock) as n:
+        await n.publish(driver(zone="Europe/Berlin"))
+        await known(n, 1)
+        await quiet({"start": "22:00", "end": "07:00"})
+        await n.publish(PaymentCompleted(payment_id="p-1", account_id="acc-driver-a", amount=Decimal("3.00"),
+                                         currency="EUR", completed_at=clock.at),
+                        Reserved(reservation_id="r-1", slot_id="slot-1", site_id="site-1", bay_id="b1", bay_type="ev",
+                                 vehicle_id="v-1", owner_id="acc-driver-a", starts_at=start,
+                                 ends_at=start + timedelta(hours=1), reserved_at=clock.at))
+        await known(n, 3)
+        await asyncio.sleep(0.3)
+        assert mailbox.messages == []  # the receipt and the confirmation wait for 07:00
+        await quiet({"start": "01:00", "end": "02:00"})  # no longer covers 23:30
+        await eventually(lambda: sorted(mailbox.subjects()) == ["Payment received", "Reservation confirmed"],
+                         what="what was held, at the next poll")
+        await quiet({"start": "10:00", "end": "11:00"})  # now covers the reminder's time: it waits until 11:00
+        clock.at = start - timedelta(minutes=15)
+        await asyncio.sleep(0.3)
+        assert len(mailbox.messages) == 2, "the reminder is for 10:15, but quiet hours hold it"
+        await quiet(None)  # none at all: the reminder is due now, at its own time
+        await eventually(lambda: len(mailbox.messages) == 3, what="the reminder")
+        assert mailbox.subjects()[2] == "Your reservation starts soon"
 
 
 async def test_a_reservation_reminder_comes_15_minutes_before_unless_cancelled(

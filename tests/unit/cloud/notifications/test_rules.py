@@ -114,14 +114,58 @@ def test_validation_names_the_field_and_the_line(template: Template, message: st
 
 @pytest.mark.parametrize("url, production, refused", [
     ("https://hooks.example.com/evpark", True, False),
+    ("https://203.0.114.9:8443/hook", True, False),
+    ("http://[2606:4700::1111]/hook", True, False),
     ("ftp://hooks.example.com/x", False, True),
     ("javascript:alert(1)", False, True),
+    ("http:///no-host", False, True),
+    ("http://hooks.example.com:99999/", False, True),  # no such port
     ("http://127.0.0.1:9000/hook", False, False),  # embedded: a local receiver is fine
     ("http://127.0.0.1:9000/hook", True, True),
     ("http://[::1]/hook", True, True),
     ("http://169.254.169.254/latest/meta-data", True, True),
     ("http://localhost/hook", True, True),
+    ("http://LOCALHOST./hook", True, True),
     ("http://10.0.0.5/hook", True, True),
+    ("http://0.0.0.0:8080/", True, True),
+    ("http://224.0.0.1/", True, True),
 ])
 def test_webhook_urls_are_http_and_not_internal_in_production(url: str, production: bool, refused: bool) -> None:
     assert (domain.webhook_url_problem(url, production=production) is not None) is refused
+
+
+@pytest.mark.parametrize("url, named", [
+    ("http://127.1/", "127.0.0.1 (a loopback address)"),  # inet_aton's short forms, which getaddrinfo takes too
+    ("http://2130706433/", "127.0.0.1 (a loopback address)"),
+    ("http://0x7f000001/", "127.0.0.1 (a loopback address)"),
+    ("http://0x7F.1:8080/", "127.0.0.1 (a loopback address)"),
+    ("http://0177.0.0.1/", "127.0.0.1 (a loopback address)"),
+    ("http://127.0.0.1./", "127.0.0.1 (a loopback address)"),
+    ("http://0/", "0.0.0.0 (an unspecified address)"),
+    ("http://[::ffff:127.0.0.1]/", "127.0.0.1 (a loopback address)"),  # IPv4-mapped IPv6
+    ("http://[::ffff:a9fe:a9fe]/", "169.254.169.254 (a link-local address)"),
+    ("http://[fe80::1]/", "fe80::1 (a link-local address)"),
+    ("http://[::]/", ":: (an unspecified address)"),
+    ("http://[ff02::1]/", "ff02::1 (a multicast address)"),
+    ("http://2852039166/", "169.254.169.254 (a link-local address)"),
+])
+def test_every_numeric_form_of_an_internal_address_is_refused_in_production(url: str, named: str) -> None:
+    assert domain.webhook_url_problem(url, production=True) == f"points at {named}"
+
+
+@pytest.mark.parametrize("host, address", [
+    ("127.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0x7f000001", "127.0.0.1"), ("10.1", "10.0.0.1"),
+    ("::ffff:127.0.0.1", "::ffff:7f00:1"), ("hooks.example.com", None), ("deadbeef", None), ("0xcafe.com", None),
+    ("1e100.net", None),
+])
+def test_a_host_is_read_as_an_address_exactly_when_a_resolver_would_read_it_as_one(host: str,
+                                                                                   address: str | None) -> None:
+    found = domain.numeric_host(host)
+    assert (None if found is None else str(found)) == address
+
+
+def test_an_address_bounces_while_it_is_the_accounts_email() -> None:
+    bounce = domain.Bounce("Ada@Example.org", "550 5.1.1 no such user", datetime(2026, 3, 10, tzinfo=UTC))
+    assert domain.Recipient("a", "ada@example.org", "Ada", bounce=bounce).bouncing  # addresses compare without case
+    assert not domain.Recipient("a", "ada.new@example.org", "Ada", bounce=bounce).bouncing
+    assert not domain.Recipient("a", "ada@example.org", "Ada").bouncing
