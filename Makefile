@@ -17,7 +17,7 @@ demo: $(STAMP)          ## the same, plus 3 simulated chargers that keep chargin
 	$(BIN)/evpark up --demo 3 $(ARGS)
 
 test: $(STAMP) services lint typecheck   ## the full suite: lint, types, unit, integration, end-to-end
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: $(STAMP)          ## ruff, and the import rules of ARCHITECTURE.md (import-linter, pyproject.toml)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -11,21 +12,33 @@ E2E_TIMEOUT_S = 300
 """An end-to-end test's bound, its system's start and stop included, unless it sets its own."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """How `make test` spreads the tests over its xdist workers (``--dist loadgroup``): a test file's tests
-    stay together, as under ``loadfile``; every end-to-end test, each of which starts a whole system of a
-    dozen processes, goes to one worker, first, so that two such systems never start at once on 2 cores
-    (they did, and their start-ups took 30 to 50 s and pushed timing bounds over)."""
-    def end_to_end(item: pytest.Item) -> bool:
-        return item.nodeid.startswith("tests/e2e/") or item.get_closest_marker("e2e") is not None
+def _end_to_end(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/")
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first (the scheduler below keeps them on one worker), each with its own bound."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(E2E_GROUP if end_to_end(item) else item.nodeid.split("::")[0]))
-        if end_to_end(item) and item.get_closest_marker("timeout") is None:
+        if _end_to_end(item.nodeid) and item.get_closest_marker("timeout") is None:
             # the 120 s default covers fixtures too: a dozen processes starting on a busy machine took 76 s
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
-    items.sort(key=lambda item: not end_to_end(item))  # stable: e2e first, the rest as collected
+    items.sort(key=lambda item: not _end_to_end(item.nodeid))  # stable: e2e first, the rest as collected
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How `make test` spreads the tests over its xdist workers: a test file's tests stay together (as under
+    ``--dist loadfile``), and every end-to-end test, each of which starts a whole system of a dozen
+    processes, goes to one worker, so that two such systems never start at once on 2 cores (they did, and
+    their start-ups took 30 to 76 s and pushed timing bounds over). ``--dist loadgroup`` with
+    ``xdist_group`` markers cannot do it on pytest 9: xdist 3.8 writes the group into ``item._nodeid``,
+    which pytest 9 no longer reads, so every test was its own group."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndEndToEnd(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return E2E_GROUP if _end_to_end(nodeid) else nodeid.split("::", 1)[0]
+
+    return FilesAndEndToEnd(config, log)
 
 
 @pytest.fixture
