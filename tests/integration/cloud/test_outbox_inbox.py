@@ -60,7 +60,7 @@ async def test_the_relay_deletes_an_event_only_after_the_bus_took_it(charging_db
     bus.fail = False
     assert await relay.relay_once() == 3
     assert [e.payload["bays"] for e in bus.published] == [0, 1, 2]
-    assert {(e.name, e.version) for e in bus.published} == {("parking.inventory_changed", "1.0")}
+    assert {(e.name, e.version) for e in bus.published} == {("parking.inventory_changed", InventoryChanged.VERSION)}
     assert await backlog(charging_db) == 0
 
 
