@@ -4,7 +4,9 @@ endpoint asked for a one-year range, by an operator of one site and by the admin
 
 Loading: the events are generated in this process, their rollup contributions computed with the
 service's own rules (``cloud.analytics.domain``, the same functions the consumer and the rebuild
-use) and everything written with PostgreSQL ``COPY`` (asyncpg ``copy_records_to_table``). Measured:
+use) and everything written with PostgreSQL ``COPY`` (asyncpg ``copy_records_to_table``), beside 50,000
+registered vehicles (type, make, battery size), each visitor's first and last arrival per site
+(``analytics_visitors``) and the sites' bays, chargers and maximum power. Measured:
 p50 / p95 of each endpoint over ``--requests`` calls through the service's ASGI app, beside the same
 app's ``GET /health`` as a baseline in the same run. Target (issue 20): each under 200 ms p95.
 
@@ -43,6 +45,11 @@ from tests.support.identity import headers, trust_test_tokens
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 SITES = [f"site-{n}" for n in range(1, 21)]
 BAYS_PER_SITE = 60
+CHARGERS_PER_SITE = 20
+CHARGER_POWER_W = 22_000
+VEHICLES = 50_000
+MAKES = ("Tesla", "Volkswagen", "BMW", "Renault", "Hyundai", "Kia", "Mercedes-Benz", "Audi", "Volvo", "Skoda",
+         "Peugeot", "Fiat", "BYD", "Polestar", "Nissan", "Ford")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -51,11 +58,29 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, RevenueDelta]:  # type: ignore[type-arg]
-    """Event-log rows (arrived, released, charging.completed, invoice) and the rollups they give."""
+def vehicles(seed: int = 21) -> list[tuple]:  # type: ignore[type-arg]
+    """The registered vehicles: electric and plug-in hybrid by turns, a make (as drivers spell it, in any
+    case) and a battery size (a plug-in hybrid's small, an electric car's 40-110 kWh; some not given)."""
+    rnd = random.Random(seed)
+    out = []
+    for n in range(VEHICLES):
+        kind = ("electric", "plug_in_hybrid")[n % 2]
+        make = rnd.choice(MAKES)
+        make = make.upper() if n % 17 == 0 else make
+        kwh = rnd.randrange(8, 25) if kind == "plug_in_hybrid" else rnd.randrange(40, 111)
+        battery_wh = None if n % 23 == 0 else kwh * 1000
+        out.append((f"veh-{n}", kind, make if n % 29 else None, battery_wh, True, YEAR_START))
+    return out
+
+
+def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, RevenueDelta,  # type: ignore[type-arg]
+                                                  dict[tuple[str, str], list[datetime]]]:
+    """Event-log rows (arrived, released, charging.completed, invoice), the rollups they give, and each
+    visitor's first and last arrival per site."""
     rnd = random.Random(seed)
     rows: list[tuple] = []  # type: ignore[type-arg]
     usage, revenue = UsageDelta(), RevenueDelta()
+    visitors: dict[tuple[str, str], list[datetime]] = {}
     logged_at = datetime.now(UTC)
     year_s = 365 * 24 * 3600
     utc = domain.zone("UTC")
@@ -66,7 +91,7 @@ def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, Reven
         started = arrived + timedelta(seconds=60)
         stopped = min(departed, started + timedelta(seconds=rnd.randrange(300, 3 * 3600)))
         wh = rnd.randrange(0, 40_000)
-        stay_id, session_id, vehicle = f"st-{n}", f"ses-{n}", f"veh-{n % 50_000}"
+        stay_id, session_id, vehicle = f"st-{n}", f"ses-{n}", f"veh-{n % VEHICLES}"
         base = {"site_id": site, "bay_id": f"b{n % BAYS_PER_SITE}", "bay_type": "ev", "stay_id": stay_id,
                 "slot_id": f"{site}:b{n % BAYS_PER_SITE}", "arrived_at": arrived.isoformat(), "vehicle_id": vehicle}
         completed = {"session_id": session_id, "site_id": site, "transaction_id": n, "charger_id": f"cp{n % 20}",
@@ -89,6 +114,8 @@ def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, Reven
                 ("payment.invoice_issued", departed, f"inv-{n}", None, invoice)):
             rows.append((str(uuid.UUID(int=rnd.getrandbits(128))), name, "1.0", at, site, subject, related,
                          json.dumps(body, separators=(",", ":")), logged_at))
+        seen = visitors.setdefault((site, vehicle), [arrived, arrived])
+        seen[0], seen[1] = min(seen[0], arrived), max(seen[1], arrived)
         usage.add(site, "ev", arrived, stays=1)
         usage.spread(site, "ev", "occupied_s", arrived, departed)
         usage.add(site, "ev", started, sessions=1, energy_wh=wh)
@@ -96,18 +123,19 @@ def generate(stays: int, seed: int = 20) -> tuple[list[tuple], UsageDelta, Reven
         usage.absorb(domain.first_attempt(site, "ev", arrived, SessionOutcome(wh, "Local"), False))
         revenue.absorb(domain.document_revenue("invoice", site, "EUR", departed, utc,
                                                {"parking": parking, "energy": energy}, net, tax, net + tax))
-    return rows, usage, revenue
+    return rows, usage, revenue, visitors
 
 
 async def load(url: str, stays: int) -> float:
     started = time.perf_counter()
-    rows, usage, revenue = generate(stays)
+    rows, usage, revenue, visitors = generate(stays)
     generated = time.perf_counter() - started
     conn = await asyncpg.connect(url)
     try:
         await conn.copy_records_to_table("analytics_sites", records=[
-            (site, "UTC", BAYS_PER_SITE, 20, YEAR_START + timedelta(days=365)) for site in SITES],
-            columns=["site_id", "time_zone", "bays", "chargers", "last_event_at"])
+            (site, "UTC", BAYS_PER_SITE, CHARGERS_PER_SITE, CHARGERS_PER_SITE * CHARGER_POWER_W,
+             YEAR_START + timedelta(days=365)) for site in SITES],
+            columns=["site_id", "time_zone", "bays", "chargers", "max_power_w", "last_event_at"])
         for chunk in range(0, len(rows), 200_000):
             await conn.copy_records_to_table("event_logs", records=rows[chunk:chunk + 200_000], columns=[
                 "event_id", "name", "version", "occurred_at", "site_id", "subject", "related", "payload", "logged_at"])
@@ -118,15 +146,18 @@ async def load(url: str, stays: int) -> float:
         await conn.copy_records_to_table("revenue_metrics", records=[
             (*key, int(amount * 10_000), revenue.documents.get(key, 0)) for key, amount in revenue.rows.items()],
             columns=["site_id", "currency", "day", "kind", "component", "amount_e4", "documents"])
-        await conn.copy_records_to_table("analytics_vehicles", records=[
-            (f"veh-{n}", ("electric", "plug_in_hybrid")[n % 2], True, YEAR_START) for n in range(50_000)],
-            columns=["vehicle_id", "type", "registered", "version_at"])
+        await conn.copy_records_to_table("analytics_vehicles", records=vehicles(), columns=[
+            "vehicle_id", "type", "make", "battery_wh", "registered", "version_at"])
+        await conn.copy_records_to_table("analytics_visitors", records=[
+            (site, vehicle, first, last) for (site, vehicle), (first, last) in visitors.items()],
+            columns=["site_id", "vehicle_id", "first_at", "last_at"])
         await conn.execute("VACUUM ANALYZE")  # as autovacuum would after a load: index-only scans
     finally:
         await conn.close()
     took = time.perf_counter() - started
     print(f"loaded {stays:,} stays and {stays:,} sessions ({len(rows):,} events, {len(usage.rows):,} usage rows, "
-          f"{len(revenue.rows):,} revenue rows) in {took:.1f} s (generating {generated:.1f} s)")
+          f"{len(revenue.rows):,} revenue rows, {len(visitors):,} visitors of {VEHICLES:,} registered vehicles) "
+          f"in {took:.1f} s (generating {generated:.1f} s)")
     return took
 
 

@@ -19,7 +19,9 @@ rebuilt from ``event_logs``:
 
 Vehicle types (:func:`vehicle_distribution`): registered or visiting vehicles counted by type, by
 make (one make however it is spelt in case and spaces) and by battery size band
-(:data:`BATTERY_BANDS`); what is not known is ``unknown``.
+(:data:`BATTERY_BANDS`); what is not known is ``unknown``. The visitors of a range are the distinct
+vehicles with a ``parking.arrived`` in it, found from ``analytics_visitors`` (each vehicle's first and
+last arrival per site, widened as arrivals come in any order, rebuilt from ``event_logs``).
 """
 
 from __future__ import annotations
@@ -155,13 +157,22 @@ def _hours(span: Range) -> Iterator[datetime]:
         hour += timedelta(hours=1)
 
 
-def hours_per_period(span: Range, tz: ZoneInfo) -> dict[str, int]:
+def hour_labels(span: Range, tz: ZoneInfo) -> dict[datetime, str]:
+    """Each UTC hour of the range and its hour period's label in ``tz`` (computed once per hour: a
+    year by hour is 8,760 of them)."""
+    first, step = hour_of(span.start), timedelta(hours=1)
+    count = -(-int((span.end - first).total_seconds()) // 3600)
+    hours = [first + n * step for n in range(count)]
+    return {hour: hour.astimezone(tz).isoformat(timespec="minutes") for hour in hours}  # as period_of()
+
+
+def hours_per_period(span: Range, tz: ZoneInfo, labels: dict[datetime, str] | None = None) -> dict[str, int]:
     """How many hours of the range (UTC hours, by their start) fall into each period: the bay hours a
-    utilisation divides by. Counted per local day (a DST day has 23 or 25), not hour by hour."""
+    utilisation divides by. Counted per local day (a DST day has 23 or 25), not hour by hour; by hour,
+    over ``labels`` (:func:`hour_labels`) when the caller has them already."""
     counts: dict[str, int] = {}
     if span.granularity == "hour":
-        for hour in _hours(span):
-            label = period_of(hour, "hour", tz)
+        for label in (hour_labels(span, tz) if labels is None else labels).values():
             counts[label] = counts.get(label, 0) + 1
         return counts
     start, end = hour_of(span.start), span.end

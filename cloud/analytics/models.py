@@ -35,7 +35,7 @@ event_logs = Table(
     Column("logged_at", UtcDateTime(), nullable=False),
     Index("ix_event_logs_name_site_time", "name", "site_id", "occurred_at", "related"),  # covers visitors
     Index("ix_event_logs_subject", "subject"),
-    Index("ix_event_logs_related", "related"),
+    Index("ix_event_logs_related_site_time", "related", "site_id", "occurred_at"),  # a visitor's arrivals
     Index("ix_event_logs_occurred_at", "occurred_at"),
 )
 
@@ -91,4 +91,15 @@ analytics_vehicles = Table(
     Column("battery_wh", Integer, doc="the battery size in Wh (battery_kwh x 1000); null: not known"),
     Column("registered", Boolean, nullable=False),
     Column("version_at", UtcDateTime(), nullable=False, doc="the time of the event that set it (latest wins)"),
+)
+
+# One row per vehicle and site it arrived at: the distinct visitors of a range without reading every
+# arrival (a rollup, rebuilt from event_logs).
+analytics_visitors = Table(
+    "analytics_visitors", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("vehicle_id", String(64), nullable=False, doc="parking.arrived's vehicle_id (event_logs.related)"),
+    Column("first_at", UtcDateTime(), nullable=False, doc="its earliest logged arrival at the site"),
+    Column("last_at", UtcDateTime(), nullable=False, doc="its latest logged arrival at the site"),
+    PrimaryKeyConstraint("site_id", "vehicle_id"),
 )

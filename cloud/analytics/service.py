@@ -21,7 +21,6 @@ from cloud.analytics.views import (
     ServiceHealth,
     SiteHealth,
     UsageOut,
-    UsagePeriod,
     VehicleDistribution,
     VehicleTypesOut,
 )
@@ -121,6 +120,8 @@ class AnalyticsService:
                                    battery_wh=domain.battery_wh(b.get("battery_kwh")))
         elif name == "vehicle.deleted":
             await repo.vehicle_deleted(b["vehicle_id"], b.get("type") or "electric", at)
+        elif name == "parking.arrived" and b.get("site_id") and b.get("vehicle_id") is not None:
+            await repo.saw_visitor(b["site_id"], b["vehicle_id"], at)
 
     async def _contribution(self, repo: SqlAnalyticsRepository, e: Logged,
                             zones: dict[str, str]) -> tuple[UsageDelta, RevenueDelta]:
@@ -212,6 +213,7 @@ class AnalyticsService:
                                                           first in failed))
             await repo.add_usage(usage)
             await repo.add_revenue(revenue)
+            await repo.rebuild_visitors()
             return count
 
     # --- reports -----------------------------------------------------------------------------------
@@ -243,13 +245,19 @@ class AnalyticsService:
         power_known = all(site["max_power_w"] is not None for site in sites.values())
         for tz_name, rows in hourly.items():
             tz = domain.zone(tz_name)
+            labels = domain.hour_labels(span, tz) if span.granularity == "hour" else {}
             for row in rows:
-                label = (domain.period_of_date(row["local"].date(), span.granularity) if "local" in row
-                         else domain.period_of(row["hour"], span.granularity, tz))
-                into = totals.setdefault(label, dict.fromkeys(domain.USAGE_FIELDS, 0))
-                for name in domain.USAGE_FIELDS:
-                    into[name] += int(row[name] or 0)
-            per_period = domain.hours_per_period(span, tz)
+                if "local" in row:
+                    label = domain.period_of_date(row["local"].date(), span.granularity)
+                else:
+                    label = labels.get(row["hour"]) or domain.period_of(row["hour"], span.granularity, tz)
+                into = totals.get(label)
+                if into is None:  # the row itself (integer sums; its hour or local day key is not read)
+                    totals[label] = row
+                else:
+                    for name in domain.USAGE_FIELDS:
+                        into[name] += int(row[name] or 0)
+            per_period = domain.hours_per_period(span, tz, labels or None)
             if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
                 bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
                 for label, hours in per_period.items():
@@ -260,12 +268,14 @@ class AnalyticsService:
                     capacity[label] = capacity.get(label, 0) + power_w * hours
         periods = [_usage_period(label, figures, available.get(label), capacity.get(label))
                    for label, figures in sorted(totals.items())]
-        return UsageOut(sites=sorted(sites), start=span.start, end=span.end, granularity=span.granularity,
-                        bay_type=bay_type, periods=periods,
-                        total=_usage_period("total", {n: sum(p[n] for p in totals.values())
-                                                      for n in domain.USAGE_FIELDS},
-                                            sum(available.values()) if bay_type is None else None,
-                                            sum(capacity.values()) if capacity else None))
+        # Validated in one call, periods as dicts: a year by hour is 8,760 periods, each a model
+        # built on its own costs more than twice as much.
+        return UsageOut.model_validate({
+            "sites": sorted(sites), "start": span.start, "end": span.end, "granularity": span.granularity,
+            "bay_type": bay_type, "periods": periods,
+            "total": _usage_period("total", {n: sum(p[n] for p in totals.values()) for n in domain.USAGE_FIELDS},
+                                   sum(available.values()) if bay_type is None else None,
+                                   sum(capacity.values()) if capacity else None)})
 
     async def revenue(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
                       site_id: str | None) -> RevenueOut:
@@ -394,14 +404,16 @@ def _distribution(counts: domain.VehicleDistribution) -> VehicleDistribution:
                                by_battery=counts.by_battery)
 
 
-def _usage_period(label: str, f: dict[str, int], available_s: int | None, capacity_wh: int | None) -> UsagePeriod:
-    due = f["kept"] + f["no_shows"]
-    return UsagePeriod(
-        period=label, stays=f["stays"], charging_sessions=f["sessions"], energy_kwh=Decimal(f["energy_wh"]) / 1000,
-        energy_wh=f["energy_wh"], occupied_hours=round(f["occupied_s"] / 3600, 3),
-        time_utilisation=domain.rate(f["occupied_s"], available_s or 0),
-        energy_utilisation=domain.rate(f["energy_wh"], capacity_wh or 0),
-        idle_minutes=round(f["idle_s"] / 60, 1), blocked_minutes=round(f["blocked_s"] / 60, 1),
-        reservations=f["reservations"], reservations_kept=f["kept"], reservations_cancelled=f["cancelled"],
-        no_shows=f["no_shows"], no_show_rate=domain.rate(f["no_shows"], due), visits_with_charging=f["visits"],
-        first_attempt_success=domain.rate(f["first_attempt_ok"], f["visits"]))
+def _usage_period(label: str, f: dict[str, int], available_s: int | None, capacity_wh: int | None) -> dict[str, Any]:
+    """A :class:`~cloud.analytics.views.UsagePeriod`'s fields (validated with the whole report)."""
+    rate = domain.rate
+    kept, no_shows, visits, energy_wh = f["kept"], f["no_shows"], f["visits"], f["energy_wh"]
+    return {
+        "period": label, "stays": f["stays"], "charging_sessions": f["sessions"],
+        "energy_kwh": Decimal(energy_wh) / 1000, "energy_wh": energy_wh,
+        "occupied_hours": round(f["occupied_s"] / 3600, 3), "time_utilisation": rate(f["occupied_s"], available_s or 0),
+        "energy_utilisation": rate(energy_wh, capacity_wh or 0), "idle_minutes": round(f["idle_s"] / 60, 1),
+        "blocked_minutes": round(f["blocked_s"] / 60, 1), "reservations": f["reservations"],
+        "reservations_kept": kept, "reservations_cancelled": f["cancelled"], "no_shows": no_shows,
+        "no_show_rate": rate(no_shows, kept + no_shows), "visits_with_charging": visits,
+        "first_attempt_success": rate(f["first_attempt_ok"], visits)}

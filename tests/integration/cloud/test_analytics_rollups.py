@@ -17,13 +17,13 @@ from cloud.analytics.repository import SqlAnalyticsRepository
 from cloud.analytics.service import AnalyticsService
 from cloud.contracts import EventBody, Received
 from cloud.contracts.charging import ChargingFailed
-from cloud.contracts.parking import LotConfigured
+from cloud.contracts.parking import Arrived, LotConfigured
 from cloud.contracts.payments import InvoiceIssued
 from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
 from cloud.platform.unit_of_work import sql_units_of_work
 from tests.integration.cloud.conftest import migrations_of
-from tests.integration.cloud.test_analytics_day import DAY_OF_EVENTS, Analytics, at, document
+from tests.integration.cloud.test_analytics_day import DAY_OF_EVENTS, Analytics, at, document, stay
 from tests.support.identity import PRINCIPALS
 
 ADMIN = PRINCIPALS["admin"]
@@ -125,3 +125,44 @@ async def test_usage_and_peak_hours_are_bucketed_in_the_site_time_zone(db: Datab
     peaks = await analytics.peak_hours(ADMIN, tokyo[0], tokyo[2], "site-1")
     energy = {(c.weekday, c.hour): c.energy_kwh for c in peaks.cells if c.energy_kwh}
     assert energy == {(2, 17): 12.5, (3, 1): 0.05}  # Tuesday 17:10 and Wednesday 01:05 in Tokyo
+
+
+def arrival(vehicle_id: str, hhmm: str, day: int, site_id: str = "site-1") -> Arrived:
+    return Arrived(**{**stay(f"st-{vehicle_id}-{day}-{hhmm}-{site_id}", "b1", "ev", hhmm, vehicle_id=vehicle_id),
+                      "arrived_at": at(hhmm, day=day), "site_id": site_id})
+
+
+VISITS = [
+    arrival("v-around", "09:00", 8), arrival("v-around", "09:00", 12),  # before and after the 10th only
+    arrival("v-both", "09:00", 8), arrival("v-both", "12:00", 10), arrival("v-both", "09:00", 12),
+    arrival("v-two-sites", "10:00", 10), arrival("v-two-sites", "11:00", 10, site_id="site-2"),
+    arrival("v-midnight", "00:00", 10),  # the range's first instant: in
+    arrival("v-next-day", "00:00", 11),  # the range's end: out
+    arrival("v-before", "23:59", 9),
+]
+
+
+async def visitors_table(db: Database) -> list[Any]:
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT * FROM analytics_visitors ORDER BY site_id, vehicle_id"))).all()
+    return [tuple(r) for r in rows]
+
+
+async def test_visitors_of_a_range_are_the_vehicles_that_arrived_in_it_whatever_came_before_or_after(
+        db: Database) -> None:
+    analytics = service(db)
+    events = [envelope(body) for body in VISITS]
+    for event in random.Random(3).sample(events, len(events)) + events[:3]:  # any order, some twice
+        await analytics.on_event(event)
+    answer = await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), None)
+    assert answer.visiting.vehicles == 3  # v-both, v-two-sites (once), v-midnight
+    mine = await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), "site-2")
+    assert mine.visiting.vehicles == 1
+    wider = await analytics.vehicle_types(ADMIN, at("00:00", day=8), at("00:00", day=13), None)
+    assert wider.visiting.vehicles == 6
+    incremental = await visitors_table(db)
+    assert len(incremental) == 7
+
+    assert await analytics.rebuild() == len(events)
+    assert await visitors_table(db) == incremental
+    assert await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), None) == answer
