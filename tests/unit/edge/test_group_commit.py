@@ -47,14 +47,14 @@ async def test_concurrent_writers_share_transactions_and_each_returns_after_its_
     for n in range(50):
         await store.register_charger(f"CP-{n}")
     commits = 0
-    original = store._commit_units
+    original = store._group.commit_units
 
     async def counting(units):  # type: ignore[no-untyped-def]
         nonlocal commits
         commits += 1
         await original(units)
 
-    store._commit_units = counting  # type: ignore[method-assign]
+    store._group.commit_units = counting  # type: ignore[method-assign]
 
     async def one(n: int) -> int:
         await write(store, f"CP-{n}", n)

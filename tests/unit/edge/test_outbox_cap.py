@@ -216,14 +216,14 @@ async def test_over_the_cap_with_every_sample_in_flight_the_upkeep_waits_instead
             await unit.emit(meter(n))
     await tiny.outbox_batch(1_000, sending=True)
     rounds = 0
-    enforce = tiny.enforce_cap
+    enforce = tiny.outbox.enforce_cap
 
     async def counted() -> int:
         nonlocal rounds
         rounds += 1
         return await enforce()
 
-    tiny.enforce_cap = counted  # type: ignore[method-assign]
+    tiny.outbox.enforce_cap = counted  # type: ignore[method-assign]
     upkeep = asyncio.create_task(tiny.maintain(interval=0.1))
     try:
         await asyncio.sleep(0.55)

@@ -115,6 +115,36 @@ async def test_outbox_seq_only_grows_even_after_rows_are_deleted(store: Store) -
     assert seq > rows[-1].seq
 
 
+async def test_a_transaction_and_a_group_committed_unit_write_a_charger_message_alike(store: Store) -> None:
+    """The two ways to run a unit of work share their statements: the same message, written either way,
+    leaves the same charger, connector and outbox rows."""
+    seen: dict[str, tuple[object, ...]] = {}
+    for charger_id, grouped in (("CP-TX", False), ("CP-GC", True)):
+        await store.register_charger(charger_id)
+        body = ChargerStatus(charger_id=charger_id, connector_id=1, status="Charging", info="x", observed_at=NOW)
+        if grouped:
+            async with store.writes() as unit:
+                await unit.touch_charger(charger_id, NOW)
+                await unit.record_connector_status(charger_id, 1, status="Charging", error_code="NoError", info="x",
+                                                   at=NOW)
+                assert await unit.emit(body) is None  # its statements run at commit
+        else:
+            async with store.transaction() as tx:
+                await tx.touch_charger(charger_id, NOW)
+                await tx.record_connector_status(charger_id, 1, status="Charging", error_code="NoError", info="x",
+                                                 at=NOW)
+                assert isinstance(await tx.emit(body), int)
+        async with store.transaction() as tx:
+            charger, [connector] = await tx.get_charger(charger_id), await tx.connectors(charger_id)
+        [row] = [r for r in await store.outbox_batch(10) if r.body["charger_id"] == charger_id]
+        assert charger is not None
+        seen[charger_id] = (charger.last_seen, connector.status, connector.error_code, connector.info,
+                            connector.updated_at, row.type, {k: v for k, v in row.body.items() if k != "charger_id"})
+    assert seen["CP-TX"] == seen["CP-GC"]
+    assert seen["CP-TX"][0] == NOW
+    assert [r.category_seq for r in await store.outbox_batch(10)] == [1, 2]
+
+
 async def test_an_outbox_body_without_an_uplink_topic_is_refused_at_write_time(store: Store) -> None:
     class Odd:
         TYPE: ClassVar[str] = "nonsense.type"
