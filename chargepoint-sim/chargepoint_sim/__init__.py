@@ -1,8 +1,9 @@
 """cpsim: simulated OCPP 1.6J chargers and bay sensors that behave like independent hardware.
 
-``SimulatedCharger`` (charger.py) plays one charger with every feature profile and the faults of
-``Faults``; ``scenario`` plays YAML scenarios with ``sensors`` (Modbus TCP, MQTT); ``load`` drives
-thousands of lean chargers; ``shell`` is the technician's hand-driven charger.
+``SimulatedCharger`` (charger.py) plays one charger with every feature profile (one module each in
+``profiles/``) and the faults of ``Faults``; ``scenario`` plays YAML scenarios with ``sensors``
+(Modbus TCP, MQTT); ``load`` drives thousands of lean chargers; ``shell`` is the technician's
+hand-driven charger.
 
 This package imports only ``mqtt`` from evpark (never ``edge`` or ``cloud``), so a bug shared
 with the central system cannot hide on both sides.
