@@ -1,25 +1,30 @@
 """Settings of the edge agent (pydantic-settings, prefix ``EVPARK_EDGE_``).
 
-Sources, strongest first: constructor arguments, environment variables, the TOML file given
+Sources, strongest first: constructor arguments, environment variables, the site file given
 to :meth:`EdgeSettings.from_toml`, the defaults below.
+
+The site file is read by one loader, :func:`read_site_file` (pydantic-settings' TOML source); the
+edge settings and the site's hardware tables (:mod:`edge.siteconfig`) are both taken from what it read.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 from mqtt.topics import validate_site_id, validate_topic_root
@@ -158,7 +163,9 @@ class EdgeSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file sits below the environment: an operator can override one key of a
         # site.toml with EVPARK_EDGE_<KEY> without editing the file.
-        return (init_settings, env_settings, dotenv_settings, _TomlValues(settings_cls), file_secret_settings)
+        site_file = _SITE_FILE.get()
+        toml = () if site_file is None else (site_file.source,)
+        return (init_settings, env_settings, dotenv_settings, *toml, file_secret_settings)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> EdgeSettings:
@@ -168,30 +175,30 @@ class EdgeSettings(BaseSettings):
         naming the file and the field when the file is missing, not TOML, has an unknown
         key or an invalid value.
         """
-        file = Path(path)
         try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise EdgeConfigError(f"{file}: edge settings file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EdgeConfigError(f"{file}: cannot read edge settings: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise EdgeConfigError(f"{file}: not valid TOML: {exc}") from exc
-        # The hardware tables of a site file belong to edge.siteconfig (same file, other reader).
-        data = {key: value for key, value in data.items() if key not in SITE_FILE_TABLES}
+            site_file = read_site_file(path)
+        except SiteFileError as exc:
+            raise settings_error(exc) from exc.__cause__
+        return cls.from_site_file(site_file, **overrides)
+
+    @classmethod
+    def from_site_file(cls, site_file: SiteFile, **overrides: Any) -> EdgeSettings:
+        """Settings from a site file already read (see :meth:`from_toml`)."""
+        # The hardware tables of a site file belong to edge.siteconfig (same file, same read).
+        data = {key: value for key, value in site_file.data.items() if key not in SITE_FILE_TABLES}
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise EdgeConfigError(
-                f"{file}: unknown setting(s) {', '.join(map(repr, unknown))}; "
+                f"{site_file.path}: unknown setting(s) {', '.join(map(repr, unknown))}; "
                 f"known: {', '.join(sorted(cls.model_fields))}"
             )
-        token = _TOML_DATA.set(data)
+        token = _SITE_FILE.set(site_file)
         try:
             return cls(**overrides)
         except ValidationError as exc:
-            raise EdgeConfigError(_describe(file, exc)) from exc
+            raise EdgeConfigError(_describe(site_file.path, exc)) from exc
         finally:
-            _TOML_DATA.reset(token)
+            _SITE_FILE.reset(token)
 
 
 def _loopback(host: str) -> bool:
@@ -203,19 +210,65 @@ def _loopback(host: str) -> bool:
         return False
 
 
-_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("edge_toml_data", default=None)
+# --- the site file -----------------------------------------------------------------------
 
 
-class _TomlValues(PydanticBaseSettingsSource):
-    """The values of the TOML file being loaded by ``from_toml`` (none otherwise)."""
+@dataclass(frozen=True, slots=True)
+class SiteFile:
+    """A site file, read once by pydantic-settings' TOML source."""
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        data = _TOML_DATA.get() or {}
-        return data.get(field_name), field_name, False
+    path: Path
+    source: TomlConfigSettingsSource
 
-    def __call__(self) -> dict[str, Any]:
-        data = _TOML_DATA.get() or {}
-        return {name: value for name, value in data.items() if name in self.settings_cls.model_fields}
+    @property
+    def data(self) -> dict[str, Any]:
+        """The file's TOML document: top-level edge settings and the site's tables."""
+        return self.source.toml_data
+
+
+ReadProblem = Literal["missing", "unreadable", "not_toml"]
+_READ_PROBLEMS: dict[ReadProblem, str] = {
+    "missing": "edge settings file not found", "unreadable": "cannot read edge settings",
+    "not_toml": "not valid TOML"}
+
+
+class SiteFileError(ValueError):
+    """The site file is missing, cannot be read or is not TOML (``problem``; ``detail`` says more)."""
+
+    MESSAGES: dict[ReadProblem, str] = {
+        "missing": "site file not found", "unreadable": "cannot read the site file", "not_toml": "not valid TOML"}
+
+    def __init__(self, path: Path, problem: ReadProblem, cause: Exception | None = None) -> None:
+        self.path = path
+        self.problem = problem
+        self.detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"{path}: {self.MESSAGES[problem]}{self.detail}")
+
+
+def settings_error(exc: SiteFileError) -> EdgeConfigError:
+    """A site file that could not be read, said as the edge settings say it."""
+    return EdgeConfigError(f"{exc.path}: {_READ_PROBLEMS[exc.problem]}{exc.detail}")
+
+
+def read_site_file(path: str | os.PathLike[str]) -> SiteFile:
+    """Read and parse a site file (the one TOML loader of the edge); raises :class:`SiteFileError`."""
+    file = Path(path)
+    if not file.exists():  # the TOML source would read nothing, silently
+        raise SiteFileError(file, "missing")
+    if not file.is_file():
+        cause = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(file))
+        raise SiteFileError(file, "unreadable", cause) from cause
+    try:
+        source = TomlConfigSettingsSource(EdgeSettings, toml_file=file)
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteFileError(file, "not_toml", exc) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SiteFileError(file, "unreadable", exc) from exc
+    return SiteFile(file, source)
+
+
+_SITE_FILE: ContextVar[SiteFile | None] = ContextVar("edge_site_file", default=None)
+"""The site file being loaded by ``from_site_file`` (none otherwise)."""
 
 
 def _describe(file: Path, exc: ValidationError) -> str:

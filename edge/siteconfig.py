@@ -12,24 +12,28 @@ Every mistake is reported with the file, the line and the field, e.g.::
 
     site.toml:14: bays[1].connector_id: Input should be greater than or equal to 1
 
-TOML line numbers come from ``tomllib`` for syntax errors and from a small key → line index
-(:func:`_line_index`) for values that parse but do not validate.
+The file is read by the edge's one site-file loader (:func:`edge.settings.read_site_file`,
+pydantic-settings' TOML source); :func:`load_site` gives the edge settings and the site config
+of one read. TOML line numbers come from ``tomllib``'s message for syntax errors and from a
+small key → line index (:func:`_line_index`) for values that parse but do not validate.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from mqtt.sensors import validate_sensor_id
 from mqtt.topics import validate_site_id, validate_topic_root
+
+if TYPE_CHECKING:
+    from edge.settings import EdgeSettings, SiteFile, SiteFileError
 
 Loc = tuple[str | int, ...]
 
@@ -313,24 +317,56 @@ def _edge_settings_keys() -> frozenset[str]:
 
 def load_site_config(path: str | os.PathLike[str]) -> SiteConfig:
     """Read and validate a site file; :class:`SiteConfigError` names the file, line and field."""
-    file = Path(path)
+    return site_config_of(_read(path))
+
+
+def load_site(path: str | os.PathLike[str]) -> tuple[EdgeSettings, SiteConfig | None]:
+    """The edge settings and, when the file has ``[[bays]]``, the site config of one site file, read once.
+
+    Raises :class:`edge.settings.EdgeConfigError` or :class:`SiteConfigError` naming the file and the field.
+    """
+    from edge.settings import EdgeSettings, SiteFileError, read_site_file, settings_error
+
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SiteConfigError("site file not found", path=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SiteConfigError(f"cannot read the site file: {exc}", path=file) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
-        raise SiteConfigError(f"not valid TOML: {exc}", path=file, line=line) from exc
+        site_file = read_site_file(path)
+    except SiteFileError as exc:
+        raise settings_error(exc) from exc.__cause__
+    settings = EdgeSettings.from_site_file(site_file)
+    return settings, site_config_of(site_file) if "bays" in site_file.data else None
+
+
+def site_config_of(site_file: SiteFile) -> SiteConfig:
+    """Validate the tables of a site file already read (:func:`edge.settings.read_site_file`)."""
     edge_keys = _edge_settings_keys()
-    data = {key: value for key, value in data.items() if key not in edge_keys}
+    data = {key: value for key, value in site_file.data.items() if key not in edge_keys}
     try:
         return SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise _describe(file, text, exc) from exc
+        raise _describe(site_file.path, _text(site_file.path), exc) from exc
+
+
+def _read(path: str | os.PathLike[str]) -> SiteFile:
+    from edge.settings import SiteFileError, read_site_file
+
+    try:
+        return read_site_file(path)
+    except SiteFileError as exc:
+        raise _read_error(exc) from exc.__cause__
+
+
+def _read_error(exc: SiteFileError) -> SiteConfigError:
+    line = None
+    if exc.problem == "not_toml":
+        line = getattr(exc.__cause__, "lineno", None) or _line_from_message(str(exc.__cause__))
+    return SiteConfigError(f"{exc.MESSAGES[exc.problem]}{exc.detail}", path=exc.path, line=line)
+
+
+def _text(file: Path) -> str:
+    """The file's text, for the line numbers of a validation error (the TOML source keeps none)."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _describe(file: Path, text: str, exc: ValidationError) -> SiteConfigError:
@@ -369,7 +405,7 @@ def _line_from_message(message: str) -> int | None:
 
 
 # --- key → line index ---------------------------------------------------------------------
-# tomllib keeps no positions, so we scan the text once: table headers ([a.b], [[a.b]]),
+# TOML parsers keep no positions, so we scan the text once: table headers ([a.b], [[a.b]]),
 # key = value lines (bare, quoted and dotted keys), and the keys of one-line inline tables,
 # including those in a multi-line array (registers = [ {..}, {..} ]). Good enough to point an
 # operator at the right line; a path we cannot place falls back to its nearest known parent.

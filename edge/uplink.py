@@ -23,7 +23,7 @@ Commands are handled one at a time, in arrival order, and acknowledged (PUBACK) 
 their effect and their result are committed to SQLite, so a crash in between makes the
 broker deliver the command again (applying it is idempotent).
 
-A lost connection is retried with jittered exponential back-off (:class:`Backoff`, capped at
+A lost connection is retried with jittered exponential back-off (:class:`edge.backoff.Backoff`, capped at
 10 s by default); the back-off starts over after a connection that lasted :data:`STABLE_AFTER`.
 """
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import socket
 import ssl
 import uuid
@@ -45,6 +44,7 @@ import structlog
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.backoff import Backoff
 from edge.metrics import MQTT_CONNECTED, OUTBOX_PUBLISHED
 from edge.site import Site
 from edge.store import OutboxRow
@@ -67,23 +67,6 @@ HIGH_WATER_EVERY = 60.0
 
 _CHUNK = 256
 """Outbox rows published per turn of the event loop (a window is published in chunks)."""
-
-
-class Backoff:
-    """Exponential back-off with "equal jitter": half fixed, half random, capped."""
-
-    def __init__(self, initial: float = 0.5, cap: float = 10.0) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.attempt = 0
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.initial * 2 ** self.attempt)
-        self.attempt = min(self.attempt + 1, 30)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not crypto
 
 
 def uplink_client_id(site_id: str, topic_root: str = "evpark") -> str:

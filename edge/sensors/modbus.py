@@ -23,10 +23,10 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from edge.backoff import Backoff
 from edge.sensors._reader import OnChange, SensorReader, log
 from edge.sensors.tracker import BayChange, BayTracker, utc_now
 from edge.siteconfig import BayRegister, ModbusSensor, RegisterKind
-from edge.uplink import Backoff
 
 # Modbus application protocol v1.1b3 §6: at most 2000 bits or 125 registers per read.
 _MAX_BITS = 2000

@@ -20,10 +20,10 @@ from datetime import datetime
 import aiomqtt
 from pydantic import ValidationError
 
+from edge.backoff import Backoff
 from edge.sensors._reader import OnChange, SensorReader, log
 from edge.sensors.tracker import BayChange, BayTracker, utc_now
 from edge.siteconfig import MqttSensors
-from edge.uplink import Backoff
 from mqtt.sensors import QOS, BaySensorReading, SensorTopics
 
 

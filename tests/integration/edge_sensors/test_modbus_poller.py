@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pymodbus.constants import ExcCodes
 
+from edge.backoff import Backoff
 from edge.sensors import BayState, ModbusPoller
 from edge.siteconfig import ModbusSensor, RegisterKind
-from edge.uplink import Backoff
 from tests.integration.edge_sensors.conftest import Changes, ModbusDevice
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from edge.backoff import Backoff
 from edge.sensors import BayState, MqttSensorListener
 from edge.siteconfig import MqttSensors
-from edge.uplink import Backoff
 from mqtt.sensors import BaySensorReading, SensorTopics
 from tests.integration.edge_sensors.conftest import Changes
 

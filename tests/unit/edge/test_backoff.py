@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge.uplink import Backoff
+from edge.backoff import Backoff
 
 
 def test_backoff_grows_with_jitter_up_to_its_cap_and_resets() -> None:

@@ -86,3 +86,34 @@ async def test_a_silent_charger_is_waited_for_only_until_the_command_expires(sit
     assert waited <= 0.5
     [result] = await results(edge)
     assert result.status == CommandStatus.FAILED and "did not answer" in (result.detail or "")
+
+
+def test_every_command_type_the_cloud_sends_has_one_route_and_charger_commands_go_to_the_charger() -> None:
+    from edge.commands import ROUTES
+    from mqtt.payloads import CHARGER_COMMANDS, COMMAND_BODIES
+
+    assert set(ROUTES) == set(COMMAND_BODIES.values())  # no command type is answered "not supported"
+    for model, route in ROUTES.items():
+        assert (route.run is not None) == (model in CHARGER_COMMANDS), model
+        assert (route.apply is None) == (route.run is not None), model
+
+
+async def test_a_redelivered_charger_command_is_answered_again_without_a_second_call(
+        site: tuple[Site, Chargers]) -> None:
+    edge, chargers = site
+    command = Command.new(SITE, UnlockConnector(charger_id="CP-1", connector_id=1))
+    assert await edge.handle_command(command) == CommandStatus.ACCEPTED
+    assert await edge.handle_command(command) == CommandStatus.ACCEPTED
+    assert [a for a, _, _ in chargers.calls] == ["UnlockConnector"]
+    first, again = await results(edge)
+    assert first.command_id == again.command_id == command.id
+    assert again.detail == "already handled; not sent to the charger again"
+
+
+async def test_a_charger_command_for_another_site_is_rejected_and_never_sent(site: tuple[Site, Chargers]) -> None:
+    edge, chargers = site
+    command = Command.new("garage-2", Reset(charger_id="CP-1", type="Hard"))
+    assert await edge.handle_command(command) == CommandStatus.REJECTED
+    assert chargers.calls == []
+    [result] = await results(edge)
+    assert "garage-2" in (result.detail or "")

@@ -195,3 +195,27 @@ def test_stale_after_shorter_than_a_poll_is_refused(tmp_path: Path) -> None:
     text = VALID.replace('port = 5020', 'port = 5020\npoll_interval = 5\nstale_after = 3')
     error = fails(tmp_path, text)
     assert (error.field, error.line) == ("sensors.modbus[0].stale_after", line_of(text, "stale_after = 3"))
+
+
+def test_one_read_of_the_site_file_gives_the_edge_settings_and_the_site(tmp_path: Path) -> None:
+    from edge.siteconfig import load_site
+
+    settings, config = load_site(write(tmp_path, VALID))
+    assert settings.site_id == "garage-1" and settings.ocpp_host == "0.0.0.0"
+    assert config is not None and [b.id for b in config.bays] == ["B1", "B2"]
+    settings, config = load_site(write(tmp_path, 'site_id = "garage-2"\n'))  # edge settings only
+    assert (settings.site_id, config) == ("garage-2", None)
+
+
+def test_a_broken_site_file_is_named_by_the_one_loader(tmp_path: Path) -> None:
+    from edge.settings import EdgeConfigError
+    from edge.siteconfig import load_site
+
+    file = write(tmp_path, VALID.replace('port = 5020', 'port = = 5020'))
+    with pytest.raises(EdgeConfigError, match="not valid TOML") as caught:
+        load_site(file)
+    assert str(file) in str(caught.value)
+    text = VALID.replace('port = 5020', 'port = "modbus"')
+    with pytest.raises(SiteConfigError) as error:
+        load_site(write(tmp_path, text))
+    assert (error.value.field, error.value.line) == ("sensors.modbus[0].port", line_of(text, 'port = "modbus"'))
