@@ -28,13 +28,14 @@ from edge.bayusage import BayUsageTracker
 from edge.inventory import InventoryReporter
 from edge.loadmgmt import LoadManager
 from edge.logging import configure_logging
-from edge.ocpp_server import OcppServer
+from edge.ocpp import FAST_ACTIONS, OcppServer
 from edge.sensors import BayChange, SensorReader, sensor_readers
 from edge.settings import EdgeConfigError, EdgeSettings
 from edge.site import Site
 from edge.siteconfig import SiteConfig
 from edge.store import OutboxCap, Retention, Store
 from edge.uplink import Uplink
+from edge.validation import compile_schemas
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ class Edge:
                                      call_timeout=settings.charger_call_timeout,
                                      min_security_profile=settings.min_security_profile)
             self._ocpp = await stack.enter_async_context(OcppServer(
-                site, host=settings.ocpp_host, port=settings.ocpp_port,
+                site, schemas=compile_schemas(FAST_ACTIONS), host=settings.ocpp_host, port=settings.ocpp_port,
                 ping_interval=settings.ocpp_ping_interval or None, ping_timeout=settings.ocpp_ping_timeout,
                 offline_after=settings.offline_after, ssl_context=_tls_context(settings)))
             site.chargers = self._ocpp

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.ocpp_server import _decode, _fits_sqlite, _snake_case
+from edge.ocpp.codec import decode_frame, fits_sqlite
+from edge.ocpp.fastpath import snake_case
 
 _JSON: st.SearchStrategy[Any] = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=False, allow_infinity=False),
@@ -25,9 +26,9 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
 def test_decoding_gives_the_json_value_and_flags_every_payload_sqlite_cannot_store(value: Any) -> None:
     text = json.dumps([2, "id", "MeterValues", value])
     for raw in (text, text.encode()):  # a text frame, and a binary one
-        frame, long_integers = _decode(raw)
+        frame, long_integers = decode_frame(raw)
         assert frame == json.loads(text)
-        if not _fits_sqlite(value):
+        if not fits_sqlite(value):
             assert long_integers  # never skips a payload that needs the walk
 
 
@@ -39,11 +40,11 @@ def test_decoding_gives_the_json_value_and_flags_every_payload_sqlite_cannot_sto
     ('[2,"1","MeterValues",{"x":1.2345678901234567890}]', False),  # nor in a number with a fraction
 ])
 def test_long_integers_are_flagged(text: str, flagged: bool) -> None:
-    assert _decode(text)[1] is flagged
+    assert decode_frame(text)[1] is flagged
 
 
 def test_a_binary_frame_is_decoded_too() -> None:
-    frame, long_integers = _decode(b'[2,"1","Heartbeat",{"n":12345678901234567890}]')
+    frame, long_integers = decode_frame(b'[2,"1","Heartbeat",{"n":12345678901234567890}]')
     assert frame == [2, "1", "Heartbeat", {"n": 12345678901234567890}]
     assert long_integers
 
@@ -51,7 +52,7 @@ def test_a_binary_frame_is_decoded_too() -> None:
 def test_snake_case_reuses_an_object_whose_keys_stay_and_copies_the_rest() -> None:
     sample = {"value": "1", "unit": "Wh"}
     payload = {"connectorId": 1, "meterValue": [{"timestamp": "t", "sampledValue": [sample]}]}
-    converted = _snake_case(payload)
+    converted = snake_case(payload)
     assert converted == {"connector_id": 1, "meter_value": [{"timestamp": "t", "sampled_value": [sample]}]}
     assert converted["meter_value"][0]["sampled_value"][0] is sample
     assert payload == {"connectorId": 1, "meterValue": [{"timestamp": "t", "sampledValue": [sample]}]}  # untouched

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from edge.ocpp_server import ChargerConnection, charger_id_from_path, ocpp_time
+from edge.ocpp import FAST_ACTIONS, ChargerConnection, charger_id_from_path, ocpp_time
 from edge.site import Site
 from edge.store import Store
+from edge.validation import compile_schemas
 
 
 class Transport:
@@ -33,7 +34,8 @@ async def connection(tmp_path: Path) -> AsyncIterator[tuple[ChargerConnection, T
     async with await Store.open(tmp_path / "edge.db") as store:
         site = Site(store, site_id="s", heartbeat_interval=60, accept_unknown_chargers=True)
         transport = Transport()
-        yield ChargerConnection("CP-1", transport, site), transport  # type: ignore[arg-type]
+        charger = ChargerConnection("CP-1", transport, site, compile_schemas(FAST_ACTIONS))  # type: ignore[arg-type]
+        yield charger, transport
 
 
 @pytest.mark.parametrize(("path", "charger_id"), [

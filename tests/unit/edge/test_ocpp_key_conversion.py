@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp.charge_point import camel_to_snake_case
 
-from edge.ocpp_server import _snake_case
+from edge.ocpp.fastpath import snake_case
 
 _KEYS = st.one_of(st.sampled_from(["connectorId", "meterValue", "sampledValue", "value", "ocppCSMSURL", "idTagInfo",
                                    "chargePointSerialNumber", "V2XMode", "SoC", "x"]),
@@ -23,4 +23,4 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
 @settings(max_examples=300)
 @given(_JSON)
 def test_snake_case_matches_the_library(data: Any) -> None:
-    assert _snake_case(data) == camel_to_snake_case(data)
+    assert snake_case(data) == camel_to_snake_case(data)
