@@ -105,8 +105,13 @@ def cloud_users() -> list[CloudUser]:
 
     # Every reader also gets the site category: the MqttLink's end-to-end delivery reads the sites'
     # hellos, high-water marks and answers to site.resend there, whatever else the service reads.
-    return [CloudUser(spec.name, tuple(dict.fromkeys((*spec.mqtt_categories, "site"))))
-            for spec in specs() if spec.mqtt_categories]
+    readers = [CloudUser(spec.name, tuple(dict.fromkeys((*spec.mqtt_categories, "site"))))
+               for spec in specs() if spec.mqtt_categories]
+    if not readers:
+        return []
+    # The ingest bridge (EVPARK_INGEST=partitioned, cloud/platform/ingest.py) reads what every service reads.
+    every = tuple(dict.fromkeys(category for user in readers for category in user.categories))
+    return [*readers, CloudUser("ingest", every)]
 
 
 def cloud_acl(root: str = "evpark", users: Iterable[CloudUser] | None = None) -> str:

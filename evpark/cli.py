@@ -120,6 +120,31 @@ def serve(
 
 
 @app.command()
+def ingest(
+    heartbeat: Annotated[Path | None, typer.Option(help="touch this file every 5 s while both brokers are "
+                                                   "connected (for a container's probes)")] = None,
+) -> None:
+    """Run the ingest bridge (EVPARK_INGEST=partitioned): the cloud's one MQTT reader, forwarding every site's
+    uplink to RabbitMQ partitions by site, and commands down (cloud/platform/ingest.py). Run one."""
+    from cloud.platform.ingest import UplinkBridge
+    from cloud.registry import specs
+    from mqtt import Topics
+
+    settings = _cloud_settings()
+    configure_logging(settings.log_level)
+    if not settings.amqp_url:
+        err.print("[red]evpark ingest: EVPARK_AMQP_URL must point to RabbitMQ (the partitions are its queues)[/red]")
+        raise typer.Exit(2)
+    username, password = settings.mqtt_login("ingest")
+    bridge = UplinkBridge(amqp_url=settings.amqp_url, mqtt_host=settings.mqtt_host, mqtt_port=settings.mqtt_port,
+                          topics=Topics(settings.mqtt_topic_root), partitions=settings.ingest_partitions,
+                          readers={s.name: s.mqtt_categories for s in specs() if s.mqtt_categories},
+                          username=username, password=password, tls=settings.mqtt_tls, heartbeat=heartbeat)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(bridge.run())
+
+
+@app.command()
 def edge(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="site file (TOML)", exists=True,
                                                  dir_okay=False)] = None,
@@ -127,28 +152,20 @@ def edge(
     """Run a site's edge agent (OCPP central system, uplink to the cloud)."""
     from edge.app import run_edge
     from edge.settings import EdgeSettings
-    from edge.siteconfig import SiteConfig, load_site_config
+    from edge.siteconfig import SiteConfig, load_site
 
     site_config: SiteConfig | None = None
     try:
-        settings = EdgeSettings.from_toml(config) if config else EdgeSettings()
-        if config is not None and _has_bays(config):
-            site_config = load_site_config(config)
+        if config is not None:
+            settings, site_config = load_site(config)  # one read of the site file
+        else:
+            settings = EdgeSettings()
     except (ValidationError, ValueError) as exc:
         err.print(f"[red]evpark edge: {exc}[/red]")
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_edge(settings, site_config))
-
-
-def _has_bays(path: Path) -> bool:
-    import tomllib
-
-    try:
-        return "bays" in tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return True  # let the site file loader name the problem with its line
 
 
 @app.command()

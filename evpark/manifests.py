@@ -56,6 +56,8 @@ def render(specs: list[ServiceSpec] | None = None) -> dict[Path, str]:
     }
     for spec in specs:
         files[K8S / f"{spec.name}.yaml"] = _k8s_service(spec, specs)
+    if any(spec.mqtt_categories for spec in specs):
+        files[K8S / "ingest.yaml"] = _k8s_ingest(specs)
     return files
 
 
@@ -133,9 +135,8 @@ def _validate(specs: list[ServiceSpec]) -> None:
             raise ValueError(f"{spec.name}: port {spec.port} is taken by {ports[spec.port]}")
         names.add(spec.name)
         ports[spec.port] = spec.name
-        if spec.mqtt_categories and spec.replicas != 1:
-            raise ValueError(f"{spec.name} reads MQTT, so it must run one replica (MQTT 3.1.1 has no shared "
-                             f"subscriptions), not {spec.replicas}")
+        if spec.name == "ingest":
+            raise ValueError("'ingest' is the name of the ingest bridge (deploy/k8s/ingest.yaml), not of a service")
         if f"{spec.name}.yaml" in _HAND_WRITTEN_K8S:
             raise ValueError(f"{spec.name}: deploy/k8s/{spec.name}.yaml is a hand-written file")
 
@@ -456,9 +457,10 @@ def _k8s_header(spec: ServiceSpec, specs: list[ServiceSpec]) -> str:
         return _comment(f"The API gateway (port {spec.port}). Stateless: scale it freely; {routes}.")
     text = f"The {spec.name} service (port {spec.port}): {_sentence_start(spec.description)}"
     if spec.mqtt_categories:
-        text += (" One replica: its MQTT client id is fixed per service (MQTT 3.1.1 has no shared "
-                 "subscriptions), and Recreate keeps two pods from fighting over the broker session during "
-                 "a rollout.")
+        text += (f" It reads the sites' uplink from its partitions of the ingest bridge (ingest.yaml; "
+                 f"EVPARK_INGEST=partitioned), so its {spec.replicas} replicas share them and a rollout replaces "
+                 "its pods one at a time with none unavailable (RollingUpdate): a new pod takes partitions only "
+                 "once it is up, and an old one gives them back as it stops.")
     else:
         text += (" It reads no MQTT, so a rollout replaces its pods one at a time with none unavailable "
                  "(RollingUpdate); its replicas come from its ServiceSpec.")
@@ -494,10 +496,7 @@ def _secret_volumes(spec: ServiceSpec) -> str:
 def _k8s_service(spec: ServiceSpec, specs: list[ServiceSpec]) -> str:
     name, port = spec.name, spec.port
     component = "gateway" if spec.kind == "gateway" else "cloud-service"
-    if spec.mqtt_categories:
-        strategy = "    type: Recreate\n"
-    else:
-        strategy = "    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n"
+    strategy = "    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n"
     return (MARKER + "\n" + _k8s_header(spec, specs) + f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -610,6 +609,103 @@ spec:
 """)
 
 
+# -- deploy/k8s/ingest.yaml ----------------------------------------------------------------
+
+INGEST_HEARTBEAT = "/tmp/evpark-ingest.alive"
+_FRESH = ("import os, sys, time; "
+          f"sys.exit(time.time() - os.path.getmtime('{INGEST_HEARTBEAT}') > 30)")
+
+
+def _k8s_ingest(specs: list[ServiceSpec]) -> str:
+    readers = [s.name for s in specs if s.mqtt_categories]
+    return (MARKER + "\n" + _comment(
+        "The ingest bridge (evpark ingest, cloud/platform/ingest.py): the cloud's one MQTT client. It forwards "
+        f"every site's uplink to the partition queues of {_and(readers)} on RabbitMQ and their commands down to "
+        "the sites. One replica, replaced with Recreate: a second bridge would take the broker session over "
+        "(its client id is fixed); while it restarts, the broker keeps the messages of its persistent session. "
+        "It serves no HTTP: its probes read the heartbeat file it touches every 5 s while both brokers are "
+        "connected.") + f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ingest
+  namespace: evpark
+  labels:
+    app.kubernetes.io/name: ingest
+    app.kubernetes.io/part-of: evpark
+    app.kubernetes.io/component: ingest-bridge
+spec:
+  replicas: 1
+  revisionHistoryLimit: 5
+  strategy:
+    type: Recreate
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: ingest
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: ingest
+        app.kubernetes.io/part-of: evpark
+        app.kubernetes.io/component: ingest-bridge
+    spec:
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: 30
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: ingest
+          image: {IMAGE}
+          imagePullPolicy: IfNotPresent
+          args: ["ingest", "--heartbeat", "{INGEST_HEARTBEAT}"]
+          envFrom:
+            - configMapRef:
+                name: evpark-config
+            - secretRef:
+                name: evpark-secrets
+          startupProbe:
+            exec:
+              command: ["python", "-c", "{_FRESH}"]
+            periodSeconds: 2
+            failureThreshold: 30
+          livenessProbe:
+            exec:
+              command: ["python", "-c", "{_FRESH}"]
+            periodSeconds: 10
+            timeoutSeconds: 5
+            failureThreshold: 6
+          readinessProbe:
+            exec:
+              command: ["python", "-c", "{_FRESH}"]
+            periodSeconds: 5
+            timeoutSeconds: 5
+            failureThreshold: 3
+          resources:
+            requests:
+              cpu: 100m
+              memory: 128Mi
+            limits:
+              cpu: "1"
+              memory: 256Mi
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: ["ALL"]
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir: {{}}
+""")
+
+
 # -- deploy/k8s/configmap.yaml and kustomization.yaml ----------------------------------------
 
 _CONFIGMAP_HEAD = """\
@@ -634,6 +730,10 @@ _CONFIGMAP_TAIL = """\
   EVPARK_MQTT_PORT: "8883"
   EVPARK_MQTT_TLS: "true"
   EVPARK_MQTT_TOPIC_ROOT: evpark
+  # Uplink through the ingest bridge (ingest.yaml), partitioned by site, so that a service reading
+  # MQTT runs several replicas (cloud/platform/ingest.py). Every replica and the bridge: the same count.
+  EVPARK_INGEST: partitioned
+  EVPARK_INGEST_PARTITIONS: "12"
   # The migrate Job (migrate-job.yaml) applies migrations before the services roll out.
   EVPARK_MIGRATE_ON_START: "false"
 ---
@@ -669,12 +769,15 @@ def _configmap(specs: list[ServiceSpec]) -> str:
     lines += [f"  EVPARK_{spec.env_name}_URL: http://{spec.name}:{spec.port}" for spec in _services(specs)]
     lines.append("  # A broker user per service that reads MQTT (EVPARK_<NAME>_MQTT_PASSWORD: in the Secret).")
     lines += [f"  EVPARK_{spec.env_name}_MQTT_USERNAME: evpark-{spec.name}" for spec in specs if spec.mqtt_categories]
+    if any(spec.mqtt_categories for spec in specs):
+        lines.append("  EVPARK_INGEST_MQTT_USERNAME: evpark-ingest")
     return MARKER + "\n" + _CONFIGMAP_HEAD + "\n".join(lines) + "\n" + _CONFIGMAP_TAIL
 
 
 def _kustomization(specs: list[ServiceSpec]) -> str:
+    bridge = ["ingest.yaml"] if any(s.mqtt_categories for s in specs) else []
     resources = ["namespace.yaml", "configmap.yaml", "migrate-job.yaml", *(f"{s.name}.yaml" for s in specs),
-                 "edge.yaml"]
+                 *bridge, "edge.yaml"]
     return (MARKER + "\n"
             + "# kubectl apply -k deploy/k8s   (create the Secrets of secret.template.yaml first)\n"
             + "apiVersion: kustomize.config.k8s.io/v1beta1\n"

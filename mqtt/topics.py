@@ -94,10 +94,11 @@ class Topics:
         return len(rest) == 2 and rest[1] == "status"
 
     def site_of(self, topic: str) -> str | None:
-        """The site id named by a topic of this root, or None."""
-        parts = topic.split("/")
-        if len(parts) >= 4 and parts[0] == self.root and parts[1] == "sites":
-            return parts[2]
+        """The site id named by a topic of this root (of one level or more), or None."""
+        prefix = f"{self.root}/sites/"
+        rest = topic[len(prefix):].split("/") if topic.startswith(prefix) else []
+        if len(rest) >= 2 and rest[0]:
+            return rest[0]
         return None
 
 

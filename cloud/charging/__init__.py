@@ -30,4 +30,5 @@ SPEC = ServiceSpec(
                ChargerOffline, ChargerOnline),
     consumes=(VehicleRegistered, VehicleUpdated, VehicleDeleted, TariffChanged, PaymentFailed, PaymentCompleted),
     mqtt_categories=("session", "charger", "result", "site"),
+    replicas=3,
 )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 
 from cloud.charging import SPEC, events
 from cloud.charging.api import router
-from cloud.charging.repository import SqlChargingRepository
+from cloud.charging.repository import BatchChargingRepository, SqlChargingRepository
 from cloud.charging.service import ChargingService
 from cloud.contracts.payments import PaymentCompleted, PaymentFailed, TariffChanged
 from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
-from cloud.platform.mqtt_link import EnvelopeHandler, MqttLink
+from cloud.platform.mqtt_link import BatchEnvelopeHandler, EnvelopeHandler, MqttLink
 from cloud.platform.outbox import Transaction
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.runtime import Platform
@@ -30,6 +32,17 @@ def session_messages(service: ChargingService) -> EnvelopeHandler:
     return handle
 
 
+def session_batches(service: ChargingService) -> BatchEnvelopeHandler:
+    """The MQTT link's batch handler: a batch's new envelopes recorded set-based (one read per table, one upsert
+    per table, one cache invalidation) in the link's transaction; a failed batch falls back to
+    :func:`session_messages`, one envelope after another."""
+
+    async def handle(tx: Transaction, envelopes: Sequence[Envelope]) -> None:
+        await service.record_session_messages(SqlUnitOfWork(tx, BatchChargingRepository(tx)), envelopes)
+
+    return handle
+
+
 def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Cache | None = None) -> FastAPI:
     async def wire(platform: Platform) -> tuple[object, MqttLink]:
         service = ChargingService(sql_units_of_work(platform.outbox, SqlChargingRepository), platform.cache,
@@ -42,7 +55,7 @@ def build_app(settings: CloudSettings, *, bus: EventBus | None = None, cache: Ca
                                                     PaymentCompleted: service.on_payment_completed})
         link = MqttLink.from_settings(settings, service=SPEC.name, outbox=platform.outbox,
                                       categories=SPEC.mqtt_categories, handler=session_messages(service),
-                                      parked=platform.parked)
+                                      batch_handler=session_batches(service), parked=platform.parked)
         service.sender = link
         return service, link
 

@@ -8,12 +8,14 @@ transaction, mapping :mod:`cloud.charging.models` rows to :class:`~cloud.chargin
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import fields, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, Table, delete, tuple_
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
@@ -42,8 +44,19 @@ from cloud.contracts.charging import ChargingAnomaly
 from cloud.platform.outbox import Transaction
 from cloud.pricing import Tariff
 
+SessionKey = tuple[str, str, str, int]
+"""What identifies a session: (site, store, charger, transaction id)."""
+
 
 class ChargingRepository(Protocol):
+    async def preload(self, sessions: Collection[SessionKey], stations: Collection[tuple[str, str]],
+                      id_tags: Collection[str]) -> None:
+        """A batch is about to read these sessions, chargers (site, charger) and idTags: read them at once
+        (a repository that reads each on demand anyway may ignore it)."""
+
+    async def write_back(self) -> None:
+        """Write what the batch changed (a repository that writes each change at once has nothing to do)."""
+
     async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
         """The session of this transaction of this site's store and charger, if any message of it came."""
 
@@ -137,6 +150,13 @@ class SqlChargingRepository:
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+
+    async def preload(self, sessions: Collection[SessionKey], stations: Collection[tuple[str, str]],
+                      id_tags: Collection[str]) -> None:
+        return None  # reads each row when asked (:class:`BatchChargingRepository` reads a batch's at once)
+
+    async def write_back(self) -> None:
+        return None  # every save is written at once
 
     async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
         row = (await self._tx.session.execute(select(ChargingSession).where(
@@ -362,7 +382,185 @@ class SqlChargingRepository:
         return None if row is None else _debt(row)
 
 
-def _station(rows: list[ChargerStationRow]) -> Station:
+class BatchChargingRepository(SqlChargingRepository):
+    """The repository of one MQTT batch (``ChargingService.record_session_messages``): the sessions, chargers and
+    idTags the batch names are read with one query each (:meth:`preload`), the batch's envelopes then read and
+    change them in memory, in order, and :meth:`write_back` writes the changed ones with one upsert per table.
+
+    Reads within the batch see the batch's own changes (the running sessions of a charger or of a store are
+    the database's, overlaid with the sessions changed in memory). Every object handed out is a copy, so, as
+    with the plain repository, only what is saved counts. Everything else (history, anomalies, commands,
+    vehicles, rates) goes to the database as in :class:`SqlChargingRepository`. Sessions and chargers are read
+    and written with SQLAlchemy Core, never through the ORM's identity map, so nothing stale is ever read back.
+    """
+
+    def __init__(self, tx: Transaction) -> None:
+        super().__init__(tx)
+        self._sessions: dict[SessionKey, Session | None] = {}
+        self._changed_sessions: dict[str, Session] = {}
+        self._stations: dict[tuple[str, str], Station | None] = {}
+        self._changed_stations: dict[tuple[str, str], Station] = {}
+        self._vehicles: dict[str, str | None] = {}
+        self._owners: dict[str, str | None] = {}
+
+    async def preload(self, sessions: Collection[SessionKey], stations: Collection[tuple[str, str]],
+                      id_tags: Collection[str]) -> None:
+        wanted = [key for key in dict.fromkeys(sessions) if key not in self._sessions]
+        for chunk in _chunks(wanted, PRELOAD_CHUNK):
+            table = _SESSIONS
+            found = {_key_of(s): s for s in await self._select_sessions(
+                tuple_(table.c.site_id, table.c.store_id, table.c.charger_id, table.c.transaction_id).in_(chunk))}
+            for key in chunk:
+                self._sessions[key] = found.get(key)
+        pairs = [pair for pair in dict.fromkeys(stations) if pair not in self._stations]
+        for pair_chunk in _chunks(pairs, PRELOAD_CHUNK):
+            table = _STATIONS
+            rows = (await self._tx.session.execute(core_select(table).where(
+                tuple_(table.c.site_id, table.c.charger_id).in_(pair_chunk)).order_by(table.c.connector_id))).all()
+            grouped: dict[tuple[str, str], list[Any]] = {}
+            for row in rows:
+                grouped.setdefault((row.site_id, row.charger_id), []).append(row)
+            for pair in pair_chunk:
+                self._stations[pair] = _station(grouped[pair]) if pair in grouped else None
+        tags = set(id_tags) | {s.id_tag for s in self._sessions.values() if s is not None and s.id_tag}
+        await self._preload_vehicles([tag for tag in tags if tag not in self._vehicles])
+
+    async def _preload_vehicles(self, tags: Sequence[str]) -> None:
+        tag_table, owner_table = VehicleIdTag.__table__, VehicleOwner.__table__  # type: ignore[attr-defined]
+        for chunk in _chunks(list(tags), PRELOAD_CHUNK):
+            rows = (await self._tx.session.execute(
+                core_select(tag_table.c.id_tag, tag_table.c.vehicle_id, owner_table.c.vehicle_id.label("owned"),
+                       owner_table.c.owner_id)
+                .select_from(tag_table.outerjoin(owner_table, owner_table.c.vehicle_id == tag_table.c.vehicle_id))
+                .where(tag_table.c.id_tag.in_(chunk)))).all()
+            for tag in chunk:
+                self._vehicles[tag] = None
+            for row in rows:
+                self._vehicles[row.id_tag] = row.vehicle_id
+                if row.owned is not None:
+                    self._owners[row.vehicle_id] = row.owner_id
+
+    async def write_back(self) -> None:
+        if self._changed_sessions:
+            rows = [{c.name: getattr(session, c.name) for c in _SESSIONS.columns}
+                    for session in self._changed_sessions.values()]
+            await self._upsert(_SESSIONS, rows, ["id"])
+            self._changed_sessions.clear()
+        if self._changed_stations:
+            rows = [_station_row(station, state) for station in self._changed_stations.values()
+                    for state in station.connectors.values()]
+            await self._upsert(_STATIONS, rows, ["site_id", "charger_id", "connector_id"])
+            self._changed_stations.clear()
+
+    async def _upsert(self, table: Table, rows: list[dict[str, object]], keys: list[str]) -> None:
+        """One ``INSERT … ON CONFLICT (keys) DO UPDATE`` for every row, executed for all rows at once (executemany:
+        the statement is compiled once and cached, whatever the number of rows)."""
+        dialect = sqlite if self._tx.is_sqlite else postgresql
+        statement = dialect.insert(table)
+        await self._tx.session.execute(statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}), rows)
+
+    async def _select_sessions(self, *where: ColumnElement[bool]) -> list[Session]:
+        rows = (await self._tx.session.execute(core_select(_SESSIONS).where(*where))).mappings().all()
+        return [Session(**{name: row[name] for name in _SESSION_FIELDS}) for row in rows]
+
+    def _overlaid(self, found: list[Session], keep: Callable[[Session], bool]) -> list[Session]:
+        """The sessions that match ``keep``: those read from the database (``found``) as they are in memory, if
+        the batch read or changed them already, and those changed in memory that the database has not yet."""
+        for session in found:
+            key = _key_of(session)
+            if self._sessions.get(key) is None:
+                self._sessions[key] = session
+        return [replace(s) for s in self._sessions.values() if s is not None and keep(s)]
+
+    async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
+        key = (site_id, store_id, charger_id, transaction_id)
+        if key not in self._sessions:
+            await self.preload([key], [], [])
+        session = self._sessions[key]
+        return None if session is None else replace(session)
+
+    async def save(self, session: Session) -> None:
+        kept = replace(session)
+        self._sessions[_key_of(kept)] = kept
+        self._changed_sessions[kept.id] = kept
+
+    async def open_sessions_of_store(self, site_id: str, store_id: str) -> list[Session]:
+        table = _SESSIONS
+        found = await self._select_sessions(table.c.site_id == site_id, table.c.store_id == store_id,
+                                            table.c.status == ACTIVE)
+        return sorted(self._overlaid(found, lambda s: s.site_id == site_id and s.store_id == store_id and s.active),
+                      key=lambda s: s.transaction_id)
+
+    async def active_at_charger(self, site_id: str, charger_id: str) -> list[Session]:
+        table = _SESSIONS
+        found = await self._select_sessions(table.c.site_id == site_id, table.c.charger_id == charger_id,
+                                            table.c.status == ACTIVE)
+        return self._overlaid(found, lambda s: s.site_id == site_id and s.charger_id == charger_id and s.active)
+
+    async def by_id(self, session_id: str) -> Session | None:
+        for session in self._sessions.values():
+            if session is not None and session.id == session_id:
+                return replace(session)
+        found = await self._select_sessions(_SESSIONS.c.id == session_id)
+        return found[0] if found else None
+
+    async def station(self, site_id: str, charger_id: str) -> Station | None:
+        if (site_id, charger_id) not in self._stations:
+            await self.preload([], [(site_id, charger_id)], [])
+        station = self._stations[(site_id, charger_id)]
+        return None if station is None else _station_copy(station)
+
+    async def save_station(self, station: Station) -> None:
+        station.connector(0)
+        kept = _station_copy(station)
+        self._stations[(kept.site_id, kept.charger_id)] = kept
+        self._changed_stations[(kept.site_id, kept.charger_id)] = kept
+
+    async def vehicle_of(self, id_tag: str) -> str | None:
+        if id_tag not in self._vehicles:
+            await self._preload_vehicles([id_tag])
+        return self._vehicles[id_tag]
+
+    async def owner_of(self, vehicle_id: str) -> str | None:
+        if vehicle_id not in self._owners:
+            self._owners[vehicle_id] = await super().owner_of(vehicle_id)
+        return self._owners[vehicle_id]
+
+
+PRELOAD_CHUNK = 500
+"""Keys per preloading query (4 parameters each at most)."""
+
+_SESSIONS: Table = ChargingSession.__table__  # type: ignore[attr-defined]
+_STATIONS: Table = ChargerStationRow.__table__  # type: ignore[attr-defined]
+_SESSION_FIELDS = [f.name for f in fields(Session) if f.name in _SESSIONS.columns]
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _key_of(session: Session) -> SessionKey:
+    return session.site_id, session.store_id, session.charger_id, session.transaction_id
+
+
+def _station_copy(station: Station) -> Station:
+    return replace(station, connectors={n: replace(state) for n, state in station.connectors.items()})
+
+
+def _station_row(station: Station, state: ConnectorState) -> dict[str, object]:
+    return {"site_id": station.site_id, "charger_id": station.charger_id, "connector_id": state.connector_id,
+            "status": state.status, "error_code": state.error_code, "info": state.info, "status_at": state.status_at,
+            "profile_limit": state.profile_limit, "online": station.online, "online_since": station.online_since,
+            "max_power_w": station.max_power_w, "connector_count": station.connector_count,
+            "updated_at": station.updated_at}
+
+
+def _station(rows: Sequence[Any]) -> Station:
     head = rows[0]
     station = Station(site_id=head.site_id, charger_id=head.charger_id, updated_at=head.updated_at,
                       online=head.online, online_since=head.online_since, max_power_w=head.max_power_w,

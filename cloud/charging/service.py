@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from cloud.charging import domain, events
 from cloud.charging.domain import RemoteCommand, Session, SiteRates, Station
-from cloud.charging.repository import ChargingRepository
+from cloud.charging.repository import ChargingRepository, SessionKey
 from cloud.charging.views import (
     AnomaliesView,
     AvailabilityRequest,
@@ -115,7 +115,34 @@ class ChargingService:
 
         Sessions are found by (site, store instance, charger, transaction id): a replaced edge
         store, or another charger quoting the same transaction id, never reaches another session."""
-        body = parse_body(envelope.type, envelope.body)
+        stale: set[str] = set()
+        await self._record(uow, envelope, parse_body(envelope.type, envelope.body), stale)
+        for vehicle_id in stale:
+            await self._cache.delete(_status_key(vehicle_id))
+
+    async def record_session_messages(self, uow: Work, envelopes: Sequence[Envelope]) -> None:
+        """The new envelopes of one MQTT batch, in one unit of work: the same rules, in the same order, as
+        :meth:`record_session_message` on each in turn (two messages of one session are applied one after the
+        other), set-based: the sessions, chargers and idTags the batch names are read at once
+        (``uow.repo.preload``), the changes written at the end (``uow.repo.write_back``: one upsert per table
+        with :class:`~cloud.charging.repository.BatchChargingRepository`), and the status cache of every vehicle
+        whose sessions changed dropped with one call."""
+        parsed = [(envelope, parse_body(envelope.type, envelope.body)) for envelope in envelopes]
+        sessions: list[SessionKey] = []
+        stations: list[tuple[str, str]] = []
+        tags: list[str] = []
+        for envelope, body in parsed:
+            _names(envelope.site_id, domain.store_of(envelope.store_id), body, sessions, stations, tags)
+        await uow.repo.preload(sessions, stations, tags)
+        stale: set[str] = set()
+        for envelope, body in parsed:
+            await self._record(uow, envelope, body, stale)
+        await uow.repo.write_back()
+        if stale:
+            await self._cache.delete_many([_status_key(vehicle_id) for vehicle_id in sorted(stale)])
+
+    async def _record(self, uow: Work, envelope: Envelope, body: BaseModel, stale: set[str]) -> None:
+        """The rules of one session message (``stale``: gets the vehicles whose status cache must be dropped)."""
         now = datetime.now(UTC)
         site_id, store_id = envelope.site_id, domain.store_of(envelope.store_id)
         if isinstance(body, SessionStarted):
@@ -145,10 +172,10 @@ class ChargingService:
             await self._anomaly(uow, site_id, store_id, body, now)
             return
         elif isinstance(body, SessionsOpen):
-            await self._reconcile(uow, site_id, store_id, body, now)
+            await self._reconcile(uow, site_id, store_id, body, now, stale)
             return
         elif isinstance(body, ChargerStatus | ChargerConnection | ChargerBoot | ChargerCall):
-            await self._charger_message(uow, site_id, body, now)
+            await self._charger_message(uow, site_id, body, now, stale)
             return
         elif isinstance(body, SiteInventory):
             await self._inventory(uow, site_id, body, now)
@@ -158,7 +185,7 @@ class ChargingService:
             return
         else:
             return
-        await self._saved(uow, session)
+        await self._saved(uow, session, stale)
 
     async def _completed(self, uow: Work, session: Session) -> None:
         """A session ended: ``charging.completed`` 1.3, its summary in the history, and ``charging.failed`` for a
@@ -189,7 +216,7 @@ class ChargingService:
 
     async def _charger_message(self, uow: Work, site_id: str,
                                body: ChargerStatus | ChargerConnection | ChargerBoot | ChargerCall,
-                               now: datetime) -> None:
+                               now: datetime, stale: set[str]) -> None:
         station = await self._station(uow, site_id, body.charger_id, now)
         if isinstance(body, ChargerConnection):
             if station.apply_connection(body.online, body.at):
@@ -199,12 +226,13 @@ class ChargingService:
             if station.apply_connection(True, now):
                 uow.emit(ChargerOnline(site_id=site_id, charger_id=body.charger_id, since=now))
         elif isinstance(body, ChargerStatus):
-            await self._charger_status(uow, station, body, now)
+            await self._charger_status(uow, station, body, now, stale)
         elif isinstance(body, ChargerCall):
             self._charger_call(station, body)
         await uow.repo.save_station(station)
 
-    async def _charger_status(self, uow: Work, station: Station, body: ChargerStatus, now: datetime) -> None:
+    async def _charger_status(self, uow: Work, station: Station, body: ChargerStatus, now: datetime,
+                              stale: set[str]) -> None:
         if not station.online and station.apply_connection(True, body.observed_at):
             uow.emit(ChargerOnline(site_id=station.site_id, charger_id=station.charger_id, since=body.observed_at))
         error = None if body.error_code == "NoError" else body.error_code
@@ -229,7 +257,7 @@ class ChargingService:
             if trigger is not None:
                 uow.emit(events.energy_finished(session, vehicle_id, owner_id, trigger))
             session.updated_at = now
-            await self._saved(uow, session)
+            await self._saved(uow, session, stale)
 
     @staticmethod
     def _charger_call(station: Station, body: ChargerCall) -> None:
@@ -308,11 +336,11 @@ class ChargingService:
                 kept, invoice_id=body.invoice_id, account_id=body.account_id, site_id=body.site_id,
                 amount=body.amount, currency=body.currency, paid_at=body.completed_at))
 
-    async def _saved(self, uow: Work, session: Session) -> None:
+    async def _saved(self, uow: Work, session: Session, stale: set[str]) -> None:
         await uow.repo.save(session)
         vehicle_id = await self._vehicle_of(uow, session)
         if vehicle_id:
-            await self._cache.delete(_status_key(vehicle_id))
+            stale.add(vehicle_id)
 
     async def _anomaly(self, uow: Work, site_id: str, store_id: str, body: SessionAnomaly, now: datetime) -> None:
         """An edge's report of a message it answered but did not apply (e.g. a foreign stop): kept and
@@ -330,7 +358,8 @@ class ChargingService:
         await uow.repo.add_anomaly(anomaly, now)
         uow.emit(anomaly)
 
-    async def _reconcile(self, uow: Work, site_id: str, store_id: str, report: SessionsOpen, now: datetime) -> None:
+    async def _reconcile(self, uow: Work, site_id: str, store_id: str, report: SessionsOpen, now: datetime,
+                         stale: set[str]) -> None:
         """Close the sessions of this store that the edge no longer has open: with the edge's final
         figures when it has them, else with the energy known so far and a ``session_lost`` anomaly.
         A session newer than the report (a transaction id above ``last_transaction_id``) is left alone."""
@@ -352,7 +381,7 @@ class ChargingService:
                             f"ended; closed with the {session.energy_wh} Wh known so far"),
                     observed_at=report.at), now)
             await self._completed(uow, session)
-            await self._saved(uow, session)
+            await self._saved(uow, session, stale)
 
     async def on_vehicle_registered(self, event: Received[VehicleRegistered]) -> None:
         """Learn which vehicle the registered idTags belong to, and whose the vehicle is (1.1
@@ -705,6 +734,24 @@ class ChargingService:
     async def _vehicle_and_owner(cls, uow: Work, session: Session) -> tuple[str | None, str | None]:
         vehicle_id = await cls._vehicle_of(uow, session)
         return vehicle_id, (await uow.repo.owner_of(vehicle_id) if vehicle_id else None)
+
+
+def _names(site_id: str, store_id: str, body: BaseModel, sessions: list[SessionKey], stations: list[tuple[str, str]],
+           tags: list[str]) -> None:
+    """What a session message reads: the sessions, the chargers (site, charger) and the idTags it names."""
+    if isinstance(body, SessionStarted | SessionMeter | SessionStopped):
+        if body.transaction_id is not None:
+            sessions.append((site_id, store_id, body.charger_id, body.transaction_id))
+        stations.append((site_id, body.charger_id))
+        if isinstance(body, SessionStarted | SessionStopped) and body.id_tag:
+            tags.append(body.id_tag)
+    elif isinstance(body, SessionAnomaly):
+        if body.transaction_id is not None and body.session_charger_id is not None:
+            sessions.append((site_id, store_id, body.session_charger_id, body.transaction_id))
+    elif isinstance(body, ChargerStatus | ChargerConnection | ChargerBoot | ChargerCall):
+        stations.append((site_id, body.charger_id))
+    elif isinstance(body, SiteInventory):
+        stations.extend((site_id, charger.charger_id) for charger in body.chargers)
 
 
 def _anomaly_sites(user: Principal, site_id: str | None) -> Collection[str] | None:

@@ -38,4 +38,5 @@ SPEC = ServiceSpec(
     consumes=(ChargingStarted, ChargingCompleted, VehicleRegistered, VehicleUpdated, VehicleDeleted, PaymentFailed,
               PaymentCompleted),
     mqtt_categories=("bay", "site", "result"),
+    replicas=3,
 )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Protocol, cast
 
-from sqlalchemy import event, func
+from sqlalchemy import event, func, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -26,6 +26,10 @@ from cloud.platform.outbox import Transaction
 
 class ParkingRepository(Protocol):
     async def get_site(self, site_id: str) -> Site | None: ...
+
+    async def preload(self, site_ids: Collection[str], bays: Collection[tuple[str, str]]) -> None:
+        """A batch is about to lock these sites and read these bays (site, bay): lock and read them at once
+        (a repository that needs no round trips may ignore it)."""
 
     async def lock_site(self, site_id: str) -> Site | None:
         """The site, kept from other writers until the unit of work ends."""
@@ -65,6 +69,25 @@ class SqlParkingRepository:
 
     def __init__(self, tx: Transaction) -> None:
         self._session = tx.session
+        self._locked: set[str] = set()
+        """Sites locked by :meth:`preload`: in the session's identity map, or (``_absent``) not in the database."""
+        self._absent: set[str] = set()
+
+    async def preload(self, site_ids: Collection[str], bays: Collection[tuple[str, str]]) -> None:
+        """One ``SELECT … FOR UPDATE`` of the batch's sites (in id order: two replicas never wait on each other
+        in a circle) and one SELECT of its bays, into the session: the batch's ``lock_site`` and ``get_bay``
+        then cost no round trip."""
+        wanted = sorted(set(site_ids) - self._locked)
+        if wanted:
+            rows = (await self._session.execute(select(models.Site).where(col(models.Site.site_id).in_(wanted))
+                                                .order_by(col(models.Site.site_id)).with_for_update())).scalars()
+            found = {row.site_id for row in rows}
+            self._locked.update(wanted)
+            self._absent.update(set(wanted) - found)
+        pairs = sorted(set(bays))
+        if pairs:
+            await self._session.execute(select(models.Bay).where(
+                tuple_(col(models.Bay.site_id), col(models.Bay.bay_id)).in_(pairs)))
 
     # sites
 
@@ -75,7 +98,13 @@ class SqlParkingRepository:
     async def lock_site(self, site_id: str) -> Site | None:
         # The row stays locked until the transaction ends (PostgreSQL; SQLite has one writer and
         # ignores FOR UPDATE).
-        row = await self._session.get(models.Site, site_id, with_for_update=True)
+        if site_id in self._absent:  # preloaded, not there: the caller creates it (and save_site adds it)
+            self._absent.discard(site_id)
+            return None
+        if site_id in self._locked:  # locked by preload: the identity map has it
+            row = await self._session.get(models.Site, site_id)
+        else:
+            row = await self._session.get(models.Site, site_id, with_for_update=True)
         return None if row is None else _site(row)
 
     async def save_site(self, site: Site) -> None:

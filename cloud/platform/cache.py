@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -72,6 +72,10 @@ class MemoryCache:
 
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
 
     async def incr(self, key: str, ttl_seconds: float) -> int:
         _check_ttl(ttl_seconds)
@@ -151,6 +155,12 @@ class RedisCache:
 
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._key(key))
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """One ``DEL k1 k2 …`` for every key (none: no command)."""
+        names = [self._key(key) for key in dict.fromkeys(keys)]
+        if names:
+            await self._redis.delete(*names)
 
     async def incr(self, key: str, ttl_seconds: float) -> int:
         _check_ttl(ttl_seconds)

@@ -140,6 +140,11 @@ class Delivery:
         self.commands_per_check = commands_per_check
         """At most this many site.resend per stream and check (each of at most MAX_RESEND_RANGE numbers)."""
         self._ttl = command_ttl
+        self.owns: Callable[[str], bool] | None = None
+        """Which sites this replica asks gaps for (partitioned ingest: the sites of its partitions); None: all."""
+        self.turn_for: Callable[[str], asyncio.Lock] | None = None
+        """Partitioned ingest: the lock of a site's partition, held by its batches; :meth:`check` takes it per
+        stream instead of :attr:`turn`."""
         self.turn = asyncio.Lock()
         """Held by the link around each transaction that touches the streams, and by :meth:`check`,
         so their read-modify-writes never overlap (one consuming replica per service)."""
@@ -259,44 +264,66 @@ class Delivery:
         """Ask for the first gap of every stream whose time came; give up a range after
         :attr:`max_requests` tries. Returns how many commands were sent."""
         now = now or datetime.now(UTC)
+        if self.turn_for is None:
+            async with self.turn:
+                return await self._check(send, now, locked=True)
+        return await self._check(send, now, locked=False)
+
+    async def _check(self, send: Send, now: datetime, *, locked: bool) -> int:
         c = uplink_streams.c
         sent = 0
-        async with self.turn:
-            async with self._db.session() as session:
-                rows = (await session.execute(select(uplink_streams).where(
-                    c.consumer == self.consumer, c.next_request_at.is_not(None), c.next_request_at <= now,
-                ))).mappings().all()
-            for row in rows:
-                stream = Stream(done_through=row["done_through"], received=json.loads(row["received"]),
-                                high_water=row["high_water"])
-                gap = stream.first_gap()
-                key: Key = (row["site_id"], row["store_id"], row["category"])
-                values: dict[str, Any]
-                # A try counts only if the edge was heard from since the one before: an offline site
-                # (its commands wait at the broker) must not have its ranges given up.
-                heard_since = row["asked_at"] is None or (
-                    row["heard_at"] is not None and row["heard_at"] > row["asked_at"])
-                if gap is None:
-                    values = {"requests": 0, "next_request_at": None}
-                elif row["requests"] >= self.max_requests and heard_since:
-                    first, last = gap[0], min(gap[1], gap[0] + MAX_RESEND_RANGE - 1)
-                    stream.arrived(first, last)
-                    lost = last - first + 1
-                    UPLINK_LOST.labels(self._service, key[2]).inc(lost)
-                    log.error("uplink.lost", service=self._service, site_id=key[0], store_id=key[1],
-                              category=key[2], first_seq=first, last_seq=last, requests=row["requests"],
-                              hint="the edge never answered; the envelopes are given up")
-                    values = {"done_through": stream.done_through, "received": json.dumps(stream.received),
-                              "lost": c.lost + lost, "requests": 0,
-                              "next_request_at": now if stream.first_gap() else None}
-                else:
-                    tries = row["requests"] + (1 if heard_since else 0)
-                    sent += await self._ask(send, key, stream, attempt=tries, now=now)
-                    wait = delay(max(tries, 1), initial=max(self.grace, 1.0), maximum=60.0, jitter=0.2)
-                    values = {"requests": tries, "asked_at": now, "next_request_at": now + timedelta(seconds=wait)}
-                async with self._db.session() as session, session.begin():
-                    await session.execute(update(uplink_streams).where(self._where(key)).values(
-                        updated_at=now, **values))
+        async with self._db.session() as session:
+            rows = (await session.execute(select(uplink_streams).where(
+                c.consumer == self.consumer, c.next_request_at.is_not(None), c.next_request_at <= now,
+            ))).mappings().all()
+        for row in rows:
+            if self.owns is not None and not self.owns(row["site_id"]):
+                continue  # another replica reads this site's partition and asks for its gaps
+            if locked:
+                sent += await self._check_stream(send, row, now)
+                continue
+            assert self.turn_for is not None
+            async with self.turn_for(row["site_id"]):  # read again under the partition's lock
+                key = (row["site_id"], row["store_id"], row["category"])
+                async with self._db.session() as session:
+                    fresh = (await session.execute(select(uplink_streams).where(self._where(key)))).mappings().first()
+                if fresh is not None and fresh["next_request_at"] is not None and fresh["next_request_at"] <= now:
+                    sent += await self._check_stream(send, fresh, now)
+        return sent
+
+    async def _check_stream(self, send: Send, row: Any, now: datetime) -> int:
+        c = uplink_streams.c
+        sent = 0
+        stream = Stream(done_through=row["done_through"], received=json.loads(row["received"]),
+                        high_water=row["high_water"])
+        gap = stream.first_gap()
+        key: Key = (row["site_id"], row["store_id"], row["category"])
+        values: dict[str, Any]
+        # A try counts only if the edge was heard from since the one before: an offline site
+        # (its commands wait at the broker) must not have its ranges given up.
+        heard_since = row["asked_at"] is None or (
+            row["heard_at"] is not None and row["heard_at"] > row["asked_at"])
+        if gap is None:
+            values = {"requests": 0, "next_request_at": None}
+        elif row["requests"] >= self.max_requests and heard_since:
+            first, last = gap[0], min(gap[1], gap[0] + MAX_RESEND_RANGE - 1)
+            stream.arrived(first, last)
+            lost = last - first + 1
+            UPLINK_LOST.labels(self._service, key[2]).inc(lost)
+            log.error("uplink.lost", service=self._service, site_id=key[0], store_id=key[1],
+                      category=key[2], first_seq=first, last_seq=last, requests=row["requests"],
+                      hint="the edge never answered; the envelopes are given up")
+            values = {"done_through": stream.done_through, "received": json.dumps(stream.received),
+                      "lost": c.lost + lost, "requests": 0,
+                      "next_request_at": now if stream.first_gap() else None}
+        else:
+            tries = row["requests"] + (1 if heard_since else 0)
+            sent = await self._ask(send, key, stream, attempt=tries, now=now)
+            wait = delay(max(tries, 1), initial=max(self.grace, 1.0), maximum=60.0, jitter=0.2)
+            values = {"requests": tries, "asked_at": now, "next_request_at": now + timedelta(seconds=wait)}
+        async with self._db.session() as session, session.begin():
+            await session.execute(update(uplink_streams).where(self._where(key)).values(
+                updated_at=now, **values))
         return sent
 
     async def _ask(self, send: Send, key: Key, stream: Stream, *, attempt: int, now: datetime) -> int:

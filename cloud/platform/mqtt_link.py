@@ -10,6 +10,8 @@ transaction as the handler's change, and the PUBACK goes out only after that com
 Batches: the messages already waiting in the client's queue (up to :data:`MAX_BATCH`) are
 handled in one database transaction, in arrival order, and acknowledged in that order after its
 commit, so a site's backlog after an outage costs one commit per batch, not one per envelope.
+The batch's envelope ids are claimed with one statement, and a service that gives a
+``batch_handler`` gets the batch's new envelopes at once (set-based reads and bulk writes).
 If the batch fails, each of its messages is handled again on its own (with retries and, at
 worst, parking), so one bad envelope never holds the others back.
 
@@ -35,6 +37,7 @@ from cloud.platform.delivery import Delivery
 from cloud.platform.metrics import MESSAGES_CONSUMED
 from cloud.platform.outbox import Outbox, Transaction
 from cloud.platform.parked import ParkedMessages
+from cloud.platform.partitions import PartitionedUplink
 from cloud.platform.ports import ParkedMessage
 from cloud.platform.settings import CloudSettings
 from mqtt import QOS, Command, Envelope, MalformedMessage, Topics, decode_envelope
@@ -45,6 +48,9 @@ from mqtt.topics import category_of
 log = structlog.get_logger(__name__)
 
 EnvelopeHandler = Callable[[Transaction, Envelope], Awaitable[None]]
+BatchEnvelopeHandler = Callable[[Transaction, Sequence[Envelope]], Awaitable[None]]
+"""Handles the new envelopes of a batch (claimed already, in arrival order) in one transaction: the same effect
+as the :data:`EnvelopeHandler` on each in turn, with set-based reads and writes."""
 StatusHandler = Callable[[Transaction, str, LinkStatus], Awaitable[None]]
 """Handles a site's link status (site id, status) in a transaction; must be idempotent (retained)."""
 
@@ -71,6 +77,10 @@ def permanent(exc: BaseException) -> bool:
     return False
 
 
+def _payload(message: aiomqtt.Message) -> bytes:
+    return message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+
+
 class NotConnected(RuntimeError):
     """The broker is not reachable right now; the caller keeps its data and retries later."""
 
@@ -81,7 +91,10 @@ class MqttLink:
                  username: str | None = None, password: str | None = None, tls: bool = False,
                  on_connect: Callable[[], Awaitable[None]] | None = None,
                  parked: ParkedMessages | None = None, status_handler: StatusHandler | None = None,
-                 resend: bool = True, gap_grace: float = 5.0) -> None:
+                 resend: bool = True, gap_grace: float = 5.0,
+                 batch_handler: BatchEnvelopeHandler | None = None) -> None:
+        if batch_handler is not None and handler is None:
+            raise ValueError("a batch handler needs the per-envelope handler too (the fallback of a failed batch)")
         self._service = service
         self._status_handler = status_handler
         self._outbox = outbox
@@ -90,6 +103,7 @@ class MqttLink:
         self.topics = topics
         self._categories = list(categories)
         self._handler = handler
+        self._batch_handler = batch_handler
         self._username = username
         self._password = password
         self._tls = tls
@@ -105,23 +119,46 @@ class MqttLink:
         if handler is not None and resend:
             self.delivery = Delivery(outbox.db, consumer=self.consumer, service=service, categories=categories,
                                      grace=gap_grace)
-        # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so run
-        # one consuming replica per service (see the README, "Scaling").
+        # Unique per service and topic root; MQTT 3.1.1 has no shared subscriptions, so direct ingest runs
+        # one consuming replica per service; several replicas use partitioned ingest (README, "Scaling").
         self.client_id = f"evpark-{service}-{topics.root}"[:128]
+        self.uplink: PartitionedUplink | None = None
+        """Set by :meth:`partitioned`: envelopes come from the service's partition queues, not the broker."""
+
+    def partitioned(self, *, amqp_url: str, database_url: str, partitions: int,
+                    rebalance: float = 1.0) -> PartitionedUplink:
+        """Read the uplink from this replica's share of the partitions the ingest bridge fills, and send
+        commands through the bridge (:mod:`cloud.platform.ingest`), instead of an MQTT session."""
+        self.uplink = PartitionedUplink(service=self._service, categories=self._categories, amqp_url=amqp_url,
+                                        database_url=database_url, partitions=partitions,
+                                        handle=self.handle_messages, rebalance=rebalance)
+        if self.delivery is not None:
+            self.delivery.owns = self.uplink.owns  # ask only for the gaps of the sites this replica reads
+            self.delivery.turn_for = self.uplink.turn_for
+        self.connected = self.uplink.connected
+        return self.uplink
 
     @classmethod
     def from_settings(cls, settings: CloudSettings, *, service: str, outbox: Outbox, categories: Sequence[str],
                       handler: EnvelopeHandler | None, parked: ParkedMessages | None = None,
-                      status_handler: StatusHandler | None = None) -> MqttLink:
+                      status_handler: StatusHandler | None = None,
+                      batch_handler: BatchEnvelopeHandler | None = None) -> MqttLink:
         username, password = settings.mqtt_login(service)
-        return cls(service=service, outbox=outbox, host=settings.mqtt_host, port=settings.mqtt_port,
+        link = cls(service=service, outbox=outbox, host=settings.mqtt_host, port=settings.mqtt_port,
                    topics=Topics(settings.mqtt_topic_root), categories=categories, handler=handler,
                    username=username, password=password, tls=settings.mqtt_tls, parked=parked,
                    status_handler=status_handler, resend=settings.mqtt_resend,
-                   gap_grace=settings.mqtt_gap_grace_seconds)
+                   gap_grace=settings.mqtt_gap_grace_seconds, batch_handler=batch_handler)
+        if settings.ingest == "partitioned":
+            link.partitioned(amqp_url=settings.amqp_url, database_url=settings.database_url_for(service),
+                             partitions=settings.ingest_partitions, rebalance=settings.ingest_rebalance_seconds)
+        return link
 
     async def run(self) -> None:
         """Connect, consume and reconnect forever, with the platform's jittered back-off."""
+        if self.uplink is not None:
+            await self._run_partitioned(self.uplink)
+            return
         while True:
             try:
                 await self._session()
@@ -133,6 +170,13 @@ class MqttLink:
                 self._client = None
                 self.connected.clear()
             await self._backoff.wait()
+
+    async def _run_partitioned(self, uplink: PartitionedUplink) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(uplink.run(), name=f"uplink:{self._service}")
+            if self.delivery is not None:
+                await uplink.connected.wait()
+                group.create_task(self.delivery.run(self.send_command), name=f"mqtt.gaps:{self._service}")
 
     async def _session(self) -> None:
         tls_context = ssl.create_default_context() if self._tls else None
@@ -162,11 +206,12 @@ class MqttLink:
                     batch = [message]
                     while len(messages) and len(batch) < MAX_BATCH:  # already received: no wait
                         batch.append(await anext(messages))
+                    pairs = [(str(m.topic), _payload(m)) for m in batch]
                     if self.delivery is None:
-                        await self._handle_batch(batch)
+                        await self.handle_messages(pairs)
                     else:
                         async with self.delivery.turn:
-                            await self._handle_batch(batch)
+                            await self.handle_messages(pairs)
                     for handled in batch:  # in receive order (MQTT 3.1.1 §4.6), after the commit
                         ack(client, handled)
             finally:
@@ -174,13 +219,17 @@ class MqttLink:
                     checker.cancel()
                     await asyncio.gather(checker, return_exceptions=True)
 
-    async def _handle_batch(self, messages: list[aiomqtt.Message]) -> None:
+    async def handle_messages(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Handle received (topic, payload) pairs, in order: from the broker (direct ingest) or from a
+        partition queue (partitioned ingest, :mod:`cloud.platform.partitions`). Returns when every one is
+        stored, parked or known as a duplicate, so the caller acknowledges them all."""
         readable: list[tuple[str, bytes, Envelope]] = []
-        for message in messages:
-            if self._status_handler is not None and self.topics.is_status(str(message.topic)):
-                await self._handle_status(message)  # before the batch's envelopes: receivers order by connection
+        for topic, payload in messages:
+            if self.topics.is_status(topic):
+                if self._status_handler is not None:  # before the batch's envelopes: receivers order by connection
+                    await self._handle_status(topic, payload)
                 continue
-            decoded = await self._decode(message)
+            decoded = await self._decode(topic, payload)
             if decoded is not None:
                 readable.append(decoded)
         if len(readable) > 1:
@@ -194,10 +243,8 @@ class MqttLink:
         for topic, payload, envelope in readable:
             await self._handle_one(topic, payload, envelope)
 
-    async def _decode(self, message: aiomqtt.Message) -> tuple[str, bytes, Envelope] | None:
+    async def _decode(self, topic: str, payload: bytes) -> tuple[str, bytes, Envelope] | None:
         """The message's topic, payload and envelope; a malformed one is parked (and None returned)."""
-        topic = str(message.topic)
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
             envelope = decode_envelope(payload)
             if self.topics.site_of(topic) != envelope.site_id:
@@ -210,11 +257,9 @@ class MqttLink:
             return None
         return topic, payload, envelope
 
-    async def _handle_status(self, message: aiomqtt.Message) -> None:
+    async def _handle_status(self, topic: str, payload: bytes) -> None:
         """A site's link status: not an envelope (no id to claim); the handler is idempotent."""
         assert self._status_handler is not None
-        topic = str(message.topic)
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         site_id = self.topics.site_of(topic)
         if not payload or site_id is None:
             return  # an empty retained message clears the topic: nothing to record
@@ -255,16 +300,30 @@ class MqttLink:
                 await self._handler(tx, envelope)
 
     async def _handle_together(self, envelopes: list[tuple[str, bytes, Envelope]]) -> None:
+        """The batch in one transaction: one inbox claim for every id (:meth:`Transaction.claim_many`), then the
+        new envelopes the service reads, in arrival order, to the batch handler at once (else to the handler one
+        after another). An id already processed, or met earlier in the batch, is a duplicate."""
         assert self._handler is not None
         outcomes: list[str] = []
         async with self._outbox.transaction() as tx:
+            claimed = await tx.claim_many([str(envelope.id) for _topic, _payload, envelope in envelopes],
+                                          self.consumer)
+            new: list[Envelope] = []
             for _topic, _payload, envelope in envelopes:
-                if not await tx.claim(str(envelope.id), self.consumer):
+                message_id = str(envelope.id)
+                if message_id not in claimed:
                     outcomes.append("duplicate")
                     continue
+                claimed.discard(message_id)  # a second copy in this batch is a duplicate
                 if self._reads(envelope):
-                    await self._handler(tx, envelope)
+                    new.append(envelope)
                 outcomes.append("handled")
+            if self._batch_handler is not None:
+                if new:
+                    await self._batch_handler(tx, new)
+            else:
+                for envelope in new:
+                    await self._handler(tx, envelope)
             if self.delivery is not None:
                 await self.delivery.observe(tx, [envelope for _topic, _payload, envelope in envelopes])
         for outcome in outcomes:
@@ -318,7 +377,14 @@ class MqttLink:
                         error=repr(exc))
 
     async def send_command(self, command: Command) -> None:
-        """Publish a command to its site (QoS 1); returns after the broker's PUBACK."""
+        """Publish a command to its site (QoS 1); returns after the broker's PUBACK (partitioned ingest: after
+        RabbitMQ took it for the bridge)."""
+        if self.uplink is not None:
+            try:
+                await self.uplink.send_down(command.site_id, command.to_bytes())
+            except Exception as exc:
+                raise NotConnected(f"command not handed to the ingest bridge: {exc!r}") from exc
+            return
         client = self._client
         if client is None or not self.connected.is_set():
             raise NotConnected("MQTT broker not connected")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
@@ -77,6 +77,20 @@ class Transaction:
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def claim_many(self, message_ids: Sequence[str], consumer: str) -> set[str]:
+        """Mark every id of ``message_ids`` processed by ``consumer`` in one statement (``INSERT … ON CONFLICT DO
+        NOTHING RETURNING``); returns the ids newly claimed, those already processed are left out. An id that
+        comes twice in the list is claimed once (the caller handles its first occurrence only)."""
+        unique = list(dict.fromkeys(message_ids))
+        if not unique:
+            return set()
+        now = datetime.now(UTC)
+        dialect = postgresql if not self._db.is_sqlite else sqlite
+        statement = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.message_id)
+        # A list of rows: SQLAlchemy sends them as multi-row VALUES ("insertmanyvalues"), the statement compiled once.
+        rows = [{"message_id": message_id, "consumer": consumer, "processed_at": now} for message_id in unique]
+        return set((await self.session.execute(statement, rows)).scalars())
+
 
 class Outbox:
     """Per-database helpers: open transactions, wake the relay after commits."""
@@ -113,6 +127,9 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
+            # Cleared before reading, not after: a commit while a batch is being published sets it again, so its
+            # rows go out at once instead of waiting for the next poll.
+            self._outbox.committed.clear()
             try:
                 sent = await self.relay_once()
                 backoff.reset()
@@ -124,7 +141,6 @@ class OutboxRelay:
                 await asyncio.sleep(retry_in)
                 continue
             if sent < self._batch:
-                self._outbox.committed.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._outbox.committed.wait(), self._poll)
 
@@ -136,11 +152,12 @@ class OutboxRelay:
                 # Several replicas may relay the same outbox; each row goes to one of them.
                 query = query.with_for_update(skip_locked=True)
             rows = (await session.execute(query)).all()
-            for row_id, payload in rows:
+            for _row_id, payload in rows:
                 event = Event.model_validate(json.loads(payload))
                 await self._bus.publish(event)
-                await session.execute(delete(outbox).where(outbox.c.id == row_id))
                 EVENTS_PUBLISHED.labels(self._service, event.name).inc()
+            if rows:  # one statement for the batch: the deletes commit together anyway, after every confirm
+                await session.execute(delete(outbox).where(outbox.c.id.in_([row_id for row_id, _ in rows])))
             backlog = await session.scalar(select(func.count()).select_from(outbox))
         OUTBOX_BACKLOG.labels(self._service).set(max(0, (backlog or 0)))
         return len(rows)

@@ -11,7 +11,7 @@ Database    SQLite file (db.py)            PostgreSQL per service (db.py)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,6 +80,9 @@ class Cache(Protocol):
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete every key at once (one round trip: Redis ``DEL k1 k2 …``); a missing key is no error."""
 
     async def incr(self, key: str, ttl_seconds: float) -> int:
         """Increment a counter; the TTL is set when the counter is created (fixed window)."""

@@ -1,8 +1,9 @@
 """The composition root of a cloud service: builds its adapters from settings.
 
 Nothing here runs at import time. ``open_platform`` connects the database (and migrates it),
-the event bus and the cache, and runs the outbox relay and the replay of parked messages under
-supervision; a service's wiring then adds its use cases, consumers and loops on top.
+the event bus and the cache, and runs the outbox relay, the replay of parked messages and the inbox
+retention (:mod:`cloud.platform.retention`) under supervision; a service's wiring then adds its use
+cases, consumers and loops on top.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cloud.platform.outbox import Outbox, OutboxRelay
 from cloud.platform.parked import ParkedMessages, Replayer, ReplayHandler
 from cloud.platform.ports import Cache, EventBus
 from cloud.platform.rabbitmq import RabbitMQBus
+from cloud.platform.retention import InboxRetention
 from cloud.platform.settings import CloudSettings
 from cloud.platform.spec import ServiceSpec
 from cloud.platform.supervisor import LoopFactory, Supervisor
@@ -121,6 +123,8 @@ async def open_platform(spec: ServiceSpec, settings: CloudSettings, *, bus: Even
         relay = OutboxRelay(outbox, the_bus, service=service)
         platform.start_task("outbox-relay", relay.run)
         platform.start_task("parked-replay", replayer.run)
+        retention = InboxRetention(db, service=service, days=settings.inbox_retention_days)
+        platform.start_task("inbox-retention", retention.run)
         yield platform
     finally:
         await supervisor.stop()

@@ -13,8 +13,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EDGE_ACK_RETENTION_DAYS = 7.0
+"""How long an edge keeps acknowledged envelopes to publish again (``[uplink] retention_days``, default of
+``edge.store.outbox.Retention``); the cloud's inbox must remember their ids longer. A fleet whose site files keep
+them longer needs ``EVPARK_INBOX_RETENTION_DAYS`` above that too."""
 
 
 class CloudSettings(BaseSettings):
@@ -49,6 +54,15 @@ class CloudSettings(BaseSettings):
     mqtt_gap_grace_seconds: float = Field(default=5.0, gt=0, le=600, description="a missing envelope is asked "
                                           "for after this long (envelopes of two topics may cross)")
     mqtt_topic_root: str = "evpark"
+    ingest: Literal["direct", "partitioned"] = Field(
+        default="direct", description="direct: each service reads its uplink categories from the MQTT broker "
+        "(one replica per service); partitioned: `evpark ingest` forwards them to RabbitMQ, partitioned by "
+        "site, and several replicas of a service share the partitions (needs RabbitMQ and PostgreSQL; "
+        "cloud/platform/ingest.py)")
+    ingest_partitions: int = Field(default=12, ge=1, le=256, description="uplink partitions per service; the "
+                                   "same for the bridge and every replica")
+    ingest_rebalance_seconds: float = Field(default=1.0, gt=0, le=60, description="how often a replica takes "
+                                            "free partitions up to its share and gives back the rest")
 
     host: str = "127.0.0.1"
     ports: dict[str, int] = Field(default_factory=dict, description="listen port per service "
@@ -103,7 +117,20 @@ class CloudSettings(BaseSettings):
                                   "gateway stops calling it (503) ...")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, description="... for this long, then tries one request "
                                          "(half-open)")
+    inbox_retention_days: float = Field(default=14.0, description="inbox rows (the ids of consumed messages) are "
+                                        "deleted after this many days; must be longer than the edges keep "
+                                        "acknowledged envelopes to send again (EDGE_ACK_RETENTION_DAYS), so a "
+                                        "re-sent envelope is still recognised (cloud/platform/retention.py)")
     log_level: str = "INFO"
+
+    @field_validator("inbox_retention_days")
+    @classmethod
+    def _inbox_outlives_the_edge_retention(cls, days: float) -> float:
+        if not days > EDGE_ACK_RETENTION_DAYS:
+            raise ValueError(f"EVPARK_INBOX_RETENTION_DAYS must be longer than the {EDGE_ACK_RETENTION_DAYS:g} days "
+                             "an edge keeps acknowledged envelopes to send again (a re-sent envelope whose inbox "
+                             f"row is gone would be processed twice), not {days:g}")
+        return days
 
     @model_validator(mode="before")
     @classmethod
@@ -135,11 +162,11 @@ class CloudSettings(BaseSettings):
 
         usernames = dict(data.get("mqtt_usernames") or {})
         passwords = dict(data.get("mqtt_passwords") or {})
-        for spec in specs():
+        for name in [*(spec.name for spec in specs()), "ingest"]:  # "ingest": the bridge (evpark ingest)
             for suffix, target in (("USERNAME", usernames), ("PASSWORD", passwords)):
-                value = os.environ.get(f"EVPARK_{spec.name.upper()}_MQTT_{suffix}")
-                if value and spec.name not in target:
-                    target[spec.name] = value
+                value = os.environ.get(f"EVPARK_{name.upper()}_MQTT_{suffix}")
+                if value and name not in target:
+                    target[name] = value
         data["mqtt_usernames"], data["mqtt_passwords"] = usernames, passwords
         return data
 
@@ -156,6 +183,12 @@ class CloudSettings(BaseSettings):
                 problems.append("EVPARK_AMQP_URL must point to RabbitMQ")
             if problems:
                 raise ValueError("production settings refused: " + "; ".join(problems))
+        if self.ingest == "partitioned":
+            if not self.amqp_url:
+                raise ValueError("EVPARK_INGEST=partitioned needs EVPARK_AMQP_URL (the partitions are RabbitMQ queues)")
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError("EVPARK_INGEST=partitioned needs a PostgreSQL EVPARK_DATABASE_URL (replicas share "
+                                 "the partitions through its advisory locks)")
         return self
 
     def database_url_for(self, service: str) -> str:

@@ -48,7 +48,8 @@ class ServiceSpec:
     Secret named ``secret``; ``deploy/secrets/<secret>`` in compose) and names in ``setting``."""
     kind: Literal["service", "gateway"] = "service"
     replicas: int = 1
-    """Deployment replicas (a service reading MQTT runs one: MQTT 3.1.1 has no shared subscriptions)."""
+    """Deployment replicas (deploy/k8s). A service reading MQTT shares the uplink partitions among its replicas
+    (EVPARK_INGEST=partitioned, as the manifests set it; direct ingest runs one: cloud/platform/ingest.py)."""
     resources: dict[str, dict[str, str]] = field(default_factory=lambda: {
         "requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}})
 

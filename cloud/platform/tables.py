@@ -3,7 +3,19 @@ uplink streams of a service that reads MQTT (:mod:`cloud.platform.delivery`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, inspect, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import Connection
 
 from cloud.platform.types import UtcDateTime
@@ -27,6 +39,7 @@ inbox = Table(
     Column("consumer", String(128), nullable=False),
     Column("processed_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("message_id", "consumer"),
+    Index("ix_inbox_processed_at", "processed_at"),  # the retention job (cloud/platform/retention.py)
 )
 
 parked = Table(
@@ -78,6 +91,7 @@ def upgrade_platform_tables(op_bind: Connection, service: str) -> None:
     parked before consumers were recorded are MQTT envelopes of this service.
     """
     metadata.create_all(op_bind)
+    create_platform_indexes(op_bind)
     present = {column["name"] for column in inspect(op_bind).get_columns("parked_messages")}
     for column in parked.columns:
         if column.name not in present:
@@ -86,6 +100,15 @@ def upgrade_platform_tables(op_bind: Connection, service: str) -> None:
             null = "" if column.nullable else " NOT NULL"
             op_bind.execute(text(f"ALTER TABLE parked_messages ADD COLUMN {column.name} {ddl}{default}{null}"))
     op_bind.execute(parked.update().where(parked.c.consumer.is_(None)).values(consumer=f"mqtt:{service}"))
+
+
+def create_platform_indexes(op_bind: Connection) -> None:
+    """Create the platform tables' indexes an existing database lacks (``create_all`` creates missing tables, not
+    a new index of a table it finds); idempotent."""
+    present = set(inspect(op_bind).get_table_names())
+    for table in metadata.tables.values():
+        for index in table.indexes if table.name in present else ():
+            index.create(op_bind, checkfirst=True)
 
 
 def drop_platform_tables(op_bind: object) -> None:

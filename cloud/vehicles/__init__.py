@@ -20,4 +20,5 @@ SPEC = ServiceSpec(
     consumes=(ChargingStarted, ChargingCompleted, BayChanged, BayIdleStarted, BayIdleEnded, BayOverstayStarted,
               BayOverstayEnded),
     mqtt_categories=("site", "result"),
+    replicas=2,
 )

@@ -32,8 +32,12 @@ def embedded(folder: Path) -> System:
     return system
 
 
-def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_file: str | None = None) -> System:
-    """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names."""
+def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_file: str | None = None,
+               replicas: dict[str, int] | None = None) -> System:
+    """Every part as its own process on PostgreSQL, RabbitMQ, Redis and Mosquitto, with fresh names.
+
+    With ``replicas`` (e.g. ``{"charging": 3}``), ingest is partitioned (``EVPARK_INGEST=partitioned``): the
+    ingest bridge runs, and each named service that many times (the gateway knows the first)."""
     ports = {n: services.free_port() for n in (*REGISTERED, "ocpp")}
     root = f"evpark-e2e-{name}"
     env = {
@@ -60,6 +64,8 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         # Production turns this off by default; the test has no operator to enrol its charger.
         "EVPARK_EDGE_ACCEPT_UNKNOWN_CHARGERS": "true",
     }
+    if replicas:
+        env["EVPARK_INGEST"] = "partitioned"
     system = System(gateway=f"http://127.0.0.1:{ports['gateway']}", ocpp=f"ws://127.0.0.1:{ports['ocpp']}/ocpp",
                     mqtt_port=mqtt_port, topic_root=root, env=env)
     KeyRing.create(folder / "jwt-keys", "e2e-key-1")  # production refuses to start without signing keys
@@ -70,8 +76,12 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
                            env={**os.environ, **env}, capture_output=True, timeout=120, cwd=folder)
     assert admin.returncode == 0, admin.stderr.decode()
     system.password_file = folder / "cloud-data" / "admin-password"
+    if replicas:
+        system.start("ingest", ["ingest"], env, folder)
     for service in REGISTERED:  # registry order: the gateway last
         system.start(service, ["serve", service], env, folder)
+        for replica in range(2, (replicas or {}).get(service, 1) + 1):
+            system.start(f"{service}-{replica}", ["serve", service, "--port", str(services.free_port())], env, folder)
     if site_file is not None:
         (folder / "site.toml").write_text(site_file.format(root=root, mqtt_port=mqtt_port))
         system.start("edge", ["edge", "--config", str(folder / "site.toml")], env, folder)

@@ -1,6 +1,7 @@
 """Store-and-forward: the site's link to the cloud goes down while 50 chargers charge and their
 bays fill and empty; when it returns, the cloud has every session and every bay change exactly
-once and in order per charger.
+once and in order per charger — with the uplink partitioned through the ingest bridge and three
+replicas of the charging service sharing it (EVPARK_INGEST=partitioned, as deploy/k8s runs it).
 
 `make test` runs a short outage; `make soak` the 10-minute one (EVPARK_OUTAGE_S overrides).
 """
@@ -137,7 +138,8 @@ async def outage(tmp_path: Path, outage_s: float) -> None:
     try:
         with services.private_mosquitto() as broker:
             system: System = production(tmp_path, mqtt_port=broker.port, name=name, site_file=site_file(device.port),
-                                        amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+                                        amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                                        replicas={"charging": 3})
             recorder = CloudRecorder(broker.port, system.topic_root)
             recording = recorder.start()
             try:

@@ -27,6 +27,16 @@ async def test_a_value_set_is_read_back_until_deleted(cache: Cache) -> None:
     await cache.delete("bay:17")  # deleting a missing key is fine
 
 
+async def test_delete_many_drops_every_key_given_and_no_other(cache: Cache) -> None:
+    for key in ("status:a", "status:b", "status:c"):
+        await cache.set(key, b"x")
+
+    await cache.delete_many(["status:a", "status:b", "status:a", "status:missing"])
+    await cache.delete_many([])  # nothing to delete: no error
+
+    assert [await cache.get(k) for k in ("status:a", "status:b", "status:c")] == [None, None, b"x"]
+
+
 async def test_a_value_expires_after_its_ttl(cache: Cache) -> None:
     await cache.set("status:veh-1", b"{}", ttl_seconds=TTL)
     assert await cache.get("status:veh-1") == b"{}"

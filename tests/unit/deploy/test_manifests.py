@@ -56,7 +56,7 @@ def test_every_yaml_file_parses(path: Path) -> None:
 
 def test_every_deployment_has_image_probes_and_resource_limits() -> None:
     deployments = _k8s("Deployment")
-    assert set(deployments) == {*PORTS, "edge"}
+    assert set(deployments) == {*PORTS, "edge", "ingest"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -123,6 +123,22 @@ def test_migrate_job_and_edge_with_its_volume() -> None:
     assert {"name": "EVPARK_EDGE_ADMIN_HOST", "value": "0.0.0.0"} in container["env"]
     template = {d["metadata"]["name"]: d for d in _documents(K8S / "secret.template.yaml")}
     assert "EVPARK_EDGE_ADMIN_TOKEN" in template["evpark-edge-secrets"]["stringData"]
+
+
+def test_services_reading_mqtt_run_their_replicas_behind_one_ingest_bridge() -> None:
+    deployments = _k8s("Deployment")
+    config = _k8s("ConfigMap")["evpark-config"]["data"]
+    assert config["EVPARK_INGEST"] == "partitioned"  # with direct ingest, two replicas would kick each other off
+    for name, replicas in {"charging": 3, "parking": 3, "vehicles": 2}.items():
+        spec = deployments[name]["spec"]
+        assert spec["replicas"] == replicas
+        assert spec["strategy"]["type"] == "RollingUpdate" and spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    bridge = deployments["ingest"]
+    assert bridge["spec"]["replicas"] == 1 and bridge["spec"]["strategy"]["type"] == "Recreate"
+    container, = bridge["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "ingest"
+    assert config["EVPARK_INGEST_MQTT_USERNAME"] == "evpark-ingest"
+    assert "user evpark-ingest" in (DEPLOY.parent / "mqtt" / "acl.conf").read_text()
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_template() -> None:

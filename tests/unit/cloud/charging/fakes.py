@@ -31,6 +31,13 @@ class InMemoryChargingRepository:
         self.debts: dict[str, Debt] = {}
         """invoice id → its row of the driver-debt projection."""
 
+    async def preload(self, sessions: Collection[tuple[str, str, str, int]], stations: Collection[tuple[str, str]],
+                      id_tags: Collection[str]) -> None:
+        return None
+
+    async def write_back(self) -> None:
+        return None
+
     async def get(self, site_id: str, store_id: str, charger_id: str, transaction_id: int) -> Session | None:
         for session in self.sessions.values():
             if (session.site_id, session.store_id, session.charger_id, session.transaction_id) == (

@@ -24,6 +24,9 @@ class InMemoryParkingRepository:
     async def get_site(self, site_id: str) -> Site | None:
         return copy.deepcopy(self.sites.get(site_id))
 
+    async def preload(self, site_ids: object, bays: object) -> None:
+        return None
+
     async def lock_site(self, site_id: str) -> Site | None:
         return await self.get_site(site_id)
 
