@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import httpx
@@ -23,17 +24,32 @@ from cloud.platform.unit_of_work import sql_units_of_work
 from cloud.registry import domain_services
 
 PROBE_TIMEOUT_S = 1.5
+PROBE_CACHE_S = 2.0
+"""How long one round of probes answers ``/metrics/health`` (callers within it share the round)."""
 
 
 def prober(settings: CloudSettings, *, itself: Callable[[], FastAPI] | None = None,
-           transport: httpx.AsyncBaseTransport | None = None) -> Prober:
+           transport: httpx.AsyncBaseTransport | None = None, cache_s: float = PROBE_CACHE_S) -> Prober:
     """Every service's /health, /ready and /status, all asked at once (1.5 s each at most); analytics'
     own through its app in this process (``itself``): the same answers, without the network. A service
-    that does not answer is shown not healthy, with its figures unknown."""
+    that does not answer is shown not healthy, with its figures unknown. A round's answers are reused
+    for ``cache_s`` seconds, and callers arriving while a round runs wait for it (one round at a time)."""
+    tls = httpx.create_ssl_context()  # loaded once: a client's own costs more than the probes
+    last: list[tuple[float, list[Probed]]] = []
+    one_round = asyncio.Lock()
+
+    async def shared() -> list[Probed]:
+        async with one_round:
+            if last and time.monotonic() - last[0][0] < cache_s:
+                return last[0][1]
+            found = await probe()
+            last[:] = [(time.monotonic(), found)]
+            return found
 
     async def probe() -> list[Probed]:
         async with contextlib.AsyncExitStack() as stack:
-            network = await stack.enter_async_context(httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, transport=transport))
+            network = await stack.enter_async_context(httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, transport=transport,
+                                                                        verify=tls))
             own = None if itself is None else await stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=itself()), base_url=f"http://{SPEC.name}"))
 
@@ -57,7 +73,7 @@ def prober(settings: CloudSettings, *, itself: Callable[[], FastAPI] | None = No
 
             return list(await asyncio.gather(*(one(spec.name) for spec in domain_services())))
 
-    return probe
+    return shared
 
 
 SHOWN = {"outbox_backlog", "parked_messages", "consumer_lag", "error_rate", "requests_5m", "errors_5m"}

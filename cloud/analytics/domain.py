@@ -13,6 +13,10 @@ rebuilt from ``event_logs``:
   no-shows, and first-attempt charging: a visit (``parking.released``) whose first session
   (``session_ids[0]``) delivered more than 100 Wh, stopped for Local, Remote or EVDisconnected and
   had no ``charging.failed``. A visit counts once its stay and first session are both known.
+- ``usage_daily`` per (site, bay type, local day) and ``usage_peak`` per (site, local month, ISO
+  weekday, local hour): the hourly rows summed in the site's time zone (:func:`local_rollups`),
+  derived again when the zone changes; a report reads the whole local days or months of its range
+  from them and the hours before and after by the hour (:func:`split_range`), the same sums.
 - ``revenue_metrics`` per (site, currency, invoice date in the site's time zone, document kind,
   component): the net amounts of ``payment.invoice_issued`` / ``payment.credit_note_issued`` as
   issued (never converted, never summed across currencies), plus the documents' net, tax and total.
@@ -48,6 +52,8 @@ FALLBACK_TIME_ZONE = "UTC"
 
 USAGE_FIELDS = ("stays", "occupied_s", "sessions", "energy_wh", "charging_s", "idle_s", "blocked_s",
                 "reservations", "kept", "cancelled", "no_shows", "visits", "first_attempt_ok")
+PEAK_FIELDS = ("occupied_s", "sessions", "energy_wh", "charging_s")
+"""The usage figures of the peak-hours heat map (``usage_peak``, every bay type together)."""
 DOC_TOTALS = ("#net", "#tax", "#total")
 """Reserved component names of a document's own net / tax / total in ``revenue_metrics``."""
 
@@ -150,6 +156,67 @@ def period_of_date(day: date, granularity: Granularity) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+def ceil_hour(moment: datetime) -> datetime:
+    hour = hour_of(moment)
+    return hour if hour == moment else hour + timedelta(hours=1)
+
+
+def first_hour(day: date, tz: ZoneInfo) -> datetime:
+    """The first UTC hour whose start lies on ``day`` or later in ``tz``."""
+    return ceil_hour(datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC))
+
+
+def _next(day: date, unit: Literal["day", "month"]) -> date:
+    if unit == "day":
+        return day + timedelta(days=1)
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A range's hours as whole local periods (days or months: ``first`` up to ``end``, exclusive; None
+    when there is none) and the UTC hour ranges ``[a, b)`` before and after them (``edges``)."""
+
+    first: date | None
+    end: date | None
+    edges: tuple[tuple[datetime, datetime], ...]
+
+
+def split_range(span: Range, tz: ZoneInfo, unit: Literal["day", "month"]) -> Split:
+    """The hours of ``span`` (those starting in it) as the whole local days or months they cover, read
+    from a daily or monthly rollup, and the hours left over at either end, read by the hour."""
+    a, b = hour_of(span.start), ceil_hour(span.end)
+    first, end = a.astimezone(tz).date(), b.astimezone(tz).date()
+    if unit == "month":
+        first, end = first.replace(day=1), end.replace(day=1)
+    if first_hour(first, tz) < a:
+        first = _next(first, unit)
+    if first >= end:
+        return Split(None, None, ((a, b),))
+    edges = tuple((x, y) for x, y in ((a, first_hour(first, tz)), (first_hour(end, tz), b)) if x < y)
+    return Split(first, end, edges)
+
+
+def local_rollups(rows: Iterable[tuple[str, str, datetime, dict[str, int]]], zones: dict[str, str]) -> tuple[
+        dict[tuple[str, str, date], dict[str, int]], dict[tuple[str, date, int, int], dict[str, int]]]:
+    """Hourly usage rows (site, bay type, UTC hour, figures) summed per local day (``usage_daily``) and
+    per local month, ISO weekday and local hour (``usage_peak``), in each site's time zone."""
+    daily: dict[tuple[str, str, date], dict[str, int]] = {}
+    peak: dict[tuple[str, date, int, int], dict[str, int]] = {}
+    tzs = {site: zone(name) for site, name in zones.items()}
+    for site, bay_type, hour, figures in rows:
+        local = hour.astimezone(tzs.get(site) or zone(None))
+        day = local.date()
+        into = daily.setdefault((site, bay_type, day), dict.fromkeys(USAGE_FIELDS, 0))
+        for name in USAGE_FIELDS:
+            into[name] += figures.get(name, 0)
+        cell = peak.setdefault((site, day.replace(day=1), local.isoweekday(), local.hour),
+                               dict.fromkeys(PEAK_FIELDS, 0))
+        for name in PEAK_FIELDS:
+            cell[name] += figures.get(name, 0)
+    return daily, peak
+
+
 def _hours(span: Range) -> Iterator[datetime]:
     hour = hour_of(span.start)
     while hour < span.end:
@@ -164,6 +231,11 @@ def hour_labels(span: Range, tz: ZoneInfo) -> dict[datetime, str]:
     count = -(-int((span.end - first).total_seconds()) // 3600)
     hours = [first + n * step for n in range(count)]
     return {hour: hour.astimezone(tz).isoformat(timespec="minutes") for hour in hours}  # as period_of()
+
+
+def hours_in(span: Range) -> int:
+    """How many UTC hours start in the range (as :func:`hour_labels` lists them)."""
+    return -(-int((span.end - hour_of(span.start)).total_seconds()) // 3600)
 
 
 def hours_per_period(span: Range, tz: ZoneInfo, labels: dict[datetime, str] | None = None) -> dict[str, int]:

@@ -12,12 +12,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
 )
 
-from cloud.analytics.domain import USAGE_FIELDS
+from cloud.analytics.domain import PEAK_FIELDS, USAGE_FIELDS
 from cloud.platform.types import UtcDateTime
 
 metadata = MetaData()
@@ -46,6 +47,27 @@ usage_metrics = Table(
     Column("hour", UtcDateTime(), nullable=False, doc="the UTC hour the figures belong to"),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in USAGE_FIELDS),
     PrimaryKeyConstraint("site_id", "hour", "bay_type"),
+)
+
+# Derived from usage_metrics in each site's time zone (kept beside it as events arrive, derived again
+# for a site whose time zone changes, rebuilt with it): a year's report reads days or months, not hours.
+usage_daily = Table(
+    "usage_daily", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("bay_type", String(16), nullable=False),
+    Column("day", Date, nullable=False, doc="the local date (site's time zone) of the hours' start"),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in USAGE_FIELDS),
+    PrimaryKeyConstraint("site_id", "day", "bay_type"),
+)
+
+usage_peak = Table(
+    "usage_peak", metadata,
+    Column("site_id", String(64), nullable=False),
+    Column("month", Date, nullable=False, doc="the local month (its first day) of the hours' start"),
+    Column("weekday", SmallInteger, nullable=False, doc="ISO weekday of the hours' local start"),
+    Column("local_hour", SmallInteger, nullable=False),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in PEAK_FIELDS),
+    PrimaryKeyConstraint("site_id", "month", "weekday", "local_hour"),
 )
 
 revenue_metrics = Table(
@@ -91,6 +113,17 @@ analytics_vehicles = Table(
     Column("battery_wh", Integer, doc="the battery size in Wh (battery_kwh x 1000); null: not known"),
     Column("registered", Boolean, nullable=False),
     Column("version_at", UtcDateTime(), nullable=False, doc="the time of the event that set it (latest wins)"),
+)
+
+# How many registered vehicles there are of each type, make and battery, kept as analytics_vehicles
+# changes (one row per group: the registered distribution without reading every vehicle).
+analytics_vehicle_counts = Table(
+    "analytics_vehicle_counts", metadata,
+    Column("type", String(32), nullable=False),
+    Column("make", String(64), nullable=False, doc="'' : not known (a kept make is never blank)"),
+    Column("battery_wh", Integer, nullable=False, doc="-1: not known"),
+    Column("vehicles", Integer, nullable=False, doc="registered vehicles of the group (0: none now)"),
+    PrimaryKeyConstraint("type", "make", "battery_wh"),
 )
 
 # One row per vehicle and site it arrived at: the distinct visitors of a range without reading every

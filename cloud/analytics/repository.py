@@ -9,18 +9,47 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, Table, and_, cast, delete, exists, func, or_, select, text, union, update
+from sqlalchemy import (
+    TIMESTAMP,
+    BigInteger,
+    Date,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloud.analytics.domain import USAGE_FIELDS, RevenueDelta, SessionOutcome, UsageDelta, VehicleGroup
+from cloud.analytics import domain
+from cloud.analytics.domain import (
+    PEAK_FIELDS,
+    USAGE_FIELDS,
+    RevenueDelta,
+    SessionOutcome,
+    UsageDelta,
+    VehicleGroup,
+)
 from cloud.analytics.models import (
     analytics_sites,
+    analytics_vehicle_counts,
     analytics_vehicles,
     analytics_visitors,
     event_logs,
     revenue_metrics,
     system_health,
+    usage_daily,
     usage_metrics,
+    usage_peak,
 )
 from cloud.platform.outbox import Transaction
 
@@ -47,6 +76,48 @@ def _sum(name: str) -> Any:
     into ``bigint``. One row is one site's bay type in one hour, far below 2^31 in every figure (seconds:
     at most bays x 3,600; Wh: 2 GWh in an hour), so the cast never overflows; the sum is 64-bit."""
     return func.sum(cast(usage_metrics.c[name], Integer)).label(name)
+
+
+def derive_sql(where: str = "") -> list[str]:
+    """PostgreSQL statements filling ``usage_daily`` and ``usage_peak`` from ``usage_metrics`` in each
+    site's time zone (``where``: a condition on ``u``, the usage rows; the tables' rows it covers must
+    be deleted first). The same sums :func:`cloud.analytics.domain.local_rollups` gives."""
+    local = "(u.hour AT TIME ZONE COALESCE(s.time_zone, 'UTC'))"
+    source = f"FROM usage_metrics u LEFT JOIN analytics_sites s ON s.site_id = u.site_id {where}"
+    return [
+        f"INSERT INTO usage_daily (site_id, bay_type, day, {', '.join(USAGE_FIELDS)}) "
+        f"SELECT u.site_id, u.bay_type, {local}::date, {', '.join(f'sum(u.{n})' for n in USAGE_FIELDS)} "
+        f"{source} GROUP BY 1, 2, 3",
+        f"INSERT INTO usage_peak (site_id, month, weekday, local_hour, {', '.join(PEAK_FIELDS)}) "
+        f"SELECT u.site_id, date_trunc('month', {local})::date, extract(isodow FROM {local})::int, "
+        f"extract(hour FROM {local})::int, {', '.join(f'sum(u.{n})' for n in PEAK_FIELDS)} {source} "
+        f"GROUP BY 1, 2, 3, 4"]
+
+
+def _hour_label(hour: Any, tz: str) -> Any:
+    """An hour's label in ``tz`` as PostgreSQL writes it: ``2026-03-30T00:00+02:00``, as Python's
+    ``isoformat(timespec="minutes")`` of the local time (a year by hour: 8,760 labels not made in Python)."""
+    local = func.timezone(tz, hour)
+    minutes = cast(func.extract("epoch", local - func.timezone("UTC", hour)) / 60, Integer)
+    sign = case((minutes < 0, "-"), else_="+")
+    return func.concat(func.to_char(local, 'YYYY-MM-DD"T"HH24:MI'), sign, _two(func.abs(minutes) // 60), ":",
+                       _two(func.abs(minutes) % 60))
+
+
+def _two(value: Any) -> Any:
+    return func.lpad(cast(value, String), 2, "0")
+
+
+COUNT_VEHICLES_SQL = (
+    "INSERT INTO analytics_vehicle_counts (type, make, battery_wh, vehicles) "
+    "SELECT type, COALESCE(make, ''), COALESCE(battery_wh, -1), count(*) FROM analytics_vehicles "
+    "WHERE registered GROUP BY 1, 2, 3")
+"""``analytics_vehicle_counts`` from ``analytics_vehicles`` (into an empty table): migration 0006's fill."""
+
+
+def _total(column: Any) -> Any:
+    """A sum over a derived rollup, as a Python int (few rows: PostgreSQL's numeric sum, cast back)."""
+    return cast(func.sum(column), BigInteger).label(column.name)
 
 
 class SqlAnalyticsRepository:
@@ -109,16 +180,67 @@ class SqlAnalyticsRepository:
 
     # --- rollups ---------------------------------------------------------------------------------
 
-    async def add_usage(self, delta: UsageDelta) -> None:
-        values = [{"site_id": site, "bay_type": bay_type, "hour": hour, **row}
-                  for (site, bay_type, hour), row in delta.rows.items() if any(row.values())]
+    async def add_usage(self, delta: UsageDelta, zones: dict[str, str] | None = None) -> None:
+        """Add to the hourly rows, and to the daily and peak rows in each site's time zone (``zones``:
+        the sites' zones when the caller has them; else looked up)."""
+        rows = [(site, bay_type, hour, row) for (site, bay_type, hour), row in delta.rows.items()
+                if any(row.values())]
+        if not rows:
+            return
+        await self._add(usage_metrics, ["site_id", "hour", "bay_type"], USAGE_FIELDS,
+                        [{"site_id": site, "bay_type": bay_type, "hour": hour, **row}
+                         for site, bay_type, hour, row in rows])
+        known = zones if zones is not None else {}  # the caller's dict learns the zones looked up
+        missing = sorted({site for site, *_ in rows} - set(known))
+        if missing:
+            found = await self.sites(missing)
+            known.update({site: (found.get(site) or {}).get("time_zone") or domain.FALLBACK_TIME_ZONE
+                          for site in missing})
+        daily, peak = domain.local_rollups(rows, known)
+        await self._add(usage_daily, ["site_id", "day", "bay_type"], USAGE_FIELDS,
+                        [{"site_id": site, "bay_type": bay_type, "day": day, **row}
+                         for (site, bay_type, day), row in daily.items()])
+        await self._add(usage_peak, ["site_id", "month", "weekday", "local_hour"], PEAK_FIELDS,
+                        [{"site_id": site, "month": month, "weekday": weekday, "local_hour": hour, **row}
+                         for (site, month, weekday, hour), row in peak.items()])
+
+    async def _add(self, table: Table, key: list[str], names: Sequence[str], values: list[dict[str, Any]]) -> None:
+        """Upsert rows, adding their figures to what is there."""
         if not values:
             return
-        statement = self._insert(usage_metrics)
+        statement = self._insert(table)
         statement = statement.on_conflict_do_update(
-            index_elements=["site_id", "hour", "bay_type"],
-            set_={name: usage_metrics.c[name] + statement.excluded[name] for name in USAGE_FIELDS})
-        await self._session.execute(statement, values)
+            index_elements=key, set_={name: table.c[name] + statement.excluded[name] for name in names})
+        for chunk in range(0, len(values), 5000):
+            await self._session.execute(statement, values[chunk:chunk + 5000])
+
+    async def derive(self, sites: Sequence[str] | None = None) -> None:
+        """``usage_daily`` and ``usage_peak`` of ``sites`` (None: all) again from ``usage_metrics``, in
+        their time zones now (after a site's time zone changed)."""
+        for table in (usage_daily, usage_peak):
+            statement = delete(table)
+            await self._session.execute(statement if sites is None else statement.where(
+                table.c.site_id.in_(list(sites))))
+        if self._dialect is postgresql:
+            where = "" if sites is None else "WHERE u.site_id = ANY(:sites)"
+            for sql in derive_sql(where):
+                await self._session.execute(text(sql), {} if sites is None else {"sites": list(sites)})
+            return
+        query = select(usage_metrics)
+        if sites is not None:
+            query = query.where(usage_metrics.c.site_id.in_(list(sites)))
+        rows = (await self._session.execute(query)).mappings().all()
+        delta = UsageDelta()
+        for row in rows:
+            delta.rows[(row["site_id"], row["bay_type"], row["hour"])] = {n: int(row[n]) for n in USAGE_FIELDS}
+        known = {site: meta["time_zone"] or domain.FALLBACK_TIME_ZONE for site, meta in (await self.sites()).items()}
+        daily, peak = domain.local_rollups(((s, b, h, r) for (s, b, h), r in delta.rows.items()), known)
+        await self._add(usage_daily, ["site_id", "day", "bay_type"], USAGE_FIELDS,
+                        [{"site_id": site, "bay_type": bay_type, "day": day, **row}
+                         for (site, bay_type, day), row in daily.items()])
+        await self._add(usage_peak, ["site_id", "month", "weekday", "local_hour"], PEAK_FIELDS,
+                        [{"site_id": site, "month": month, "weekday": weekday, "local_hour": hour, **row}
+                         for (site, month, weekday, hour), row in peak.items()])
 
     async def add_revenue(self, delta: RevenueDelta) -> None:
         values = [{"site_id": key[0], "currency": key[1], "day": key[2], "kind": key[3], "component": key[4],
@@ -139,8 +261,8 @@ class SqlAnalyticsRepository:
             await self._session.execute(text("LOCK TABLE event_logs IN SHARE MODE"))
 
     async def clear_rollups(self) -> None:
-        await self._session.execute(delete(usage_metrics))
-        await self._session.execute(delete(revenue_metrics))
+        for table in (usage_metrics, usage_daily, usage_peak, revenue_metrics):
+            await self._session.execute(delete(table))
         await self._session.execute(delete(analytics_visitors))
 
     async def saw_visitor(self, site_id: str, vehicle_id: str, at: datetime) -> None:
@@ -179,8 +301,12 @@ class SqlAnalyticsRepository:
                                     .values(bays=bays, chargers=chargers, max_power_w=max_power_w))
 
     async def set_time_zone(self, site_id: str, time_zone: str) -> None:
+        """The site's time zone; its daily and peak rows are derived again in it when it changed."""
+        before = (await self.sites([site_id])).get(site_id, {}).get("time_zone")
         await self._session.execute(update(analytics_sites).where(analytics_sites.c.site_id == site_id)
                                     .values(time_zone=time_zone))
+        if before is not None and before != time_zone:
+            await self.derive([site_id])
 
     async def sites(self, only: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         query = select(analytics_sites)
@@ -218,21 +344,47 @@ class SqlAnalyticsRepository:
         await self._upsert_vehicle(vehicle_id=vehicle_id, type=type_, registered=False, version_at=at)
 
     async def _upsert_vehicle(self, **values: Any) -> None:
-        """The latest event (by its time) about a vehicle wins, whatever order they arrive in."""
+        """The latest event (by its time) about a vehicle wins, whatever order they arrive in; the
+        registered counts move from its group before to its group after."""
+        c = analytics_vehicles.c
+        query = select(c.type, c.make, c.battery_wh, c.registered, c.version_at).where(
+            c.vehicle_id == values["vehicle_id"])
+        if self._dialect is postgresql:
+            query = query.with_for_update()
+        before = (await self._session.execute(query)).mappings().one_or_none()
         statement = self._insert(analytics_vehicles).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["vehicle_id"],
             set_={name: statement.excluded[name] for name in values if name != "vehicle_id"},
             where=statement.excluded.version_at >= analytics_vehicles.c.version_at)
         await self._session.execute(statement)
+        if before is not None and values["version_at"] < before["version_at"]:
+            return  # an older event: nothing changed
+        after = {"make": None, "battery_wh": None, **(dict(before) if before is not None else {}), **values}
+        if before is not None and before["registered"]:
+            await self._count_vehicle(before, -1)
+        if after["registered"]:
+            await self._count_vehicle(after, 1)
+
+    async def _count_vehicle(self, vehicle: Any, change: int) -> None:
+        statement = self._insert(analytics_vehicle_counts).values(
+            type=vehicle["type"], make=vehicle["make"] or "",
+            battery_wh=-1 if vehicle["battery_wh"] is None else vehicle["battery_wh"], vehicles=change)
+        await self._session.execute(statement.on_conflict_do_update(
+            index_elements=["type", "make", "battery_wh"],
+            set_={"vehicles": analytics_vehicle_counts.c.vehicles + statement.excluded.vehicles}))
 
     # --- report queries --------------------------------------------------------------------------
 
     async def usage_by_hour(self, sites: Sequence[str], start: datetime, end: datetime,
-                            bay_type: str | None = None) -> list[dict[str, Any]]:
+                            bay_type: str | None = None, *, labelled_in: str | None = None) -> list[dict[str, Any]]:
         """The figures of ``sites`` together, per UTC hour (one row per hour: sites of one time zone
-        bucket alike, so the caller asks once per time zone)."""
-        query = (select(usage_metrics.c.hour, *(_sum(n) for n in USAGE_FIELDS))
+        bucket alike, so the caller asks once per time zone). On PostgreSQL with ``labelled_in`` (a
+        time zone), each row has the hour's period ``label`` instead (:func:`domain.period_of`'s)."""
+        key: Any = usage_metrics.c.hour
+        if labelled_in is not None and self._dialect is postgresql:
+            key = _hour_label(usage_metrics.c.hour, labelled_in).label("label")
+        query = (select(key, *(_sum(n) for n in USAGE_FIELDS))
                  .where(usage_metrics.c.site_id.in_(list(sites)), usage_metrics.c.hour >= start,
                         usage_metrics.c.hour < end)
                  .group_by(usage_metrics.c.hour))
@@ -241,7 +393,17 @@ class SqlAnalyticsRepository:
         return await self._dicts(query)
 
     async def _dicts(self, query: Any) -> list[dict[str, Any]]:
-        """The rows as dicts, built from plain rows (a year by hour is 8,760 of them: mappings cost more)."""
+        """The rows as dicts (a year by hour is 8,760 of them). On PostgreSQL the statement, compiled by
+        SQLAlchemy, is fetched by asyncpg itself in this transaction: its records become dicts at a
+        fraction of the cost of SQLAlchemy's rows (the columns read here need no result processing:
+        integers, text, dates, and timestamps asyncpg gives aware in UTC)."""
+        if self._dialect is postgresql:
+            connection = await self._session.connection()
+            compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            records = await driver.fetch(compiled.string, *(compiled.params[n] for n in compiled.positiontup or ()))
+            return [dict(record) for record in records]
         result = await self._session.execute(query)
         keys = list(result.keys())
         return [dict(zip(keys, row, strict=True)) for row in result.all()]
@@ -260,6 +422,30 @@ class SqlAnalyticsRepository:
                  .group_by(local))
         if bay_type is not None:
             query = query.where(usage_metrics.c.bay_type == bay_type)
+        return await self._dicts(query)
+
+    async def usage_by_day(self, sites: Sequence[str], first: date, end: date, bay_type: str | None,
+                           unit: str) -> list[dict[str, Any]]:
+        """The figures of ``sites`` together from ``usage_daily``, local days ``first`` up to ``end``
+        (exclusive), per day or, with ``unit`` week or month, per period; each row's ``local`` is the
+        period's first day (SQLite: the day; the caller labels it)."""
+        c = usage_daily.c
+        local: Any = c.day
+        if self._dialect is postgresql and unit in ("week", "month"):
+            local = cast(func.date_trunc(unit, cast(c.day, TIMESTAMP)), Date)
+        query = (select(local.label("local"), *(_total(c[n]) for n in USAGE_FIELDS))
+                 .where(c.site_id.in_(list(sites)), c.day >= first, c.day < end).group_by(local))
+        if bay_type is not None:
+            query = query.where(c.bay_type == bay_type)
+        return await self._dicts(query)
+
+    async def peak_by_month(self, sites: Sequence[str], first: date, end: date) -> list[dict[str, Any]]:
+        """The peak figures of ``sites`` from ``usage_peak``, local months ``first`` up to ``end``
+        (exclusive), per (ISO weekday, local hour)."""
+        c = usage_peak.c
+        query = (select(c.weekday, c.local_hour, *(_total(c[n]) for n in PEAK_FIELDS))
+                 .where(c.site_id.in_(list(sites)), c.month >= first, c.month < end)
+                 .group_by(c.weekday, c.local_hour))
         return await self._dicts(query)
 
     async def peak_cells(self, sites: Sequence[str], start: datetime, end: datetime,
@@ -297,11 +483,11 @@ class SqlAnalyticsRepository:
         return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
 
     async def registered_vehicles(self) -> list[VehicleGroup]:
-        """Registered vehicles (every site's) grouped by type, make and battery."""
-        c = analytics_vehicles.c
-        query = (select(c.type, c.make, c.battery_wh, func.count()).where(c.registered)
-                 .group_by(c.type, c.make, c.battery_wh))
-        return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
+        """Registered vehicles (every site's) grouped by type, make and battery (the kept counts)."""
+        c = analytics_vehicle_counts.c
+        query = select(c.type, c.make, c.battery_wh, c.vehicles).where(c.vehicles > 0)
+        return [VehicleGroup(r[0], r[1] or None, None if r[2] == -1 else r[2], int(r[3]))
+                for r in (await self._session.execute(query)).all()]
 
     async def visiting_vehicles(self, sites: Sequence[str], start: datetime, end: datetime) -> list[VehicleGroup]:
         """The distinct attributed vehicles that arrived at ``sites`` in the range, grouped by type, make

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from cloud.analytics import domain
@@ -20,7 +21,7 @@ from cloud.analytics.views import (
     RevenuePeriod,
     ServiceHealth,
     SiteHealth,
-    UsageOut,
+    UsageReport,
     VehicleDistribution,
     VehicleTypesOut,
 )
@@ -94,10 +95,11 @@ class AnalyticsService:
                 await repo.saw_site(site_id, event.occurred_at)
             logged = Logged(str(event.id), event.name, event.occurred_at, body)
             await self._state(repo, logged)
-            usage, revenue = await self._contribution(repo, logged, {})
-            await repo.add_usage(usage)
+            zones: dict[str, str] = {}
+            usage, revenue = await self._contribution(repo, logged, zones)
+            await repo.add_usage(usage, zones)
             await repo.add_revenue(revenue)
-            await repo.add_usage(await self._visit_change(repo, logged))
+            await repo.add_usage(await self._visit_change(repo, logged), zones)
 
     async def _state(self, repo: SqlAnalyticsRepository, e: Logged) -> None:
         """Sites, chargers and vehicles as they are now (the latest event by its time wins)."""
@@ -229,26 +231,43 @@ class AnalyticsService:
         return await repo.sites(None if user.is_admin else sorted(user.sites))
 
     async def usage(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
-                    site_id: str | None, bay_type: str | None) -> UsageOut:
+                    site_id: str | None, bay_type: str | None) -> UsageReport:
         span = domain.report_range(start, end, granularity, now=self._now())
         if bay_type is not None and bay_type not in ("ev", "regular", "accessible"):
             raise domain.InvalidField("bay_type", f"{bay_type!r} is not one of ev, regular, accessible")
         async with self._units() as uow:
             sites = await self._scope(uow.repo, user, site_id)
             zones = _by_zone(sites)
-            hourly = {tz: await uow.repo.usage_by_local(members, domain.hour_of(span.start), span.end, bay_type,
-                                                        tz, span.granularity)
-                      for tz, members in zones.items()}
+            hourly: dict[str, list[dict[str, Any]]] = {}
+            for zone_name, members in zones.items():
+                if span.granularity == "hour":
+                    hourly[zone_name] = await uow.repo.usage_by_hour(members, domain.hour_of(span.start), span.end,
+                                                                     bay_type, labelled_in=zone_name)
+                    continue
+                # whole local days from usage_daily, the hours before and after them by the hour
+                split = domain.split_range(span, domain.zone(zone_name), "day")
+                found = [] if split.first is None or split.end is None else await uow.repo.usage_by_day(
+                    members, split.first, split.end, bay_type, span.granularity)
+                for a, b in split.edges:
+                    found += await uow.repo.usage_by_local(members, a, b, bay_type, zone_name, span.granularity)
+                hourly[zone_name] = found
         totals: dict[str, dict[str, int]] = {}
         available: dict[str, int] = {}
         capacity: dict[str, int] = {}  # Wh the chargers could have delivered at full power
+        available_total = capacity_total = 0
         power_known = all(site["max_power_w"] is not None for site in sites.values())
         for tz_name, rows in hourly.items():
             tz = domain.zone(tz_name)
-            labels = domain.hour_labels(span, tz) if span.granularity == "hour" else {}
+            # PostgreSQL labels the hours itself; with one time zone each label is one hour of the range
+            one_each = span.granularity == "hour" and len(hourly) == 1 and all("label" in row for row in rows)
+            labels = domain.hour_labels(span, tz) if span.granularity == "hour" and not one_each else {}
             for row in rows:
-                if "local" in row:
-                    label = domain.period_of_date(row["local"].date(), span.granularity)
+                if "label" in row:
+                    label = row["label"]
+                elif "local" in row:
+                    local = row["local"]
+                    label = domain.period_of_date(local.date() if isinstance(local, datetime) else local,
+                                                  span.granularity)
                 else:
                     label = labels.get(row["hour"]) or domain.period_of(row["hour"], span.granularity, tz)
                 into = totals.get(label)
@@ -257,25 +276,30 @@ class AnalyticsService:
                 else:
                     for name in domain.USAGE_FIELDS:
                         into[name] += int(row[name] or 0)
-            per_period = domain.hours_per_period(span, tz, labels or None)
+            if one_each:
+                per_period, hours_total = dict.fromkeys(totals, 1), domain.hours_in(span)
+            else:
+                per_period = domain.hours_per_period(span, tz, labels or None)
+                hours_total = sum(per_period.values())
             if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
                 bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
+                available_total += bays * hours_total * 3600
                 for label, hours in per_period.items():
                     available[label] = available.get(label, 0) + bays * hours * 3600
             if power_known and bay_type in (None, "ev"):  # charging happens on EV bays only
                 power_w = sum(sites[s]["max_power_w"] for s in zones[tz_name])
+                capacity_total += power_w * hours_total
                 for label, hours in per_period.items():
                     capacity[label] = capacity.get(label, 0) + power_w * hours
         periods = [_usage_period(label, figures, available.get(label), capacity.get(label))
                    for label, figures in sorted(totals.items())]
-        # Validated in one call, periods as dicts: a year by hour is 8,760 periods, each a model
-        # built on its own costs more than twice as much.
-        return UsageOut.model_validate({
+        # Written out as computed, validated only when read in Python: a year by hour is 8,760 periods.
+        return UsageReport({
             "sites": sorted(sites), "start": span.start, "end": span.end, "granularity": span.granularity,
             "bay_type": bay_type, "periods": periods,
-            "total": _usage_period("total", {n: sum(p[n] for p in totals.values()) for n in domain.USAGE_FIELDS},
-                                   sum(available.values()) if bay_type is None else None,
-                                   sum(capacity.values()) if capacity else None)})
+            "total": _usage_period("total", {n: sum(map(itemgetter(n), totals.values())) for n in domain.USAGE_FIELDS},
+                                   available_total if bay_type is None else None,
+                                   capacity_total if capacity else None)})
 
     async def revenue(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
                       site_id: str | None) -> RevenueOut:
@@ -309,11 +333,16 @@ class AnalyticsService:
         async with self._units() as uow:
             sites = await self._scope(uow.repo, user, site_id)
             zones = _by_zone(sites)
-            summed = {tz: await uow.repo.peak_cells(members, domain.hour_of(span.start), span.end, tz)
-                      for tz, members in zones.items()}
-            hourly = {tz: rows if rows is not None else
-                      await uow.repo.usage_by_hour(zones[tz], domain.hour_of(span.start), span.end)
-                      for tz, rows in summed.items()}
+            hourly: dict[str, list[dict[str, Any]]] = {}
+            for zone_name, members in zones.items():
+                # whole local months from usage_peak, the hours before and after them by the hour
+                split = domain.split_range(span, domain.zone(zone_name), "month")
+                found = [] if split.first is None or split.end is None else await uow.repo.peak_by_month(
+                    members, split.first, split.end)
+                for a, b in split.edges:
+                    summed = await uow.repo.peak_cells(members, a, b, zone_name)
+                    found += summed if summed is not None else await uow.repo.usage_by_hour(members, a, b)
+                hourly[zone_name] = found
         cells: dict[tuple[int, int], dict[str, int]] = {}
         hours: dict[tuple[int, int], int] = {}
         for tz_name, rows in hourly.items():
@@ -405,12 +434,13 @@ def _distribution(counts: domain.VehicleDistribution) -> VehicleDistribution:
 
 
 def _usage_period(label: str, f: dict[str, int], available_s: int | None, capacity_wh: int | None) -> dict[str, Any]:
-    """A :class:`~cloud.analytics.views.UsagePeriod`'s fields (validated with the whole report)."""
+    """A :class:`~cloud.analytics.views.UsagePeriod`'s fields, in its order and types (the report is
+    written out from them as they are)."""
     rate = domain.rate
     kept, no_shows, visits, energy_wh = f["kept"], f["no_shows"], f["visits"], f["energy_wh"]
     return {
-        "period": label, "stays": f["stays"], "charging_sessions": f["sessions"],
-        "energy_kwh": Decimal(energy_wh) / 1000, "energy_wh": energy_wh,
+        "period": label, "stays": f["stays"], "charging_sessions": f["sessions"], "energy_wh": energy_wh,
+        "energy_kwh": Decimal(energy_wh) / 1000,
         "occupied_hours": round(f["occupied_s"] / 3600, 3), "time_utilisation": rate(f["occupied_s"], available_s or 0),
         "energy_utilisation": rate(energy_wh, capacity_wh or 0), "idle_minutes": round(f["idle_s"] / 60, 1),
         "blocked_minutes": round(f["blocked_s"] / 60, 1), "reservations": f["reservations"],

@@ -1,6 +1,8 @@
 """Migrations of analytics on SQLite and PostgreSQL: 0002, the vehicles it knew keep their type with make
 and battery not known (no earlier event carried them); 0004, the visitors are filled from the arrivals
-logged before it. Each downgrades without losing what was there before it."""
+logged before it; 0005, the local day and peak rollups are filled from the hourly rows in each site's
+time zone; 0006, the registered vehicles are counted per group. Each downgrades without losing what
+was there before it."""
 
 from __future__ import annotations
 
@@ -65,6 +67,72 @@ async def test_migration_0004_fills_the_visitors_from_the_logged_arrivals_and_do
             assert (await conn.execute(text("SELECT count(*) FROM event_logs"))).scalar() == 4
         await db.migrate(migrations_of("analytics"))
         assert "analytics_visitors" in await tables(db)
+    finally:
+        await db.close()
+
+
+async def test_migration_0005_fills_the_local_day_and_peak_rollups_from_the_hourly_rows_and_downgrades(
+        database_url: str) -> None:
+    db = Database(database_url.replace("service.db", "analytics.db"))
+    await db.connect()
+    try:
+        await db.migrate(migrations_of("analytics"), "0004")
+        async with db.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO analytics_sites (site_id, time_zone) VALUES ('site-1', 'Asia/Tokyo')"))
+            for site, hour, stays, wh in (("site-1", 14, 1, 100), ("site-1", 15, 2, 200), ("site-1", 16, 0, 50),
+                                          ("site-2", 23, 4, 0)):  # site-2: no site row, UTC
+                await conn.execute(text("INSERT INTO usage_metrics (site_id, bay_type, hour, stays, energy_wh) "
+                                        "VALUES (:site, 'ev', :hour, :stays, :wh)"),
+                                   {"site": site, "hour": datetime(2026, 3, 10, hour, tzinfo=UTC), "stays": stays,
+                                    "wh": wh})
+        await db.migrate(migrations_of("analytics"))
+        async with db.engine.connect() as conn:
+            daily = (await conn.execute(text("SELECT site_id, day, stays, energy_wh FROM usage_daily "
+                                             "ORDER BY site_id, day"))).all()
+            peak = (await conn.execute(text("SELECT site_id, month, weekday, local_hour, energy_wh FROM usage_peak "
+                                            "ORDER BY site_id, weekday, local_hour"))).all()
+        # 14:00 UTC is 23:00 on Tuesday the 10th in Tokyo; 15:00 and 16:00 are Wednesday the 11th
+        assert [(r[0], str(r[1])[:10], r[2], r[3]) for r in daily] == [
+            ("site-1", "2026-03-10", 1, 100), ("site-1", "2026-03-11", 2, 250), ("site-2", "2026-03-10", 4, 0)]
+        assert [(r[0], str(r[1])[:10], r[2], r[3], r[4]) for r in peak] == [
+            ("site-1", "2026-03-01", 2, 23, 100), ("site-1", "2026-03-01", 3, 0, 200),
+            ("site-1", "2026-03-01", 3, 1, 50), ("site-2", "2026-03-01", 2, 23, 0)]
+
+        await downgrade(db, "0004")
+        assert {"usage_daily", "usage_peak"}.isdisjoint(await tables(db))
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM usage_metrics"))).scalar() == 4
+        await db.migrate(migrations_of("analytics"))
+        assert {"usage_daily", "usage_peak"} <= await tables(db)
+    finally:
+        await db.close()
+
+
+async def test_migration_0006_counts_the_registered_vehicles_known_before_it_and_downgrades(
+        database_url: str) -> None:
+    db = Database(database_url.replace("service.db", "analytics.db"))
+    await db.connect()
+    try:
+        await db.migrate(migrations_of("analytics"), "0005")
+        async with db.engine.begin() as conn:
+            for n, (kind, make, battery, registered) in enumerate((("electric", "Kia", 64_000, True),
+                                                                   ("electric", "Kia", 64_000, True),
+                                                                   ("electric", None, None, True),
+                                                                   ("hybrid", "Kia", None, False))):
+                await conn.execute(text("INSERT INTO analytics_vehicles (vehicle_id, type, make, battery_wh, "
+                                        "registered, version_at) VALUES (:id, :kind, :make, :battery, :registered, "
+                                        ":at)"), {"id": f"v-{n}", "kind": kind, "make": make, "battery": battery,
+                                                  "registered": registered, "at": datetime(2026, 3, 1, tzinfo=UTC)})
+        await db.migrate(migrations_of("analytics"))
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT type, make, battery_wh, vehicles FROM analytics_vehicle_counts "
+                                            "ORDER BY make"))).all()
+        assert [tuple(r) for r in rows] == [("electric", "", -1, 1), ("electric", "Kia", 64_000, 2)]
+
+        await downgrade(db, "0005")
+        assert "analytics_vehicle_counts" not in await tables(db)
+        await db.migrate(migrations_of("analytics"))
+        assert "analytics_vehicle_counts" in await tables(db)
     finally:
         await db.close()
 

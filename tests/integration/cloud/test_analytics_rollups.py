@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +20,7 @@ from cloud.contracts import EventBody, Received
 from cloud.contracts.charging import ChargingFailed
 from cloud.contracts.parking import Arrived, LotConfigured
 from cloud.contracts.payments import InvoiceIssued
+from cloud.contracts.vehicles import VehicleDeleted, VehicleRegistered, VehicleUpdated
 from cloud.platform.db import Database
 from cloud.platform.outbox import Outbox
 from cloud.platform.unit_of_work import sql_units_of_work
@@ -57,9 +59,12 @@ def lot(time_zone: str) -> LotConfigured:
 
 async def rollups(db: Database) -> tuple[list[Any], list[Any]]:
     async with db.engine.connect() as conn:
-        usage = (await conn.execute(text("SELECT * FROM usage_metrics ORDER BY site_id, hour, bay_type"))).all()
+        usage = list((await conn.execute(text("SELECT * FROM usage_metrics ORDER BY site_id, hour, bay_type"))).all())
         revenue = (await conn.execute(text(
             "SELECT * FROM revenue_metrics ORDER BY site_id, day, currency, kind, component"))).all()
+        usage += (await conn.execute(text("SELECT * FROM usage_daily ORDER BY site_id, day, bay_type"))).all()
+        usage += (await conn.execute(text(
+            "SELECT * FROM usage_peak ORDER BY site_id, month, weekday, local_hour"))).all()
     return [tuple(r) for r in usage], [tuple(r) for r in revenue]
 
 
@@ -166,3 +171,96 @@ async def test_visitors_of_a_range_are_the_vehicles_that_arrived_in_it_whatever_
     assert await analytics.rebuild() == len(events)
     assert await visitors_table(db) == incremental
     assert await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), None) == answer
+
+
+@pytest.mark.parametrize("time_zone", ["Asia/Tokyo", "Asia/Kolkata"])  # UTC+9; +5:30, its days start on :30
+async def test_days_weeks_months_and_peak_hours_sum_the_same_hours_whatever_the_range(db: Database,
+                                                                                       time_zone: str) -> None:
+    # Whole local days and months come from usage_daily / usage_peak, the hours before and after them
+    # from usage_metrics: every range gives the sums of its hours, as the report by hour shows them.
+    analytics = service(db)
+    await analytics.on_event(envelope(lot(time_zone)))
+    for body in DAY_OF_EVENTS:
+        await analytics.on_event(envelope(body))
+    tz = ZoneInfo(time_zone)
+    ranges = [(datetime(2026, 3, 10, tzinfo=tz), datetime(2026, 3, 12, tzinfo=tz)),  # whole local days
+              (at("08:30"), at("16:00")), (at("09:00"), datetime(2026, 3, 11, 1, 30, tzinfo=tz)),  # within a day
+              (datetime(2026, 2, 15, 13, tzinfo=UTC), datetime(2026, 4, 2, 5, tzinfo=UTC)),  # a whole month inside
+              (datetime(2026, 3, 1, tzinfo=tz), datetime(2026, 4, 1, tzinfo=tz))]  # the local month exactly
+    names = ("stays", "charging_sessions", "energy_wh", "reservations", "no_shows", "visits_with_charging")
+    for start, end in ranges:
+        hourly = await analytics.usage(ADMIN, start, end, "hour", "site-1", None)
+        assert hourly.total.energy_wh > 0, (start, end)
+        for granularity, label in (("day", lambda p: p[:10]),
+                                   ("week", lambda p: "{}-W{:02d}".format(*datetime.fromisoformat(p).isocalendar())),
+                                   ("month", lambda p: p[:7])):
+            expected: dict[str, dict[str, int]] = {}
+            for period in hourly.periods:
+                into = expected.setdefault(label(period.period), dict.fromkeys(names, 0))
+                for name in names:
+                    into[name] += getattr(period, name)
+            report = await analytics.usage(ADMIN, start, end, granularity, "site-1", None)
+            got = {p.period: {n: getattr(p, n) for n in names} for p in report.periods}
+            assert got == {k: v for k, v in expected.items() if any(v.values())}, (start, end, granularity)
+        cells: dict[tuple[int, int], list[int]] = {}
+        for period in hourly.periods:
+            local = datetime.fromisoformat(period.period)
+            cell = cells.setdefault((local.isoweekday(), local.hour), [0, 0])
+            cell[0] += period.charging_sessions
+            cell[1] += period.energy_wh
+        peaks = await analytics.peak_hours(ADMIN, start, end, "site-1")
+        assert {(c.weekday, c.hour): [c.sessions, round(c.energy_kwh * 1000)] for c in peaks.cells
+                if c.sessions or c.energy_kwh} == {k: v for k, v in cells.items() if any(v)}, (start, end)
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"])
+async def test_postgresql_labels_each_hour_as_the_report_by_hour_does(db: Database, time_zone: str) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite's hours are labelled in Python")
+    hours = [datetime(2026, 3, 28, tzinfo=UTC) + n * (datetime(2026, 1, 1, 1) - datetime(2026, 1, 1))
+             for n in range(24 * 3)] + [datetime(2026, 10, 25, h, tzinfo=UTC) for h in range(24)]  # both DST switches
+    async with db.engine.begin() as conn:
+        for n, hour in enumerate(hours):
+            await conn.execute(text("INSERT INTO usage_metrics (site_id, bay_type, hour, stays) "
+                                    "VALUES ('site-1', 'ev', :hour, :n)"), {"hour": hour, "n": n + 1})
+    async with service(db)._units() as uow:
+        rows = await uow.repo.usage_by_hour(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
+                                            labelled_in=time_zone)
+    tz = ZoneInfo(time_zone)
+    assert {row["label"]: row["stays"] for row in rows} == {
+        hour.astimezone(tz).isoformat(timespec="minutes"): n + 1 for n, hour in enumerate(hours)}
+
+
+async def test_a_usage_report_is_written_out_as_its_validated_model_would_be(db: Database) -> None:
+    analytics = service(db)
+    for body in [*DAY_OF_EVENTS, lot("Europe/Berlin")]:
+        await analytics.on_event(envelope(body))
+    for granularity in ("hour", "day", "month"):
+        report = await analytics.usage(ADMIN, at("00:00"), at("00:00", day=12), granularity, None, None)
+        assert report.periods and report.model_dump_json() == report.model.model_dump_json(), granularity
+
+
+async def test_the_registered_counts_follow_the_vehicles_whatever_order_their_events_come_in(db: Database) -> None:
+    def sent(body: EventBody, minute: int) -> Received[EventBody]:
+        return Received(id=uuid.uuid4(), name=body.NAME, version=body.VERSION, source="test", body=body,
+                        occurred_at=datetime(2026, 3, 10, 8, minute, tzinfo=UTC))
+
+    events = [
+        sent(VehicleRegistered(vehicle_id="v-1", plate="A 1", id_tags=[], type="electric", make="Kia",
+                               battery_kwh=Decimal("64")), 0),
+        sent(VehicleUpdated(vehicle_id="v-1", plate="A 1", id_tags=[], type="electric", version=2, make="KIA",
+                            battery_kwh=Decimal("77.4")), 5),
+        sent(VehicleRegistered(vehicle_id="v-2", plate="B 2", id_tags=[], type="combustion"), 1),
+        sent(VehicleDeleted(vehicle_id="v-2", plate="B 2", id_tags=[], type="combustion"), 9),
+        sent(VehicleRegistered(vehicle_id="v-3", plate="C 3", id_tags=[], type="hybrid", make="Kia"), 2),
+    ]
+    for order in (events, [events[3], events[1], events[4], events[0], events[2]]):  # a delete first, then older
+        async with db.engine.begin() as conn:
+            for table in ("analytics_vehicles", "analytics_vehicle_counts", "inbox", "event_logs"):
+                await conn.execute(text(f"DELETE FROM {table}"))
+        analytics = service(db)
+        for event in order:
+            await analytics.on_event(event)
+        async with analytics._units() as uow:
+            groups = sorted((g.kind, g.make, g.battery_wh, g.vehicles) for g in await uow.repo.registered_vehicles())
+        assert groups == [("electric", "KIA", 77_400, 1), ("hybrid", "Kia", None, 1)], order

@@ -61,6 +61,23 @@ async def test_each_services_figures_come_from_its_status_and_a_service_down_is_
         True, False, {"database": False, "event_bus": True}, None)
 
 
+
+async def test_callers_within_a_moment_share_one_round_of_probes() -> None:
+    asked: list[str] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return services(request)
+
+    probe = prober(SETTINGS, transport=httpx.MockTransport(counting), cache_s=60)
+    together = await asyncio.gather(probe(), probe())  # the second waits for the first's round
+    assert together[0] == together[1] and await probe() == together[0]
+    assert len(asked) == 7 * 3, "one /health, /ready and /status per service"
+    fresh = prober(SETTINGS, transport=httpx.MockTransport(counting), cache_s=0)
+    await fresh()
+    await fresh()
+    assert len(asked) == 7 * 3 * 3
+
 def probed(service: str, uplink: dict[str, SiteUplink] | None) -> Probed:
     return Probed(ServiceHealth(service=service, healthy=True, ready=True), uplink)
 

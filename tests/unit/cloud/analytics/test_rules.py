@@ -133,3 +133,20 @@ def test_makes_differing_in_case_or_spaces_are_one_named_as_most_spell_it() -> N
     assert counts.by_battery == {"<30": 1, "30-50": 0, "50-75": 1, "75-100": 2, ">=100": 0, "unknown": 5}
     assert domain.vehicle_distribution([]) == domain.VehicleDistribution(
         0, {}, {}, {"<30": 0, "30-50": 0, "50-75": 0, "75-100": 0, ">=100": 0})
+
+
+def test_a_range_splits_into_whole_local_days_or_months_and_the_hours_around_them() -> None:
+    span = domain.Range(datetime(2026, 3, 28, 10, 30, tzinfo=UTC), datetime(2026, 3, 31, 5, tzinfo=UTC))
+    split = domain.split_range(span, BERLIN, "day")  # summer time from the 29th: that day has 23 hours
+    assert (split.first, split.end) == (datetime(2026, 3, 29).date(), datetime(2026, 3, 31).date())
+    assert split.edges == ((datetime(2026, 3, 28, 10, tzinfo=UTC), datetime(2026, 3, 28, 23, tzinfo=UTC)),
+                           (datetime(2026, 3, 30, 22, tzinfo=UTC), datetime(2026, 3, 31, 5, tzinfo=UTC)))
+    kolkata = domain.zone("Asia/Kolkata")  # +5:30: a local day starts with the hour from 18:30 UTC
+    by_month = domain.split_range(domain.Range(datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)),
+                                  kolkata, "month")
+    assert (by_month.first, by_month.end) == (datetime(2026, 2, 1).date(), datetime(2026, 4, 1).date())
+    assert by_month.edges == ((datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 1, 31, 19, tzinfo=UTC)),
+                              (datetime(2026, 3, 31, 19, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)))
+    short = domain.Range(datetime(2026, 3, 10, 8, tzinfo=UTC), datetime(2026, 3, 10, 9, 15, tzinfo=UTC))
+    assert domain.split_range(short, BERLIN, "day") == domain.Split(
+        None, None, ((datetime(2026, 3, 10, 8, tzinfo=UTC), datetime(2026, 3, 10, 10, tzinfo=UTC)),))
