@@ -176,8 +176,7 @@ class UplinkBridge:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (aiomqtt.MqttError, aio_pika.exceptions.AMQPError, ConnectionError, OSError,
-                    TimeoutError) as exc:
+            except Exception as exc:  # a broker away (either side, or both: an ExceptionGroup of the two loops)
                 log.warning("ingest bridge down; reconnecting", error=repr(exc))
             finally:
                 self.connected.clear()
@@ -201,35 +200,31 @@ class UplinkBridge:
                 for category in self.categories:
                     await client.subscribe(self.topics.up_all_sites(category), qos=QOS)
                 await client.subscribe(self.topics.status_all_sites(), qos=QOS)
-                commands = asyncio.create_task(self._commands(client, downlink), name="ingest.downlink")
-                alive = None if self._heartbeat is None else asyncio.create_task(
-                    self._beat(self._heartbeat, connection), name="ingest.heartbeat")
                 self.connected.set()
                 self._backoff.reset()
                 log.info("ingest bridge up", partitions=self.partitions, categories=list(self.categories),
                          services=sorted(self._readers))
-                try:
-                    await self._forward(client, exchange, commands)
-                finally:
-                    for task in (commands, alive):
-                        if task is not None:
-                            task.cancel()
-                            await asyncio.gather(task, return_exceptions=True)
+                # Uplink, downlink and heartbeat end together: any of them failing (a broker gone) ends the
+                # session, and the run loop connects both again.
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._forward(client, exchange), name="ingest.uplink")
+                    group.create_task(self._commands(client, downlink), name="ingest.downlink")
+                    group.create_task(self._watch(connection), name="ingest.heartbeat")
         finally:
             await connection.close()
 
-    @staticmethod
-    async def _beat(path: Path, connection: aio_pika.abc.AbstractConnection) -> None:
+    async def _watch(self, connection: aio_pika.abc.AbstractConnection) -> None:
+        """Raise once RabbitMQ's connection is closed (the uplink may be idle and not notice); touch the
+        heartbeat file while it is open."""
         while not connection.is_closed:
-            await asyncio.to_thread(path.touch)
-            await asyncio.sleep(5)
+            if self._heartbeat is not None:
+                await asyncio.to_thread(self._heartbeat.touch)
+            await asyncio.sleep(1 if self._heartbeat is None else 5)
+        raise ConnectionError("RabbitMQ connection closed")
 
-    async def _forward(self, client: aiomqtt.Client, exchange: AbstractExchange, commands: asyncio.Task[None]) -> None:
+    async def _forward(self, client: aiomqtt.Client, exchange: AbstractExchange) -> None:
         messages = client.messages
         async for message in messages:
-            if commands.done():  # the downlink consumer died: start again with both
-                commands.result()
-                raise ConnectionError("downlink consumer stopped")
             batch = [message]
             while len(messages) and len(batch) < MAX_BATCH:  # already received: no wait
                 batch.append(await anext(messages))
@@ -260,6 +255,7 @@ class UplinkBridge:
         async with downlink.iterator() as messages:
             async for message in messages:
                 await self._command(client, message)
+        raise ConnectionError("downlink queue consumer ended")
 
     async def _command(self, client: aiomqtt.Client, message: AbstractIncomingMessage) -> None:
         site_id = str((message.headers or {}).get(SITE_HEADER) or "")

@@ -175,10 +175,14 @@ class PartitionedUplink:
             log.info("uplink partitions: joined", service=self.service, replica=self.replica,
                      partitions=self.partitions)
             while True:
+                if connection.is_closed:
+                    raise ConnectionError("uplink partitions: RabbitMQ connection closed")
                 await self._balance(leases)
                 for partition in list(self.held.values()):
                     if partition.worker.done():  # its handling failed for good: start again from scratch
                         partition.worker.result()
+                    if partition.channel.is_closed:
+                        raise ConnectionError(f"uplink partition {partition.number}: channel closed")
                 await asyncio.sleep(self._rebalance)
         finally:
             self.connected.clear()

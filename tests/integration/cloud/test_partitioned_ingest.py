@@ -6,6 +6,7 @@ replica that stops hands its partitions over within seconds."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from cloud.platform.ingest import UplinkBridge, partition_of
 from cloud.platform.mqtt_link import MqttLink
 from cloud.platform.outbox import Outbox, Transaction
 from cloud.platform.partitions import PartitionedUplink
+from cloud.platform.supervisor import Supervisor
 from mqtt import Envelope, Topics
 from mqtt.payloads import SessionMeter
 from tests.integration.cloud.conftest import migrations_of
@@ -60,7 +62,7 @@ class Replica:
     db: Database
     link: MqttLink
     uplink: PartitionedUplink
-    task: asyncio.Task[None] = field(init=False)
+    supervisor: Supervisor  # as in a service: the link restarted with back-off when it dies
 
 
 @dataclass
@@ -85,15 +87,14 @@ class System:
                         topics=self.topics, categories=["session"], handler=record, resend=False)
         uplink = link.partitioned(amqp_url=self.amqp_url, database_url=self.database_url, partitions=PARTITIONS,
                                   rebalance=0.2)
-        replica = Replica(name, db, link, uplink)
-        replica.task = asyncio.create_task(link.run(), name=f"replica-{name}")
+        replica = Replica(name, db, link, uplink, Supervisor(f"charging-{name}", initial_delay=0.2, max_delay=1.0))
+        replica.supervisor.start("mqtt-link", link.run)
         await asyncio.wait_for(link.connected.wait(), 15)
         self.replicas.append(replica)
         return replica
 
     async def stop_replica(self, replica: Replica) -> None:
-        replica.task.cancel()
-        await asyncio.gather(replica.task, return_exceptions=True)
+        await replica.supervisor.stop()
         await replica.db.close()
         self.replicas.remove(replica)
 
@@ -224,6 +225,28 @@ async def test_a_replica_whose_database_connection_dies_loses_its_partitions_to_
 
     assert lost <= set(first.uplink.held), "the first replica never took the partitions of the dead one"
     assert time.monotonic() - start < 5.0
+    await system.balanced()  # the second one, restarted by its supervisor, takes its share again
     sent = await publish(system, 1, 4)
     rows = await all_handled(system, sent)
     assert_exactly_once_in_order(rows, sent)
+
+
+async def test_when_rabbitmq_drops_every_connection_the_bridge_and_replicas_reconnect_and_lose_nothing(
+        system: System, rabbitmq_url: str) -> None:
+    for name in ("r0", "r1"):
+        await system.start_replica(name)
+    await system.balanced()
+    sent = await publish(system, 1, 4)
+    rows = await all_handled(system, sent)
+    assert len(rows) == len(sent)
+
+    vhost = rabbitmq_url.rsplit("/", 1)[1]
+    await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost,
+                                             "test: broker restart"], check=True, capture_output=True, timeout=60)
+    sent += await publish(system, 5, 4)  # while the bridge and the replicas reconnect
+    await system.balanced(limit_s=30)
+    sent += await publish(system, 9, 4)
+    rows = await all_handled(system, sent)
+
+    assert_exactly_once_in_order(rows, sent)
+    assert all(r.supervisor.loops["mqtt-link"].restarts >= 1 for r in system.replicas)  # they did lose RabbitMQ
