@@ -10,9 +10,16 @@ p95 < 1 s):
   MeterValues), the stay lists the session, the charger sends StopTransaction and the bay turns empty
   (the sensor publishes "free"). The clock starts at the later of the StopTransaction answer and the
   bay-empty publish and stops at the first answer of ``GET /payments/history/{account}`` THROUGH THE
-  GATEWAY that holds the stay's invoice (polled every ``--poll-ms``). The bays run in parallel,
+  GATEWAY that holds the stay's invoice (read every ``--poll-ms``, and at once when the stay's
+  ``payment.invoice_issued`` reaches the bench on RabbitMQ: that event leaves after the invoice's commit, so
+  the clock never stops before the invoice is visible, and ten bays need not read the growing history 50
+  times a second each, which took most of the two cores). The bays run in parallel,
   ``--stays / --chargers`` rounds each. The measured span includes the edge's sensor debounce
   (``--debounce``, seconds) before it reports the bay empty.
+* **per hop** (``--no-trace`` leaves it out): p50/p95 of each hop of the same stays, from the bench's own
+  listeners on the site's MQTT uplink and on RabbitMQ (:class:`_Trace`): edge → MQTT, MQTT → the parking and
+  charging services' handling, their commit and outbox relay → RabbitMQ, RabbitMQ → invoice issued, issued →
+  visible.
 * **baseline** (the earlier figure): the payment service alone on PostgreSQL and RabbitMQ, fed
   ``charging.completed`` and ``parking.released`` on the bus, the invoice read from the service
   directly; beside it one history read (the floor of any "visible" answer).
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -94,6 +102,143 @@ def _site_file(chargers: int, debounce: float) -> str:
             f"\n[sensors.mqtt.sensors]\n{sensors}")
 
 
+class _Trace:
+    """The bench's own timestamps of each hop of a stay's end, for the breakdown (``--no-trace`` leaves it out).
+
+    It listens beside the system, changing nothing: a clean MQTT session of its own on the site's uplink
+    (``<root>/sites/+/up/#``, QoS 0), which gives when each envelope reached the broker (its receipt here) and when
+    the edge wrote it (the envelope's ``ts``); and an exclusive queue of its own in the system's RabbitMQ vhost bound
+    to ``charging.completed``, ``parking.released`` and ``payment.invoice_issued``, which gives when the parking and
+    charging services handled the envelope (the event's ``occurred_at``, taken in the handler's transaction) and
+    when their outbox relay put it on RabbitMQ (its receipt here). Receipts are this process's clock, which the
+    bays' own work may delay by a few ms."""
+
+    def __init__(self) -> None:
+        self.bay_stay: dict[str, str] = {}  # EV-n -> the stay in progress on it
+        self.charger_bay: dict[str, str] = {}
+        self.session_stay: dict[str, str] = {}
+        self.marks: dict[str, dict[str, float]] = {}
+        self._issued: dict[str, asyncio.Event] = {}
+
+    async def issued_or(self, stay_id: str, seconds: float) -> None:
+        """Sleep ``seconds``, or less: until ``payment.invoice_issued`` of the stay is on the bus (then 10 ms)."""
+        issued = self._issued.setdefault(stay_id, asyncio.Event())
+        if issued.is_set():
+            await asyncio.sleep(0.01)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(issued.wait(), seconds)
+
+    def begin(self, bay_id: str, charger_id: str, stay_id: str, session_id: str) -> None:
+        self.bay_stay[bay_id], self.charger_bay[charger_id], self.session_stay[session_id] = stay_id, bay_id, stay_id
+        self.marks[stay_id] = {}
+
+    def mark(self, stay_id: str | None, name: str, at: float) -> None:
+        if stay_id is not None and stay_id in self.marks:
+            self.marks[stay_id].setdefault(name, at)
+
+    def _envelope(self, payload: bytes, at: float) -> None:
+        import json
+        from datetime import datetime
+
+        try:
+            envelope = json.loads(payload)
+            body, kind = envelope["body"], envelope["type"]
+            ts = datetime.fromisoformat(envelope["ts"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            return
+        if kind == "session.stopped":
+            stay_id = self.bay_stay.get(self.charger_bay.get(body.get("charger_id"), ""))
+            self.mark(stay_id, "stopped_written", ts)
+            self.mark(stay_id, "stopped_broker", at)
+        elif kind == "bay.occupancy" and body.get("state") == "free":
+            stay_id = self.bay_stay.get(body.get("bay_id"))
+            self.mark(stay_id, "free_written", ts)
+            self.mark(stay_id, "free_broker", at)
+
+    def _event(self, payload: bytes, at: float) -> None:
+        import json
+        from datetime import datetime
+
+        event = json.loads(payload)
+        body, name = event["payload"], event["name"]
+        handled = datetime.fromisoformat(event["occurred_at"]).timestamp()
+        if name == "charging.completed":
+            stay_id = self.session_stay.get(body.get("session_id"))
+            self.mark(stay_id, "completed_handled", handled)
+            self.mark(stay_id, "completed_bus", at)
+        elif name == "parking.released":
+            self.mark(body.get("stay_id"), "released_handled", handled)
+            self.mark(body.get("stay_id"), "released_bus", at)
+        elif name == "payment.invoice_issued":
+            self.mark(body.get("stay_id"), "issued", handled)
+            self.mark(body.get("stay_id"), "issued_bus", at)
+            if body.get("stay_id"):
+                self._issued.setdefault(body["stay_id"], asyncio.Event()).set()
+
+    async def listen(self, mqtt_port: int, topic_root: str, amqp_url: str, ready: asyncio.Event) -> None:
+        import uuid
+
+        import aio_pika
+        import aiomqtt
+
+        from cloud.platform.events import exchange_for_pattern
+
+        connection = await aio_pika.connect_robust(amqp_url)
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            for name in ("charging.completed", "parking.released", "payment.invoice_issued"):
+                exchange = await channel.declare_exchange(exchange_for_pattern(name), aio_pika.ExchangeType.TOPIC,
+                                                          durable=True)
+                await queue.bind(exchange, name)
+
+            async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                self._event(message.body, time.time())
+
+            await queue.consume(on_event, no_ack=True)
+            async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier=f"bench-trace-{uuid.uuid4().hex[:8]}",
+                                      username="bench-trace", clean_session=True) as client:
+                await client.subscribe(f"{topic_root}/sites/+/up/#", qos=0)
+                ready.set()
+                async for message in client.messages:
+                    if isinstance(message.payload, bytes | bytearray):
+                        self._envelope(bytes(message.payload), time.time())
+        finally:
+            await connection.close()
+
+    def report(self) -> list[str]:
+        """Per hop, p50/p95 in ms over the stays that have both of its marks."""
+        hops = [
+            ("StopTransaction answered -> session.stopped written by the edge", "stop", "stopped_written"),
+            ("  edge outbox -> on the MQTT broker", "stopped_written", "stopped_broker"),
+            ("  MQTT -> charging handled (charging.completed emitted)", "stopped_broker", "completed_handled"),
+            ("  charging handled -> on RabbitMQ (commit + outbox relay)", "completed_handled", "completed_bus"),
+            ("bay-empty published -> bay.occupancy free written (debounce)", "free", "free_written"),
+            ("  edge outbox -> on the MQTT broker", "free_written", "free_broker"),
+            ("  MQTT -> parking handled (parking.released emitted)", "free_broker", "released_handled"),
+            ("  parking handled -> on RabbitMQ (commit + outbox relay)", "released_handled", "released_bus"),
+            ("start -> both events on RabbitMQ (the later)", "start", "both_bus"),
+            ("both on RabbitMQ -> invoice issued (payments consumed, billed)", "both_bus", "issued"),
+            ("invoice issued -> payment.invoice_issued on RabbitMQ", "issued", "issued_bus"),
+            ("invoice issued -> visible through the gateway (incl. poll)", "issued", "visible"),
+        ]
+        lines = []
+        for label, first, second in hops:
+            spans = []
+            for marks in self.marks.values():
+                if "completed_bus" in marks and "released_bus" in marks:
+                    marks["both_bus"] = max(marks["completed_bus"], marks["released_bus"])
+                if first in marks and second in marks:
+                    spans.append(marks[second] - marks[first])
+            if spans:
+                lines.append(f"    {label:<66} p50 {_percentile(spans, 0.5) * 1000:7.1f} ms, "
+                             f"p95 {_percentile(spans, 0.95) * 1000:7.1f} ms (n={len(spans)})")
+            else:
+                lines.append(f"    {label:<66} no data")
+        return lines
+
+
 async def _until(client: Any, path: str, until: Any, limit_s: float, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + limit_s
     body: Any = None
@@ -107,10 +252,12 @@ async def _until(client: Any, path: str, until: Any, limit_s: float, interval: f
     raise RuntimeError(f"{path} never matched within {limit_s} s; last answer: {body}")
 
 
-async def _end_to_end(stays: int, chargers: int, debounce: float,
-                      poll_s: float) -> tuple[list[float], list[float], list[float]]:
+async def _end_to_end(stays: int, chargers: int, debounce: float, poll_s: float, setup_s: float = 0.5,
+                      trace: _Trace | None = None) -> tuple[list[float], list[float], list[float]]:
     """The end-to-end latencies, the part of each until the invoice was issued (its ``issued_at``, the
-    same machine's clock), and the driver's history read through the gateway once every stay is in it."""
+    same machine's clock), and the driver's history read through the gateway once every stay is in it;
+    ``trace`` gets the timestamps of each hop. ``setup_s``: how often a bay reads its slot while it waits for the
+    next step of a stay (not measured; ten bays reading every 50 ms loaded parking with 200 reads a second)."""
     from datetime import UTC, datetime
 
     import httpx
@@ -145,6 +292,12 @@ async def _end_to_end(stays: int, chargers: int, debounce: float,
                 latencies: list[float] = []
                 issuing: list[float] = []
                 invoiced: set[str] = set()
+                listening: asyncio.Task[None] | None = None
+                if trace is not None:
+                    ready = asyncio.Event()
+                    listening = asyncio.create_task(trace.listen(system.mqtt_port, system.topic_root,
+                                                                 system.env["EVPARK_AMQP_URL"], ready))
+                    await asyncio.wait_for(ready.wait(), 30)
                 async with sensors:
                     units = [SimulatedCharger(f"CP-{n}", system.ocpp, connectors=1) for n in range(1, chargers + 1)]
                     for unit in units:
@@ -170,7 +323,7 @@ async def _end_to_end(stays: int, chargers: int, debounce: float,
                                 if done * chargers + n > stays:
                                     return
                                 await sensors.set_occupied(bay_id, True)  # the car arrives
-                                await _until(http, slot, lambda b: b["stay"] is not None, 30)
+                                await _until(http, slot, lambda b: b["stay"] is not None, 30, setup_s)
                                 started = await unit.send(call.StartTransaction(
                                     connector_id=1, id_tag=tag, meter_start=register, timestamp=now()))
                                 transaction = int(started.transaction_id)
@@ -179,16 +332,22 @@ async def _end_to_end(stays: int, chargers: int, debounce: float,
                                     connector_id=1, transaction_id=transaction,
                                     meter_value=[MeterValue(timestamp=now(), sampled_value=[sample])]))
                                 body = await _until(http, slot, lambda b: b["stay"] is not None
-                                                    and len(b["stay"]["session_ids"]) == 1, 30)
+                                                    and len(b["stay"]["session_ids"]) == 1, 30, setup_s)
                                 stay_id = body["stay"]["stay_id"]
+                                if trace is not None:
+                                    trace.begin(bay_id, f"CP-{n}", stay_id, body["stay"]["session_ids"][0])
                                 register += 4_000
                                 await unit.send(call.StopTransaction(
                                     meter_stop=register, timestamp=now(), transaction_id=transaction,
                                     reason="EVDisconnected", id_tag=tag))
-                                stopped = time.perf_counter()
+                                stopped, stopped_wall = time.perf_counter(), time.time()
                                 await sensors.set_occupied(bay_id, False)  # the car leaves
                                 start = max(stopped, time.perf_counter())
                                 wall = time.time() - (time.perf_counter() - start)
+                                if trace is not None:
+                                    trace.mark(stay_id, "stop", stopped_wall)
+                                    trace.mark(stay_id, "free", wall)
+                                    trace.mark(stay_id, "start", wall)
                                 deadline = start + 300
                                 while time.perf_counter() < deadline:
                                     answer = await http.get(f"/payments/history/{account}")
@@ -196,20 +355,29 @@ async def _end_to_end(stays: int, chargers: int, debounce: float,
                                         if answer.status_code == 200 else []
                                     if found:
                                         break
-                                    await asyncio.sleep(poll_s)
+                                    if trace is None:
+                                        await asyncio.sleep(poll_s)
+                                    else:  # a read at once when the bus says the invoice was issued
+                                        await trace.issued_or(stay_id, poll_s)
                                 else:
                                     raise RuntimeError(f"stay {stay_id}'s invoice never showed in 300 s")
                                 latencies.append(time.perf_counter() - start)
+                                if trace is not None:
+                                    trace.mark(stay_id, "visible", wall + latencies[-1])
                                 issued = datetime.fromisoformat(found[0]["issued_at"]).astimezone(UTC)
                                 issuing.append(issued.timestamp() - wall)
                                 invoiced.add(stay_id)
-                                await _until(http, slot, lambda b: b["stay"] is None, 30)
+                                await _until(http, slot, lambda b: b["stay"] is None, 30, setup_s)
 
                         await asyncio.gather(*(bay(n, unit, tag) for n, (unit, tag)
                                                in enumerate(zip(units, tags, strict=True), start=1)))
                     finally:
                         for unit in units:
                             await unit.close()
+                        if listening is not None:
+                            listening.cancel()
+                            with contextlib.suppress(asyncio.CancelledError, Exception):
+                                await listening
                 reads: list[float] = []
                 for _ in range(20):
                     began = time.perf_counter()
@@ -230,7 +398,9 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"  history read:                        {_figures(reads)} over {args.stays}")
         print(f"  stay end -> invoice visible:         {_figures(latencies)} over {args.stays} stays "
               f"one after another ({target})")
-    latencies, issuing, reads = await _end_to_end(args.stays, args.chargers, args.debounce, args.poll_ms / 1000)
+    trace = None if args.no_trace else _Trace()
+    latencies, issuing, reads = await _end_to_end(args.stays, args.chargers, args.debounce, args.poll_ms / 1000,
+                                                  args.setup_poll_ms / 1000, trace)
     p95 = _percentile(latencies, 0.95)
     print(f"end to end (cpsim StopTransaction + bay-empty sensor -> edge -> cloud -> invoice in GET "
           f"/payments/history through the gateway; {args.chargers} chargers/bays in parallel, sensor debounce "
@@ -241,6 +411,10 @@ async def _run(args: argparse.Namespace) -> None:
           f"billing; from the invoice's issued_at)")
     print(f"  history read through the gateway:    {_figures(reads)} over 20, once all {len(latencies)} invoices "
           f"are in it")
+    if trace is not None:
+        print("  per hop (the bench's own listeners on MQTT and RabbitMQ; wall clock of this machine):")
+        for line in trace.report():
+            print(line)
 
 
 def main() -> None:
@@ -248,8 +422,14 @@ def main() -> None:
     parser.add_argument("--stays", type=int, default=100)
     parser.add_argument("--chargers", type=int, default=10, help="chargers/bays running stays in parallel")
     parser.add_argument("--debounce", type=float, default=0.3, help="the edge's sensor debounce, seconds")
-    parser.add_argument("--poll-ms", type=float, default=20.0, help="how often the driver's history is read")
+    parser.add_argument("--poll-ms", type=float, default=1000.0,
+                        help="how often the driver's history is read (and at once on payment.invoice_issued)")
+    parser.add_argument("--setup-poll-ms", type=float, default=500.0,
+                        help="how often a bay reads its slot between the measured spans (stay opened, session listed)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="leave out the per-hop breakdown and its listeners (the history is then only polled, "
+                             "every --poll-ms: give a small one)")
     args = parser.parse_args()
     if args.stays < 1 or args.chargers < 1:
         parser.error("--stays and --chargers must be at least 1")

@@ -213,10 +213,9 @@ async def test_days_weeks_months_and_peak_hours_sum_the_same_hours_whatever_the_
                 if c.sessions or c.energy_kwh} == {k: v for k, v in cells.items() if any(v)}, (start, end)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite's hours are labelled in Python
 @pytest.mark.parametrize("time_zone", ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"])
 async def test_postgresql_labels_each_hour_as_the_report_by_hour_does(db: Database, time_zone: str) -> None:
-    if db.is_sqlite:
-        pytest.skip("SQLite's hours are labelled in Python")
     hours = [datetime(2026, 3, 28, tzinfo=UTC) + n * (datetime(2026, 1, 1, 1) - datetime(2026, 1, 1))
              for n in range(24 * 3)] + [datetime(2026, 10, 25, h, tzinfo=UTC) for h in range(24)]  # both DST switches
     async with db.engine.begin() as conn:
