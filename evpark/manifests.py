@@ -493,6 +493,34 @@ def _secret_volumes(spec: ServiceSpec) -> str:
                    for secret, _path, _setting in spec.secret_mounts)
 
 
+_POD_SECURITY = """\
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: 30
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile:
+          type: RuntimeDefault
+"""
+_CONTAINER_SECURITY = """\
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: ["ALL"]
+"""
+_ENV_FROM = """\
+          envFrom:
+            - configMapRef:
+                name: evpark-config
+            - secretRef:
+                name: evpark-secrets
+"""
+"""A cloud pod's security settings and configuration, the same for every service and the ingest bridge."""
+
+
 def _k8s_service(spec: ServiceSpec, specs: list[ServiceSpec]) -> str:
     name, port = spec.name, spec.port
     component = "gateway" if spec.kind == "gateway" else "cloud-service"
@@ -526,16 +554,7 @@ spec:
         prometheus.io/port: "{port}"
         prometheus.io/path: /metrics
     spec:
-      enableServiceLinks: false
-      terminationGracePeriodSeconds: 30
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
+{_POD_SECURITY}      containers:
         - name: {name}
           image: {IMAGE}
           imagePullPolicy: IfNotPresent
@@ -544,12 +563,7 @@ spec:
             - name: http
               containerPort: {port}
               protocol: TCP
-          envFrom:
-            - configMapRef:
-                name: evpark-config
-            - secretRef:
-                name: evpark-secrets
-""" + _secret_env(spec) + """\
+{_ENV_FROM}""" + _secret_env(spec) + """\
           startupProbe:
             httpGet:
               path: /health
@@ -570,12 +584,7 @@ spec:
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 3
-""" + _resources(spec) + """\
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities:
-              drop: ["ALL"]
+""" + _resources(spec) + _CONTAINER_SECURITY + """\
           volumeMounts:
             - name: tmp
               mountPath: /tmp
@@ -649,26 +658,12 @@ spec:
         app.kubernetes.io/part-of: evpark
         app.kubernetes.io/component: ingest-bridge
     spec:
-      enableServiceLinks: false
-      terminationGracePeriodSeconds: 30
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
+{_POD_SECURITY}      containers:
         - name: ingest
           image: {IMAGE}
           imagePullPolicy: IfNotPresent
           args: ["ingest", "--heartbeat", "{INGEST_HEARTBEAT}"]
-          envFrom:
-            - configMapRef:
-                name: evpark-config
-            - secretRef:
-                name: evpark-secrets
-          startupProbe:
+{_ENV_FROM}          startupProbe:
             exec:
               command: ["python", "-c", "{_FRESH}"]
             periodSeconds: 2
@@ -692,12 +687,7 @@ spec:
             limits:
               cpu: "1"
               memory: 256Mi
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities:
-              drop: ["ALL"]
-          volumeMounts:
+{_CONTAINER_SECURITY}          volumeMounts:
             - name: tmp
               mountPath: /tmp
       volumes:
