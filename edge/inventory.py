@@ -93,7 +93,8 @@ class InventoryReporter(SiteObserver):
         """Re-report on every change until cancelled (the first report is made by the caller)."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RECHECK_EVERY)
+                async with asyncio.timeout(RECHECK_EVERY):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.report()

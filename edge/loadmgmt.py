@@ -169,7 +169,8 @@ class LoadManager(SiteObserver):
             except Exception as exc:  # a store hiccup must not stop load management
                 log.warning("loadmgmt.replan_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self._wake.wait()
 
     async def replan_once(self) -> dict[TxKey, float]:
         async with self._site.store.transaction() as tx:

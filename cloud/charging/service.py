@@ -617,7 +617,8 @@ class ChargingService:
                     break
                 waiter.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), min(remaining, 0.25))
+                    async with asyncio.timeout(min(remaining, 0.25)):  # not wait_for: 3.11 can swallow a cancel
+                        await waiter.wait()
         finally:
             self._answered.pop(record.id, None)
         given_up = await self._give_up(record.id)

@@ -204,7 +204,8 @@ class NotificationService:
             if await self.deliver_due() == 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self._s.poll_seconds)
+                    async with asyncio.timeout(self._s.poll_seconds):  # not wait_for: 3.11 can swallow a cancel
+                        await self.wake.wait()
 
     async def deliver_due(self) -> int:
         async with self._units() as uow:

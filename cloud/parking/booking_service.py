@@ -596,7 +596,8 @@ class BookingService:
             except Exception as exc:  # database away: next round
                 log.warning("booking tick failed; will retry", error=repr(exc))
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.wanted.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self.wanted.wait()
 
     async def _changed(self, site_id: str) -> None:
         self.wanted.set()

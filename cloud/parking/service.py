@@ -318,7 +318,8 @@ class ParkingService:
             except Exception as exc:  # database away: try again next round
                 log.warning("power limit sync failed; will retry", error=repr(exc))
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.power_sync_wanted.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self.power_sync_wanted.wait()
 
 
 def _availability_key(site_id: str) -> str:

@@ -142,7 +142,8 @@ class OutboxRelay:
                 continue
             if sent < self._batch:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox.committed.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                        await self._outbox.committed.wait()
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many events were confirmed."""

@@ -360,7 +360,8 @@ class VehicleService:
             except Exception as exc:  # database away: try again next round
                 log.warning("authorization sync failed; will retry", error=repr(exc))
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.sync_wanted.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self.sync_wanted.wait()
 
     async def _mark_sending(self, site_id: str, command_id: str, version: int, now: datetime) -> None:
         async with self._uow() as uow:

@@ -371,7 +371,8 @@ class Outbox:
             except Exception as exc:  # a busy disk must not stop the upkeep for good
                 log.warning("outbox.maintenance_failed", error=repr(exc))
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._maintenance.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: on 3.11 it can swallow a cancel (gh-86296)
+                    await self._maintenance.wait()
 
     async def prune_sent(self, now: datetime) -> int:
         """Forget acknowledged envelopes past the retention (older than its days, or beyond its count,
