@@ -210,8 +210,11 @@ class NotificationService:
     async def deliver_due(self) -> int:
         async with self._units() as uow:
             due = await uow.repo.take_due(self._now(), self._s.lease_seconds, self._s.concurrency)
-        if due:
-            await asyncio.gather(*(self._deliver(row) for row in due))
+        # A task group, not gather: cancelled (the service stopping), it waits for each delivery to finish its
+        # cleanup; gather returns at once and left them writing to a database about to be closed.
+        async with asyncio.TaskGroup() as group:
+            for row in due:
+                group.create_task(self._deliver(row), name=f"notification:{row['id']}")
         return len(due)
 
     async def _deliver(self, row: dict[str, Any]) -> None:

@@ -165,7 +165,11 @@ class InProcessBus:
         if not targets:
             log.debug("event routed to no queue", name=event.name, id=str(event.id))
             return
-        await asyncio.gather(*(self._deliver(queue, Event.model_validate_json(wire)) for queue in targets))
+        # A task group, not gather: a publisher cancelled (its service stopping) waits for the handlers to finish
+        # their cleanup instead of leaving them behind, still writing to databases about to close.
+        async with asyncio.TaskGroup() as group:
+            for queue in targets:
+                group.create_task(self._deliver(queue, Event.model_validate_json(wire)))
 
     async def _deliver(self, queue: _Queue, event: Event) -> None:
         for attempt in range(1, self._max_attempts + 1):
