@@ -14,17 +14,26 @@ p95 < 1 s):
   ``payment.invoice_issued`` reaches the bench on RabbitMQ: that event leaves after the invoice's commit, so
   the clock never stops before the invoice is visible, and ten bays need not read the growing history 50
   times a second each, which took most of the two cores). The bays run in parallel,
-  ``--stays / --chargers`` rounds each. The measured span includes the edge's sensor debounce
+  ``--stays / --chargers`` rounds each: back to back by default (a capacity test: the bays end stays as fast
+  as the system lets them, and on two cores the latency is then mostly waiting for a core), or with
+  ``--rate`` at an offered load (stays ending per second across the bays; a 500-bay garage whose stays last
+  two hours on average ends one every 14 s, 0.07 per second). The measured span includes the edge's sensor debounce
   (``--debounce``, seconds) before it reports the bay empty.
 * **per hop** (``--no-trace`` leaves it out): p50/p95 of each hop of the same stays, from the bench's own
   listeners on the site's MQTT uplink and on RabbitMQ (:class:`_Trace`): edge → MQTT, MQTT → the parking and
   charging services' handling, their commit and outbox relay → RabbitMQ, RabbitMQ → invoice issued, issued →
   visible.
+* **CPU** while the stays ran: how busy the machine was, and the CPU per stay of each process (every
+  service, the edge, this bench, PostgreSQL, RabbitMQ, Mosquitto; ``bench/_cpu.py``). The bays run their stays
+  back to back, so with many of them the two cores are full and the latency is mostly waiting for a core;
+  ``--chargers 1`` gives the latency of one stay at a time on an otherwise idle system.
 * **baseline** (the earlier figure): the payment service alone on PostgreSQL and RabbitMQ, fed
   ``charging.completed`` and ``parking.released`` on the bus, the invoice read from the service
   directly; beside it one history read (the floor of any "visible" answer).
 
     .venv/bin/python bench/bench_billing.py                       # 100 stays, 10 chargers x 10 rounds
+    .venv/bin/python bench/bench_billing.py --rate 0.5            # the same, the stays ending at 0.5 per second
+    .venv/bin/python bench/bench_billing.py --chargers 1          # one stay at a time
     .venv/bin/python bench/bench_billing.py --stays 20 --chargers 5
     .venv/bin/python bench/bench_billing.py --skip-baseline
 """
@@ -42,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _cpu import CpuMeter
 
 from tests.integration.cloud.test_payments_billing import DRIVER_A, running, session, stay
 from tests.support.identity import headers
@@ -253,11 +264,14 @@ async def _until(client: Any, path: str, until: Any, limit_s: float, interval: f
 
 
 async def _end_to_end(stays: int, chargers: int, debounce: float, poll_s: float, setup_s: float = 0.5,
-                      trace: _Trace | None = None) -> tuple[list[float], list[float], list[float]]:
+                      trace: _Trace | None = None, cpu: list[CpuMeter] | None = None, rate: float = 0.0,
+                      ) -> tuple[list[float], list[float], list[float]]:
     """The end-to-end latencies, the part of each until the invoice was issued (its ``issued_at``, the
     same machine's clock), and the driver's history read through the gateway once every stay is in it;
-    ``trace`` gets the timestamps of each hop. ``setup_s``: how often a bay reads its slot while it waits for the
-    next step of a stay (not measured; ten bays reading every 50 ms loaded parking with 200 reads a second)."""
+    ``trace`` gets the timestamps of each hop. ``rate`` (stays per second, 0: back to back) paces the stays'
+    ends: the i-th stay (of every bay together) ends no earlier than i / ``rate`` seconds after the first.
+    ``setup_s``: how often a bay reads its slot while it waits for the next step of a stay (not measured; ten
+    bays reading every 50 ms loaded parking with 200 reads a second)."""
     from datetime import UTC, datetime
 
     import httpx
@@ -337,6 +351,9 @@ async def _end_to_end(stays: int, chargers: int, debounce: float, poll_s: float,
                                 if trace is not None:
                                     trace.begin(bay_id, f"CP-{n}", stay_id, body["stay"]["session_ids"][0])
                                 register += 4_000
+                                if rate:  # the offered load: the i-th stay of the run ends at i / rate s
+                                    due = paced_from + (done * chargers + n - 1) / rate
+                                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
                                 await unit.send(call.StopTransaction(
                                     meter_stop=register, timestamp=now(), transaction_id=transaction,
                                     reason="EVDisconnected", id_tag=tag))
@@ -369,8 +386,14 @@ async def _end_to_end(stays: int, chargers: int, debounce: float, poll_s: float,
                                 invoiced.add(stay_id)
                                 await _until(http, slot, lambda b: b["stay"] is None, 30, setup_s)
 
+                        meter = CpuMeter({p.name: p.popen.pid for p in system.processes})
+                        meter.begin()
+                        paced_from = time.perf_counter()
                         await asyncio.gather(*(bay(n, unit, tag) for n, (unit, tag)
                                                in enumerate(zip(units, tags, strict=True), start=1)))
+                        meter.end()
+                        if cpu is not None:
+                            cpu.append(meter)
                     finally:
                         for unit in units:
                             await unit.close()
@@ -399,11 +422,13 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"  stay end -> invoice visible:         {_figures(latencies)} over {args.stays} stays "
               f"one after another ({target})")
     trace = None if args.no_trace else _Trace()
+    cpu: list[CpuMeter] = []
     latencies, issuing, reads = await _end_to_end(args.stays, args.chargers, args.debounce, args.poll_ms / 1000,
-                                                  args.setup_poll_ms / 1000, trace)
+                                                  args.setup_poll_ms / 1000, trace, cpu, args.rate)
     p95 = _percentile(latencies, 0.95)
     print(f"end to end (cpsim StopTransaction + bay-empty sensor -> edge -> cloud -> invoice in GET "
-          f"/payments/history through the gateway; {args.chargers} chargers/bays in parallel, sensor debounce "
+          f"/payments/history through the gateway; {args.chargers} chargers/bays in parallel, "
+          f"{f'stays ending at {args.rate:g}/s' if args.rate else 'stays back to back'}, sensor debounce "
           f"{args.debounce:g} s, polled every {args.poll_ms:g} ms):")
     print(f"  stay end -> invoice visible:         {_figures(latencies)} over {len(latencies)} stays "
           f"({target}: {'MET' if p95 < 1.0 else 'NOT MET'})")
@@ -414,6 +439,12 @@ async def _run(args: argparse.Namespace) -> None:
     if trace is not None:
         print("  per hop (the bench's own listeners on MQTT and RabbitMQ; wall clock of this machine):")
         for line in trace.report():
+            print(line)
+    for meter in cpu:
+        print(f"  CPU while the stays ran ({meter.wall:.0f} s, {args.stays / meter.wall:.2f} stays/s): the machine "
+              f"{meter.busy():.0%} busy of {meter.cores} cores, {meter.spent['(machine)'] / args.stays * 1000:.0f} ms "
+              f"CPU per stay in all; by process:")
+        for line in meter.lines(args.stays, "stay"):
             print(line)
 
 
@@ -426,6 +457,9 @@ def main() -> None:
                         help="how often the driver's history is read (and at once on payment.invoice_issued)")
     parser.add_argument("--setup-poll-ms", type=float, default=500.0,
                         help="how often a bay reads its slot between the measured spans (stay opened, session listed)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="stays ending per second across the bays (the offered load); 0: each bay runs its stays "
+                             "back to back, as fast as the system lets it (a capacity test)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--no-trace", action="store_true",
                         help="leave out the per-hop breakdown and its listeners (the history is then only polled, "
@@ -433,6 +467,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.stays < 1 or args.chargers < 1:
         parser.error("--stays and --chargers must be at least 1")
+    if args.rate < 0:
+        parser.error("--rate must be 0 (back to back) or a positive number of stays per second")
     import logging
 
     import structlog

@@ -16,7 +16,10 @@ service's MQTT session, or forwarded by the bridge into the partition queues). T
 again, and the bench prints how long until the service has every envelope in its inbox (process start
 included) and the ingest rate (envelopes handled from the first one to the last, per second). The edge's
 own relay rate (one edge replaying its store to the broker, ``bench_replay``) is printed first, with what
-a fleet of 2,000 chargers with a meter value every 4 s sends (500 envelopes/s).
+a fleet of 2,000 chargers with a meter value every 4 s sends (500 envelopes/s). Beside each configuration
+it prints how busy the machine was while it drained and the CPU of each process (the bridge, each replica,
+PostgreSQL, RabbitMQ, Mosquitto; ``bench/_cpu.py``): when the two cores are full, another replica cannot add
+throughput, whatever the design (``--no-cpu`` leaves it out).
 
 Targets on this machine: one replica ingests at least 500 envelopes/s (the backlog stays bounded); two
 replicas at least 1.6x one; a 100k backlog drains in under 60 s.
@@ -43,6 +46,7 @@ import aio_pika
 import aiomqtt
 import asyncpg
 import httpx
+from _cpu import CpuMeter
 from bench_replay import private_broker, replay
 
 from cloud.platform.db import Database
@@ -221,10 +225,10 @@ async def queued(run: Run) -> int:
 
 
 async def measure(broker: tuple[str, int], backlog: list[tuple[str, bytes]], *, mode: str,
-                  replicas: int) -> tuple[float, float, float, int]:
-    """(publish seconds, drain seconds, ingest rate, handled) of one configuration: the service is down while
-    the backlog is published (waiting in its MQTT session, or forwarded by the bridge into its partitions),
-    then its replicas start and drain it."""
+                  replicas: int) -> tuple[float, float, float, int, CpuMeter]:
+    """(publish seconds, drain seconds, ingest rate, handled, CPU during the drain) of one configuration: the
+    service is down while the backlog is published (waiting in its MQTT session, or forwarded by the bridge into
+    its partitions), then its replicas start and drain it."""
     run = Run(broker, mode=mode, replicas=replicas)
     async with run.started():
         connection = await asyncpg.connect(f"{PG}/{run.name}")
@@ -240,6 +244,9 @@ async def measure(broker: tuple[str, int], backlog: list[tuple[str, bytes]], *, 
                     await asyncio.sleep(0.25)
             started = time.perf_counter()
             await run.start_replicas()
+            meter = CpuMeter({**({"evpark ingest (bridge)": run.bridge.pid} if run.bridge else {}),
+                              **{f"charging replica {n}": p.pid for n, p in enumerate(run.processes, start=1)}})
+            meter.begin()
             deadline = started + 600
             handled, first_at, first_count = 0, None, 0
             while time.perf_counter() < deadline:
@@ -250,8 +257,9 @@ async def measure(broker: tuple[str, int], backlog: list[tuple[str, bytes]], *, 
                     break
                 await asyncio.sleep(0.1)
             finished = time.perf_counter()
+            meter.end()
             rate = (handled - first_count) / (finished - first_at) if first_at and finished > first_at else 0.0
-            return publish_s, finished - started, rate, handled
+            return publish_s, finished - started, rate, handled, meter
         finally:
             await connection.close()
 
@@ -269,12 +277,16 @@ async def bench(args: argparse.Namespace, broker: tuple[str, int]) -> None:
     for mode, replicas in configurations:
         label = "baseline: direct MQTT, 1 service" if mode == "direct" else \
             f"partitioned, {replicas} replica{'s' if replicas > 1 else ''}"
-        publish_s, drain_s, rate, handled = await measure(broker, backlog, mode=mode, replicas=replicas)
+        publish_s, drain_s, rate, handled, meter = await measure(broker, backlog, mode=mode, replicas=replicas)
         results[f"{mode}{replicas}"] = rate
         drains[f"{mode}{replicas}"] = drain_s
         complete = "" if handled == len(backlog) else f"  INCOMPLETE: {handled:,} of {len(backlog):,} after 600 s"
         print(f"  {label:36} backlog published in {publish_s:5.1f} s; drained {drain_s:6.1f} s after the start "
               f"(process start included); ingest {rate:7,.0f} envelopes/s{complete}")
+        if args.cpu:
+            print(f"    CPU while it drained: the machine {meter.busy():.0%} busy of {meter.cores} cores; by process:")
+            for line in meter.lines():
+                print(f"  {line}")
     one = results.get("partitioned1")
     if one:
         print(f"  one replica vs the fleet's {FLEET_RATE:,.0f}/s: {'met' if one >= FLEET_RATE else 'NOT MET'}; "
@@ -299,6 +311,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=40)
     parser.add_argument("--chargers", type=int, default=50)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false",
+                        help="leave out each configuration's CPU use by process while it drains")
     parser.add_argument("--edge-events", type=int, default=20_000, help="backlog of the edge relay measurement")
     args = parser.parse_args()
     with private_broker() as broker:
