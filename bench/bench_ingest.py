@@ -284,8 +284,10 @@ async def bench(args: argparse.Namespace, broker: tuple[str, int]) -> None:
         print(f"  {label:36} backlog published in {publish_s:5.1f} s; drained {drain_s:6.1f} s after the start "
               f"(process start included); ingest {rate:7,.0f} envelopes/s{complete}")
         if args.cpu:
-            print(f"    CPU while it drained: the machine {meter.busy():.0%} busy of {meter.cores} cores; by process:")
-            for line in meter.lines():
+            thousands = max(1, handled // 1000)
+            print(f"    CPU while it drained: the machine {meter.busy():.0%} busy of {meter.cores} cores, "
+                  f"{meter.spent['(machine)'] / thousands * 1000:,.0f} ms per 1,000 envelopes in all; by process:")
+            for line in meter.lines(thousands, "1,000 envelopes"):
                 print(f"  {line}")
     one = results.get("partitioned1")
     if one:
