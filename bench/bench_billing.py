@@ -14,26 +14,26 @@ p95 < 1 s):
   ``payment.invoice_issued`` reaches the bench on RabbitMQ: that event leaves after the invoice's commit, so
   the clock never stops before the invoice is visible, and ten bays need not read the growing history 50
   times a second each, which took most of the two cores). The bays run in parallel,
-  ``--stays / --chargers`` rounds each: back to back by default (a capacity test: the bays end stays as fast
-  as the system lets them, and on two cores the latency is then mostly waiting for a core), or with
-  ``--rate`` at an offered load (stays ending per second across the bays; a 500-bay garage whose stays last
-  two hours on average ends one every 14 s, 0.07 per second). The measured span includes the edge's sensor debounce
-  (``--debounce``, seconds) before it reports the bay empty.
+  ``--stays / --chargers`` rounds each, at an offered load: ``--rate`` stays end per second across the bays
+  (default 0.5; a 500-bay garage whose stays last two hours on average ends one every 14 s, 0.07 per second,
+  and here one machine of two cores runs the whole cloud, the edge and the bench). ``--rate 0`` runs them back
+  to back, as fast as the system lets them: a capacity test, where the latency is mostly waiting for a core.
+  The measured span includes the edge's sensor debounce (``--debounce``, seconds) before it reports the bay
+  empty.
 * **per hop** (``--no-trace`` leaves it out): p50/p95 of each hop of the same stays, from the bench's own
   listeners on the site's MQTT uplink and on RabbitMQ (:class:`_Trace`): edge → MQTT, MQTT → the parking and
   charging services' handling, their commit and outbox relay → RabbitMQ, RabbitMQ → invoice issued, issued →
   visible.
 * **CPU** while the stays ran: how busy the machine was, and the CPU per stay of each process (every
-  service, the edge, this bench, PostgreSQL, RabbitMQ, Mosquitto; ``bench/_cpu.py``). The bays run their stays
-  back to back, so with many of them the two cores are full and the latency is mostly waiting for a core;
-  ``--chargers 1`` gives the latency of one stay at a time on an otherwise idle system.
+  service, the edge, this bench, PostgreSQL, RabbitMQ, Mosquitto; ``bench/_cpu.py``): the stays per second
+  the two cores can carry are about 2 s divided by the CPU per stay.
 * **baseline** (the earlier figure): the payment service alone on PostgreSQL and RabbitMQ, fed
   ``charging.completed`` and ``parking.released`` on the bus, the invoice read from the service
   directly; beside it one history read (the floor of any "visible" answer).
 
-    .venv/bin/python bench/bench_billing.py                       # 100 stays, 10 chargers x 10 rounds
-    .venv/bin/python bench/bench_billing.py --rate 0.5            # the same, the stays ending at 0.5 per second
-    .venv/bin/python bench/bench_billing.py --chargers 1          # one stay at a time
+    .venv/bin/python bench/bench_billing.py                 # 100 stays, 10 chargers x 10 rounds, 0.5 stays/s
+    .venv/bin/python bench/bench_billing.py --rate 0        # the same back to back: the machine's capacity
+    .venv/bin/python bench/bench_billing.py --chargers 1    # one stay at a time
     .venv/bin/python bench/bench_billing.py --stays 20 --chargers 5
     .venv/bin/python bench/bench_billing.py --skip-baseline
 """
@@ -457,7 +457,7 @@ def main() -> None:
                         help="how often the driver's history is read (and at once on payment.invoice_issued)")
     parser.add_argument("--setup-poll-ms", type=float, default=500.0,
                         help="how often a bay reads its slot between the measured spans (stay opened, session listed)")
-    parser.add_argument("--rate", type=float, default=0.0,
+    parser.add_argument("--rate", type=float, default=0.5,
                         help="stays ending per second across the bays (the offered load); 0: each bay runs its stays "
                              "back to back, as fast as the system lets it (a capacity test)")
     parser.add_argument("--skip-baseline", action="store_true")
