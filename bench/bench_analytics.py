@@ -8,7 +8,7 @@ use) and everything written with PostgreSQL ``COPY`` (asyncpg ``copy_records_to_
 registered vehicles (type, make, battery size), each visitor's first and last arrival per site
 (``analytics_visitors``) and the sites' bays, chargers and maximum power; the local daily and peak
 rollups (``usage_daily``, ``usage_peak``) are derived from the hourly rows with the service's own SQL
-(``cloud.analytics.repository.derive_sql``). Measured:
+(``cloud.analytics.repository.derive_sql``), and every site's together (``usage_network``). Measured:
 p50 / p95 of each endpoint over ``--requests`` calls through the service's ASGI app, beside the same
 app's ``GET /health`` as a baseline in the same run, with the median CPU time of this process per
 request (the app's Python, not PostgreSQL's) and the load average at the end: on a shared machine the
@@ -50,7 +50,7 @@ import httpx
 from cloud.analytics import SPEC, domain
 from cloud.analytics.app import build_app
 from cloud.analytics.domain import RevenueDelta, SessionOutcome, UsageDelta
-from cloud.analytics.repository import COUNT_VEHICLES_SQL, derive_sql
+from cloud.analytics.repository import COUNT_VEHICLES_SQL, NETWORK_SQL, derive_sql
 from cloud.platform.cache import MemoryCache
 from cloud.platform.db import Database
 from cloud.platform.settings import CloudSettings
@@ -164,6 +164,7 @@ async def load(url: str, stays: int) -> float:
             columns=["site_id", "bay_type", "hour", *domain.USAGE_FIELDS])
         for statement in derive_sql():  # usage_daily and usage_peak, as the service keeps them
             await conn.execute(statement)
+        await conn.execute(NETWORK_SQL)  # usage_network, likewise
         await conn.copy_records_to_table("revenue_metrics", records=[
             (*key, int(amount * 10_000), revenue.documents.get(key, 0)) for key, amount in revenue.rows.items()],
             columns=["site_id", "currency", "day", "kind", "component", "amount_e4", "documents"])

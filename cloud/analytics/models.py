@@ -60,6 +60,17 @@ usage_daily = Table(
     PrimaryKeyConstraint("site_id", "day", "bay_type"),
 )
 
+# Every site's hourly rows summed (site-less rows left out), kept beside usage_metrics as events arrive
+# and rebuilt with it: the report by hour of every site (an admin's) reads one row an hour, not one a site.
+# By UTC hour, so a site's time zone changing changes nothing here.
+usage_network = Table(
+    "usage_network", metadata,
+    Column("bay_type", String(16), nullable=False),
+    Column("hour", UtcDateTime(), nullable=False, doc="the UTC hour the figures belong to"),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in USAGE_FIELDS),
+    PrimaryKeyConstraint("hour", "bay_type"),
+)
+
 usage_peak = Table(
     "usage_peak", metadata,
     Column("site_id", String(64), nullable=False),

@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     text,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,6 +50,7 @@ from cloud.analytics.models import (
     system_health,
     usage_daily,
     usage_metrics,
+    usage_network,
     usage_peak,
 )
 from cloud.platform.outbox import Transaction
@@ -108,11 +110,41 @@ def _two(value: Any) -> Any:
     return func.lpad(cast(value, String), 2, "0")
 
 
+
 COUNT_VEHICLES_SQL = (
     "INSERT INTO analytics_vehicle_counts (type, make, battery_wh, vehicles) "
     "SELECT type, COALESCE(make, ''), COALESCE(battery_wh, -1), count(*) FROM analytics_vehicles "
     "WHERE registered GROUP BY 1, 2, 3")
 """``analytics_vehicle_counts`` from ``analytics_vehicles`` (into an empty table): migration 0006's fill."""
+
+NETWORK_SQL = (
+    f"INSERT INTO usage_network (bay_type, hour, {', '.join(USAGE_FIELDS)}) SELECT bay_type, hour, "
+    f"{', '.join(f'sum({n})' for n in USAGE_FIELDS)} FROM usage_metrics "
+    f"WHERE site_id IN (SELECT site_id FROM analytics_sites) GROUP BY bay_type, hour")
+"""``usage_network`` from ``usage_metrics`` (into an empty table): migration 0008's fill. The sites are
+those analytics knows (an admin's): as events arrive, each site is known before its usage is added."""
+
+
+def network_rows(rows: Iterable[tuple[str, str, datetime, dict[str, int]]]) -> list[dict[str, Any]]:
+    """Hourly usage rows (site, bay type, UTC hour, figures) summed over the sites per bay type and hour,
+    as ``usage_network`` keeps them: every site with an id (events without one count at no site), in key
+    order (concurrent upserts lock the rows they share in the same order)."""
+    summed: dict[tuple[datetime, str], dict[str, int]] = {}
+    for site, bay_type, hour, figures in rows:
+        if not site:
+            continue
+        into = summed.setdefault((hour, bay_type), dict.fromkeys(USAGE_FIELDS, 0))
+        for name in USAGE_FIELDS:
+            into[name] += figures.get(name, 0)
+    return [{"hour": hour, "bay_type": bay_type, **summed[hour, bay_type]} for hour, bay_type in sorted(summed)]
+
+
+def _battery_band(wh: Any, *, unknown: Any) -> Any:
+    """SQL: the index of :func:`domain.battery_band`'s band of ``wh`` in :data:`domain.BATTERY_BANDS`
+    (-1 where ``unknown``): vehicles are counted per band, not per battery size."""
+    bands = domain.BATTERY_BANDS
+    return case((unknown, -1), *((wh < upper * 1000, index) for index, (_, upper) in enumerate(bands)
+                                 if upper is not None), else_=len(bands) - 1)
 
 
 def _total(column: Any) -> Any:
@@ -190,6 +222,7 @@ class SqlAnalyticsRepository:
         await self._add(usage_metrics, ["site_id", "hour", "bay_type"], USAGE_FIELDS,
                         [{"site_id": site, "bay_type": bay_type, "hour": hour, **row}
                          for site, bay_type, hour, row in rows])
+        await self._add(usage_network, ["hour", "bay_type"], USAGE_FIELDS, network_rows(rows))
         known = zones if zones is not None else {}  # the caller's dict learns the zones looked up
         missing = sorted({site for site, *_ in rows} - set(known))
         if missing:
@@ -261,7 +294,7 @@ class SqlAnalyticsRepository:
             await self._session.execute(text("LOCK TABLE event_logs IN SHARE MODE"))
 
     async def clear_rollups(self) -> None:
-        for table in (usage_metrics, usage_daily, usage_peak, revenue_metrics):
+        for table in (usage_metrics, usage_network, usage_daily, usage_peak, revenue_metrics):
             await self._session.execute(delete(table))
         await self._session.execute(delete(analytics_visitors))
 
@@ -392,6 +425,36 @@ class SqlAnalyticsRepository:
             query = query.where(usage_metrics.c.bay_type == bay_type)
         return await self._dicts(query)
 
+    async def usage_by_hour_columns(self, sites: Sequence[str] | None, start: datetime, end: datetime,
+                                    bay_type: str | None, tz: str) -> list[list[Any]] | None:
+        """PostgreSQL only (else None): :meth:`usage_by_hour` labelled in ``tz`` as columns, each hour's
+        ``label`` and then its :data:`USAGE_FIELDS` (in no particular order, the same in each column): one
+        row of arrays, which asyncpg decodes into lists without a record and a dict per hour. ``sites``
+        None: every site, from ``usage_network``."""
+        if self._dialect is not postgresql:
+            return None
+        c = (usage_metrics if sites is not None else usage_network).c
+        sums = (_sum(n) for n in USAGE_FIELDS) if sites is not None else (_total(c[n]) for n in USAGE_FIELDS)
+        # labelled by to_char in the transaction's time zone, set to ``tz`` for this query: as _hour_label
+        # writes them (to_char's TZH:TZM is isoformat's offset), at a fraction of its cost
+        label = func.to_char(c.hour, 'YYYY-MM-DD"T"HH24:MITZH:TZM').label("label")
+        by_hour = select(label, *sums).where(c.hour >= start, c.hour < end).group_by(c.hour)
+        if sites is not None:
+            by_hour = by_hour.where(c.site_id.in_(list(sites)))
+        if bay_type is not None:
+            by_hour = by_hour.where(c.bay_type == bay_type)
+        hours = by_hour.subquery()
+        query = select(*(func.array_agg(hours.c[n]) for n in ("label", *USAGE_FIELDS)))
+        zone = text("SELECT current_setting('TimeZone')")
+        before = (await self._session.execute(zone)).scalar_one()
+        local = text("SELECT set_config('TimeZone', :tz, true)")  # SET LOCAL: until the transaction ends
+        await self._session.execute(local, {"tz": tz})
+        try:
+            row = (await self._dicts(query))[0]
+        finally:
+            await self._session.execute(local, {"tz": before})
+        return [list(column or ()) for column in row.values()]
+
     async def _dicts(self, query: Any) -> list[dict[str, Any]]:
         """The rows as dicts (a year by hour is 8,760 of them). On PostgreSQL the statement, compiled by
         SQLAlchemy, is fetched by asyncpg itself in this transaction: its records become dicts at a
@@ -483,19 +546,24 @@ class SqlAnalyticsRepository:
         return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
 
     async def registered_vehicles(self) -> list[VehicleGroup]:
-        """Registered vehicles (every site's) grouped by type, make and battery (the kept counts)."""
+        """Registered vehicles (every site's) grouped by type, make and battery band (the kept counts; a
+        group's ``battery_wh`` is its smallest, in the band of all of them)."""
         c = analytics_vehicle_counts.c
-        query = select(c.type, c.make, c.battery_wh, c.vehicles).where(c.vehicles > 0)
+        band = _battery_band(c.battery_wh, unknown=c.battery_wh == -1)
+        query = (select(c.type, c.make, func.min(c.battery_wh), func.sum(c.vehicles)).where(c.vehicles > 0)
+                 .group_by(c.type, c.make, band))
         return [VehicleGroup(r[0], r[1] or None, None if r[2] == -1 else r[2], int(r[3]))
                 for r in (await self._session.execute(query)).all()]
 
     async def visiting_vehicles(self, sites: Sequence[str], start: datetime, end: datetime) -> list[VehicleGroup]:
         """The distinct attributed vehicles that arrived at ``sites`` in the range, grouped by type, make
-        and battery (all None: a vehicle analytics never heard of)."""
+        and battery band (all None: a vehicle analytics never heard of; ``battery_wh`` as in
+        :meth:`registered_vehicles`)."""
         # From each visitor's first and last arrival per site (not every arrival): one whose first or last
         # lies in the range came; one whose arrivals all lie before or after did not; only one that came
         # before and again after the range is looked up in the log (an index seek on its arrivals there).
-        # The UNION removes a vehicle counted at two sites.
+        # The two are disjoint, and one site's visitors distinct: the UNION removes a vehicle counted at
+        # two sites, so one site's need none (UNION ALL).
         v, e = analytics_visitors.c, event_logs.c
         mine = v.site_id.in_(list(sites))
         first_or_last = select(v.vehicle_id).where(mine, or_(and_(v.first_at >= start, v.first_at < end),
@@ -503,11 +571,11 @@ class SqlAnalyticsRepository:
         arrived_within = exists().where(e.related == v.vehicle_id, e.site_id == v.site_id,
                                         e.name == "parking.arrived", e.occurred_at >= start, e.occurred_at < end)
         around = select(v.vehicle_id).where(mine, v.first_at < start, v.last_at >= end, arrived_within)
-        visitors = union(first_or_last, around).subquery()
+        visitors = (union_all if len(sites) == 1 else union)(first_or_last, around).subquery()
         c = analytics_vehicles.c
-        query = (select(c.type, c.make, c.battery_wh, func.count()).select_from(
+        query = (select(c.type, c.make, func.min(c.battery_wh), func.count()).select_from(
             visitors.outerjoin(analytics_vehicles, c.vehicle_id == visitors.c.vehicle_id))
-            .group_by(c.type, c.make, c.battery_wh))
+            .group_by(c.type, c.make, _battery_band(c.battery_wh, unknown=c.battery_wh.is_(None))))
         return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
 
     async def anomalies_since(self, sites: Sequence[str], since: datetime) -> dict[str, int]:

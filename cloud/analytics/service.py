@@ -3,7 +3,9 @@ rebuild the rollups from the log, and answer the reports for the caller's sites.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import gc
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -238,6 +240,11 @@ class AnalyticsService:
         async with self._units() as uow:
             sites = await self._scope(uow.repo, user, site_id)
             zones = _by_zone(sites)
+            if span.granularity == "hour" and len(zones) == 1:
+                every = user.is_admin and site_id is None  # every site there is: their sums are kept
+                written = await self._usage_written(uow.repo, span, sites, zones, bay_type, every)
+                if written is not None:
+                    return written
             hourly: dict[str, list[dict[str, Any]]] = {}
             for zone_name, members in zones.items():
                 if span.granularity == "hour":
@@ -251,55 +258,34 @@ class AnalyticsService:
                 for a, b in split.edges:
                     found += await uow.repo.usage_by_local(members, a, b, bay_type, zone_name, span.granularity)
                 hourly[zone_name] = found
-        totals: dict[str, dict[str, int]] = {}
-        available: dict[str, int] = {}
-        capacity: dict[str, int] = {}  # Wh the chargers could have delivered at full power
-        available_total = capacity_total = 0
+        with _gc_paused():  # a year by hour: tens of thousands of objects made and kept until written out
+            return _usage_report(span, sites, zones, hourly, bay_type)
+
+    @staticmethod
+    async def _usage_written(repo: SqlAnalyticsRepository, span: domain.Range, sites: dict[str, dict[str, Any]],
+                             zones: dict[str, list[str]], bay_type: str | None, every: bool) -> UsageReport | None:
+        """The report by hour of sites in one time zone, its periods written out as JSON text from
+        PostgreSQL's columns (:func:`_periods_json`: what :func:`_usage_periods` and pydantic write, a
+        year's 8,760 periods without a record, a dict and a model each); None on SQLite. ``every``: the
+        sites are every site there is, summed in ``usage_network`` already."""
+        ((zone_name, members),) = zones.items()
+        columns = await repo.usage_by_hour_columns(None if every else members, domain.hour_of(span.start), span.end,
+                                                   bay_type, zone_name)
+        if columns is None:
+            return None
+        bays = sum(sites[s]["bays"] or 0 for s in members)
         power_known = all(site["max_power_w"] is not None for site in sites.values())
-        for tz_name, rows in hourly.items():
-            tz = domain.zone(tz_name)
-            # PostgreSQL labels the hours itself; with one time zone each label is one hour of the range
-            one_each = span.granularity == "hour" and len(hourly) == 1 and all("label" in row for row in rows)
-            labels = domain.hour_labels(span, tz) if span.granularity == "hour" and not one_each else {}
-            for row in rows:
-                if "label" in row:
-                    label = row["label"]
-                elif "local" in row:
-                    local = row["local"]
-                    label = domain.period_of_date(local.date() if isinstance(local, datetime) else local,
-                                                  span.granularity)
-                else:
-                    label = labels.get(row["hour"]) or domain.period_of(row["hour"], span.granularity, tz)
-                into = totals.get(label)
-                if into is None:  # the row itself (integer sums; its hour or local day key is not read)
-                    totals[label] = row
-                else:
-                    for name in domain.USAGE_FIELDS:
-                        into[name] += int(row[name] or 0)
-            if one_each:
-                per_period, hours_total = dict.fromkeys(totals, 1), domain.hours_in(span)
-            else:
-                per_period = domain.hours_per_period(span, tz, labels or None)
-                hours_total = sum(per_period.values())
-            if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
-                bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
-                available_total += bays * hours_total * 3600
-                for label, hours in per_period.items():
-                    available[label] = available.get(label, 0) + bays * hours * 3600
-            if power_known and bay_type in (None, "ev"):  # charging happens on EV bays only
-                power_w = sum(sites[s]["max_power_w"] for s in zones[tz_name])
-                capacity_total += power_w * hours_total
-                for label, hours in per_period.items():
-                    capacity[label] = capacity.get(label, 0) + power_w * hours
-        periods = [_usage_period(label, figures, available.get(label), capacity.get(label))
-                   for label, figures in sorted(totals.items())]
-        # Written out as computed, validated only when read in Python: a year by hour is 8,760 periods.
-        return UsageReport({
-            "sites": sorted(sites), "start": span.start, "end": span.end, "granularity": span.granularity,
-            "bay_type": bay_type, "periods": periods,
-            "total": _usage_period("total", {n: sum(map(itemgetter(n), totals.values())) for n in domain.USAGE_FIELDS},
-                                   available_total if bay_type is None else None,
-                                   capacity_total if capacity else None)})
+        power_w = sum(sites[s]["max_power_w"] for s in members) if power_known else 0
+        capacity_wh = power_w if power_known and bay_type in (None, "ev") else None
+        with _gc_paused():
+            periods = _periods_json(columns, bays * 3600 if bay_type is None else None, capacity_wh)
+        sums = {name: sum(column) for name, column in zip(domain.USAGE_FIELDS, columns[1:], strict=True)}
+        hours = domain.hours_in(span)
+        total = _usage_period("total", sums, bays * hours * 3600 if bay_type is None else None,
+                              power_w * hours if capacity_wh is not None and columns[0] else None)
+        return UsageReport({"sites": sorted(sites), "start": span.start, "end": span.end,
+                            "granularity": span.granularity, "bay_type": bay_type, "periods": [], "total": total},
+                           periods_json=periods)
 
     async def revenue(self, user: Principal, start: datetime | None, end: datetime | None, granularity: str | None,
                       site_id: str | None) -> RevenueOut:
@@ -401,6 +387,65 @@ class AnalyticsService:
         return HealthOut(at=now, services=[p.health for p in probed] if user.is_admin else [], sites=out)
 
 
+def _usage_report(span: domain.Range, sites: dict[str, dict[str, Any]], zones: dict[str, list[str]],
+                  hourly: dict[str, list[dict[str, Any]]], bay_type: str | None) -> UsageReport:
+    """The report from the rows each time zone's sites gave (:meth:`AnalyticsService.usage`)."""
+    totals: dict[str, dict[str, int]] = {}
+    available: dict[str, int] = {}
+    capacity: dict[str, int] = {}  # Wh the chargers could have delivered at full power
+    available_total = capacity_total = 0
+    power_known = all(site["max_power_w"] is not None for site in sites.values())
+    for tz_name, rows in hourly.items():
+        tz = domain.zone(tz_name)
+        # PostgreSQL labels the hours itself; with one time zone each label is one hour of the range
+        one_each = span.granularity == "hour" and len(hourly) == 1 and all("label" in row for row in rows)
+        labels = domain.hour_labels(span, tz) if span.granularity == "hour" and not one_each else {}
+        for row in rows:
+            if "label" in row:
+                label = row["label"]
+            elif "local" in row:
+                local = row["local"]
+                label = domain.period_of_date(local.date() if isinstance(local, datetime) else local,
+                                              span.granularity)
+            else:
+                label = labels.get(row["hour"]) or domain.period_of(row["hour"], span.granularity, tz)
+            into = totals.get(label)
+            if into is None:  # the row itself (integer sums; its hour or local day key is not read)
+                totals[label] = row
+            else:
+                for name in domain.USAGE_FIELDS:
+                    into[name] += int(row[name] or 0)
+        if one_each:
+            per_period, hours_total = dict.fromkeys(totals, 1), domain.hours_in(span)
+        else:
+            per_period = domain.hours_per_period(span, tz, labels or None)
+            hours_total = sum(per_period.values())
+        if bay_type is None:  # bay counts are known per site (parking.inventory_changed), not per bay type
+            bays = sum(sites[s]["bays"] or 0 for s in zones[tz_name])
+            available_total += bays * hours_total * 3600
+            if one_each:  # the only time zone: one hour per period
+                available = dict.fromkeys(per_period, bays * 3600)
+            else:
+                for label, hours in per_period.items():
+                    available[label] = available.get(label, 0) + bays * hours * 3600
+        if power_known and bay_type in (None, "ev"):  # charging happens on EV bays only
+            power_w = sum(sites[s]["max_power_w"] for s in zones[tz_name])
+            capacity_total += power_w * hours_total
+            if one_each:
+                capacity = dict.fromkeys(per_period, power_w)
+            else:
+                for label, hours in per_period.items():
+                    capacity[label] = capacity.get(label, 0) + power_w * hours
+    periods = _usage_periods(totals, available, capacity)
+    # Written out as computed, validated only when read in Python: a year by hour is 8,760 periods.
+    return UsageReport({
+        "sites": sorted(sites), "start": span.start, "end": span.end, "granularity": span.granularity,
+        "bay_type": bay_type, "periods": periods,
+        "total": _usage_period("total", {n: sum(map(itemgetter(n), totals.values())) for n in domain.USAGE_FIELDS},
+                               available_total if bay_type is None else None,
+                               capacity_total if capacity else None)})
+
+
 def edge_links(probed: list[Probed]) -> dict[str, tuple[int, datetime | None]]:
     """Per site: (backlog, last heard) of its edge link over every service reading its uplink.
 
@@ -431,6 +476,97 @@ def _by_zone(sites: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
 def _distribution(counts: domain.VehicleDistribution) -> VehicleDistribution:
     return VehicleDistribution(vehicles=counts.vehicles, by_type=counts.by_type, by_make=counts.by_make,
                                by_battery=counts.by_battery)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection in the block (code without an ``await``): building a year's report by hour
+    makes tens of thousands of objects that all live until it is written out, and each collection
+    they trigger would walk them, and the generations they fill, again (some 45 a request)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _usage_periods(totals: dict[str, dict[str, int]], available: dict[str, int],
+                   capacity: dict[str, int]) -> list[dict[str, Any]]:
+    """:func:`_usage_period` of each period, in label order: the same values, computed faster for the
+    8,760 periods of a year by hour (the figures that repeat from one period to the next, minutes and
+    rates of small counts, are rounded once each)."""
+    minutes: dict[int, float] = {}
+    shares: dict[tuple[int, int], float | None] = {}
+    rate = domain.rate
+    out = []
+    for label in sorted(totals):
+        f = totals[label]
+        occupied_s, energy_wh, kept, no_shows, visits = (f["occupied_s"], f["energy_wh"], f["kept"], f["no_shows"],
+                                                         f["visits"])
+        idle_s, blocked_s, ok = f["idle_s"], f["blocked_s"], f["first_attempt_ok"]
+        idle = minutes.get(idle_s)
+        if idle is None:
+            idle = minutes[idle_s] = round(idle_s / 60, 1)
+        blocked = minutes.get(blocked_s)
+        if blocked is None:
+            blocked = minutes[blocked_s] = round(blocked_s / 60, 1)
+        key = (no_shows, kept + no_shows)
+        no_show_rate = shares[key] if key in shares else shares.setdefault(key, rate(*key))
+        key = (ok, visits)
+        success = shares[key] if key in shares else shares.setdefault(key, rate(*key))
+        available_s, capacity_wh = available.get(label), capacity.get(label)
+        out.append({
+            "period": label, "stays": f["stays"], "charging_sessions": f["sessions"], "energy_wh": energy_wh,
+            "energy_kwh": Decimal(energy_wh) / 1000, "occupied_hours": round(occupied_s / 3600, 3),
+            "time_utilisation": round(occupied_s / available_s, 4) if available_s else None,
+            "energy_utilisation": round(energy_wh / capacity_wh, 4) if capacity_wh else None,
+            "idle_minutes": idle, "blocked_minutes": blocked, "reservations": f["reservations"],
+            "reservations_kept": kept, "reservations_cancelled": f["cancelled"], "no_shows": no_shows,
+            "no_show_rate": no_show_rate, "visits_with_charging": visits, "first_attempt_success": success})
+    return out
+
+
+def _periods_json(columns: list[list[Any]], available_s: int | None, capacity_wh: int | None) -> str:
+    """Periods of one hour each (``columns``: :meth:`SqlAnalyticsRepository.usage_by_hour_columns`; the
+    bay seconds and charger Wh of an hour) as the items of a JSON array, in label order: exactly the
+    text pydantic writes for :func:`_usage_periods`' dicts (its labels need no escaping; its floats, each
+    rounded to at most 4 places, are written as ``repr`` writes them; a Decimal as its ``str``)."""
+    minutes: dict[int, str] = {}  # the text of each figure that repeats from one hour to the next
+    shares: dict[tuple[int, int], str] = {}
+    rate = domain.rate
+    out = []
+    for (label, stays, occupied_s, sessions, energy_wh, _charging_s, idle_s, blocked_s, reservations, kept, cancelled,
+         no_shows, visits, ok) in sorted(zip(*columns, strict=True)):
+        idle = minutes.get(idle_s)
+        if idle is None:
+            idle = minutes[idle_s] = repr(round(idle_s / 60, 1))
+        blocked = minutes.get(blocked_s)
+        if blocked is None:
+            blocked = minutes[blocked_s] = repr(round(blocked_s / 60, 1))
+        key = (no_shows, kept + no_shows)
+        no_show_rate = shares.get(key)
+        if no_show_rate is None:
+            no_show_rate = shares[key] = _number(rate(*key))
+        key = (ok, visits)
+        success = shares.get(key)
+        if success is None:
+            success = shares[key] = _number(rate(*key))
+        time_share = repr(round(occupied_s / available_s, 4)) if available_s else "null"
+        energy_share = repr(round(energy_wh / capacity_wh, 4)) if capacity_wh else "null"
+        out.append(
+            f'{{"period":"{label}","stays":{stays},"charging_sessions":{sessions},"energy_wh":{energy_wh},'
+            f'"energy_kwh":"{Decimal(energy_wh) / 1000}","occupied_hours":{round(occupied_s / 3600, 3)!r},'
+            f'"time_utilisation":{time_share},"energy_utilisation":{energy_share},'
+            f'"idle_minutes":{idle},"blocked_minutes":{blocked},"reservations":{reservations},'
+            f'"reservations_kept":{kept},"reservations_cancelled":{cancelled},"no_shows":{no_shows},'
+            f'"no_show_rate":{no_show_rate},"visits_with_charging":{visits},"first_attempt_success":{success}}}')
+    return ",".join(out)
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else repr(value)
 
 
 def _usage_period(label: str, f: dict[str, int], available_s: int | None, capacity_wh: int | None) -> dict[str, Any]:

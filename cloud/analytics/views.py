@@ -56,14 +56,16 @@ class UsageReport:
     A year by hour is 8,760 periods: validating them into models only to write them out again costs
     as much as the rest of the request."""
 
-    def __init__(self, fields: dict[str, Any]) -> None:
+    def __init__(self, fields: dict[str, Any], *, periods_json: str | None = None) -> None:
         self._fields = fields
+        self._periods_json = periods_json  # the periods as PostgreSQL wrote them: a JSON array's items
         self._model: UsageOut | None = None
 
     @property
     def model(self) -> UsageOut:
         if self._model is None:
-            self._model = UsageOut.model_validate(self._fields)
+            self._model = (UsageOut.model_validate(self._fields) if self._periods_json is None
+                           else UsageOut.model_validate_json(self.model_dump_json()))
         return self._model
 
     def __getattr__(self, name: str) -> Any:
@@ -72,7 +74,11 @@ class UsageReport:
         return getattr(self.model, name)
 
     def model_dump_json(self) -> str:
-        return pydantic_core.to_json(self._fields).decode()
+        written = pydantic_core.to_json(self._fields).decode()
+        if self._periods_json is None:
+            return written
+        # the first '"periods":[]' is the key itself: a string value before it has its quotes escaped
+        return written.replace('"periods":[]', f'"periods":[{self._periods_json}]', 1)
 
     def rows(self) -> list[dict[str, Any]]:
         return self.model.rows()

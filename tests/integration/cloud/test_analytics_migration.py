@@ -137,6 +137,41 @@ async def test_migration_0006_counts_the_registered_vehicles_known_before_it_and
         await db.close()
 
 
+
+async def test_migration_0008_sums_every_known_site_by_hour_and_downgrades(database_url: str) -> None:
+    db = Database(database_url.replace("service.db", "analytics.db"))
+    await db.connect()
+    try:
+        await db.migrate(migrations_of("analytics"), "0007")
+        async with db.engine.begin() as conn:
+            for site in ("site-1", "site-2"):
+                await conn.execute(text("INSERT INTO analytics_sites (site_id) VALUES (:site)"), {"site": site})
+            for site, hour, bay_type, stays, wh in (("site-1", 14, "ev", 1, 100), ("site-2", 14, "ev", 2, 200),
+                                                    ("site-2", 14, "regular", 5, 0), ("site-1", 15, "ev", 0, 50),
+                                                    ("site-3", 14, "ev", 9, 900)):  # site-3: not known
+                await conn.execute(text("INSERT INTO usage_metrics (site_id, bay_type, hour, stays, energy_wh) "
+                                        "VALUES (:site, :bay_type, :hour, :stays, :wh)"),
+                                   {"site": site, "bay_type": bay_type, "stays": stays, "wh": wh,
+                                    "hour": datetime(2026, 3, 10, hour, tzinfo=UTC)})
+        await db.migrate(migrations_of("analytics"))
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT hour, bay_type, stays, energy_wh FROM usage_network "
+                                            "ORDER BY hour, bay_type"))).all()
+        assert [(_hour(r[0]), r[1], r[2], r[3]) for r in rows] == [(14, "ev", 3, 300), (14, "regular", 5, 0),
+                                                                   (15, "ev", 0, 50)]
+
+        await downgrade(db, "0007")
+        assert "usage_network" not in await tables(db)
+        await db.migrate(migrations_of("analytics"))
+        assert "usage_network" in await tables(db)
+    finally:
+        await db.close()
+
+
+def _hour(value: datetime | str) -> int:
+    """The hour of a timestamp as read back by plain SQL (SQLite: its text)."""
+    return value.hour if isinstance(value, datetime) else int(value[11:13])
+
 def _day(value: datetime | str) -> int:
     """The day of the month of a timestamp as read back by plain SQL (SQLite: its text)."""
     return value.day if isinstance(value, datetime) else int(value[8:10])

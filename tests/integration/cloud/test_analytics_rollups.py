@@ -60,6 +60,7 @@ def lot(time_zone: str) -> LotConfigured:
 async def rollups(db: Database) -> tuple[list[Any], list[Any]]:
     async with db.engine.connect() as conn:
         usage = list((await conn.execute(text("SELECT * FROM usage_metrics ORDER BY site_id, hour, bay_type"))).all())
+        usage += (await conn.execute(text("SELECT * FROM usage_network ORDER BY hour, bay_type"))).all()
         revenue = (await conn.execute(text(
             "SELECT * FROM revenue_metrics ORDER BY site_id, day, currency, kind, component"))).all()
         usage += (await conn.execute(text("SELECT * FROM usage_daily ORDER BY site_id, day, bay_type"))).all()
@@ -225,9 +226,12 @@ async def test_postgresql_labels_each_hour_as_the_report_by_hour_does(db: Databa
     async with service(db)._units() as uow:
         rows = await uow.repo.usage_by_hour(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
                                             labelled_in=time_zone)
+        columns = await uow.repo.usage_by_hour_columns(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
+                                                       None, time_zone)
     tz = ZoneInfo(time_zone)
-    assert {row["label"]: row["stays"] for row in rows} == {
-        hour.astimezone(tz).isoformat(timespec="minutes"): n + 1 for n, hour in enumerate(hours)}
+    expected = {hour.astimezone(tz).isoformat(timespec="minutes"): n + 1 for n, hour in enumerate(hours)}
+    assert {row["label"]: row["stays"] for row in rows} == expected
+    assert columns is not None and dict(zip(columns[0], columns[1], strict=True)) == expected
 
 
 async def test_a_usage_report_is_written_out_as_its_validated_model_would_be(db: Database) -> None:
@@ -263,3 +267,35 @@ async def test_the_registered_counts_follow_the_vehicles_whatever_order_their_ev
         async with analytics._units() as uow:
             groups = sorted((g.kind, g.make, g.battery_wh, g.vehicles) for g in await uow.repo.registered_vehicles())
         assert groups == [("electric", "KIA", 77_400, 1), ("hybrid", "Kia", None, 1)], order
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"])
+async def test_a_report_by_hour_is_written_as_the_python_periods_whichever_rows_it_reads(
+        db: Database, time_zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On PostgreSQL, with one time zone, the periods are written from PostgreSQL's columns (an admin's
+    # from usage_network, every site's sums): the same JSON as the periods computed one by one in Python.
+    analytics = service(db)
+    await analytics.on_event(envelope(lot(time_zone)))
+    for body in [*DAY_OF_EVENTS, *VISITS]:
+        await analytics.on_event(envelope(body))
+    ranges = [(at("00:00", day=8), at("00:00", day=13)), (at("08:30"), at("16:01")),
+              (datetime(2026, 3, 7, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))]  # Europe's and America's DST
+    asked = [(who, site, bay_type, start, end) for who, site in (("admin", None), ("admin", "site-1"),
+                                                                 ("operator_1", None))
+             for bay_type in (None, "ev", "regular") for start, end in ranges]
+    reports = [await analytics.usage(PRINCIPALS[who], start, end, "hour", site, bay_type)
+               for who, site, bay_type, start, end in asked]
+    written = [report.model_dump_json() for report in reports]
+    assert any('"time_utilisation":0.' in report for report in written)
+    if db.engine.dialect.name == "postgresql":  # the operator's, and every site's in one time zone (UTC)
+        assert all(r._periods_json is not None for r, (who, *_) in zip(reports, asked, strict=True)
+                   if who == "operator_1" or time_zone == "UTC")
+
+    async def not_written(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(SqlAnalyticsRepository, "usage_by_hour_columns", not_written)
+    computed = [(await analytics.usage(PRINCIPALS[who], start, end, "hour", site, bay_type)).model_dump_json()
+                for who, site, bay_type, start, end in asked]
+    for query, mine, theirs in zip(asked, written, computed, strict=True):
+        assert mine == theirs, query
