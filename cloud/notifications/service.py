@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from cloud.contracts.notifications import NotificationFailed, NotificationSent
 from cloud.notifications import domain
 from cloud.notifications.channels import Apprise, Bounced, Email, Outgoing, Permanent, Temporary, Webhook
 from cloud.notifications.domain import AccountWebhook, InvalidField, Preferences, QuietHours, Recipient
-from cloud.notifications.repository import DeliveryContext, SqlNotificationRepository
+from cloud.notifications.repository import SqlNotificationRepository
 from cloud.notifications.settings import NotificationSettings
 from cloud.notifications.templates import Rendered, Template, default, render, validate
 from cloud.notifications.views import (
@@ -47,15 +47,7 @@ QUEUE = "notifications.events"
 DRIVER_EVENTS = frozenset({"charging.started", "charging.completed", "charging.failed", "charging.energy_finished",
                            "parking.reserved", "parking.cancelled", "parking.no_show", "parking.released",
                            "parking.overstay", "payment.completed", "payment.failed", "payment.invoice_issued"})
-_FOR_THE_DRIVER_ONLY = DRIVER_EVENTS - {"parking.cancelled", "parking.reserved"}
-"""Driver events that do nothing but notify the driver (a cancellation also withdraws a reminder)."""
 Uow = UnitOfWork[SqlNotificationRepository]
-_Row = tuple[dict[str, Any], datetime | None, datetime | None]
-"""A notification's columns, when it is due (None: in-app, delivered as stored), the time it is for."""
-_Failure = tuple[str, bool, Bounced | None]
-"""Why an attempt failed, whether for good, and the bounce (an address refused for good)."""
-Send = Callable[[], Awaitable[str | None]]
-"""An attempt ready to be made: sends, and gives the e-mail address it went to, if it is an e-mail."""
 
 
 class NotificationService:
@@ -76,9 +68,6 @@ class NotificationService:
     async def on_event(self, event: Received[EventBody]) -> None:
         body = event.body.model_dump(mode="json")
         name = event.name
-        if name in _FOR_THE_DRIVER_ONLY and not domain.driver_of(name, body):
-            return  # for no account (a session nobody started): it causes nothing, nothing to claim
-        due_now = False
         async with self._units() as uow:
             if not await uow.claim(str(event.id), QUEUE):
                 return  # a redelivery: everything it caused exists already
@@ -95,73 +84,58 @@ class NotificationService:
             if name == "parking.cancelled":  # the reminder is withdrawn
                 await repo.withdraw("reservation.reminder", f"reservation:{body['reservation_id']}")
             if name in domain.ACCOUNT_LINKS:
-                due_now = await self._account_link(uow, str(event.id), name, body)
+                await self._account_link(uow, str(event.id), name, body)
             elif name in domain.OPERATOR_ALERTS:
-                due_now = await self._operator_alert(uow, str(event.id), name, body)
+                await self._operator_alert(uow, str(event.id), name, body)
             elif name in DRIVER_EVENTS:
-                due_now = await self._driver(uow, str(event.id), name, body)
+                await self._driver(uow, str(event.id), name, body)
                 if name == "parking.reserved":
-                    due_now = await self._reminder(uow, body) or due_now
-        if due_now:  # after the commit: woken before it, the delivery loop would find nothing and sleep a poll
-            self.wake.set()
+                    await self._reminder(uow, body)
+        self.wake.set()
 
-    def _row(self, *, source: str, kind: str, channel: str, recipient_key: str, account_id: str | None,
-             values: dict[str, Any], site_id: str | None, critical: bool, due_at: datetime | None,
-             target: str | None = None, language: str | None = None, subject_key: str | None = None,
-             rendered: Rendered | None = None, not_before: datetime | None = None) -> _Row:
-        """A notification to store: its columns, when it is due (None: in-app, delivered as it is stored) and
-        the time it is for."""
+    async def _add(self, uow: Uow, *, source: str, kind: str, channel: str, recipient_key: str,
+                   account_id: str | None, values: dict[str, Any], site_id: str | None, critical: bool,
+                   due_at: datetime | None, target: str | None = None, language: str | None = None,
+                   subject_key: str | None = None, rendered: Rendered | None = None,
+                   not_before: datetime | None = None) -> None:
         now = self._now()
         nid = domain.notification_id(source, recipient_key, channel, kind)
         in_app = channel == "in_app"
-        return {
+        stored = await uow.repo.add({
             "id": nid, "kind": kind, "channel": channel, "account_id": account_id, "target": target,
             "language": language, "site_id": site_id, "source_event_id": source, "subject_key": subject_key,
             "critical": critical, "variables": values, "title": rendered.subject if rendered else "",
             "body": rendered.text if rendered else "", "state": "sent" if in_app else "pending",
             "attempts": 1 if in_app else 0, "created_at": now, "sent_at": now if in_app else None,
-        }, None if in_app else (due_at or now), not_before
+        }, None if in_app else (due_at or now), not_before)
+        if stored and in_app:  # exactly once: stored is delivered
+            uow.emit(NotificationSent(notification_id=nid, account_id=account_id, channel="in_app", kind=kind,
+                                      source_event_id=source, attempts=1, sent_at=now))
 
-    async def _store(self, uow: Uow, rows: list[_Row]) -> bool:
-        """Store notifications (once: a redelivery stores nothing again); an in-app one stored is delivered.
-        True when one stored is due now (the delivery loop is woken for it)."""
-        stored = await uow.repo.add_many(rows)
-        due_now = False
-        for values, due_at, _ in rows:
-            if values["id"] not in stored:
-                continue
-            if due_at is None:  # exactly once: stored is delivered
-                uow.emit(NotificationSent(notification_id=values["id"], account_id=values["account_id"],
-                                          channel="in_app", kind=values["kind"],
-                                          source_event_id=values["source_event_id"], attempts=1,
-                                          sent_at=values["sent_at"]))
-            elif due_at <= self._now():
-                due_now = True
-        return due_now
+    async def _template(self, uow: Uow, kind: str, language: str) -> Template:
+        return await uow.repo.template(kind, language) or default(kind, language)
 
     async def _to_account(self, uow: Uow, source: str, kind: str, account_id: str, body: dict[str, Any],
                           site_id: str | None, *, subject_key: str | None = None,
-                          not_before: datetime | None = None) -> bool:
+                          not_before: datetime | None = None) -> None:
         repo = uow.repo
-        audience = await repo.audience(account_id, kind)
-        recipient = audience.recipient
+        recipient = await repo.recipient(account_id)
         if recipient is not None and recipient.disabled:
-            return False
+            return
         zone = recipient.time_zone if recipient else "UTC"
         idle = None
         if kind == "charging.energy_finished" and site_id:
             tariff = await repo.tariff(site_id)
             idle = domain.idle_terms(tariff[1] if tariff else None, tariff[0] if tariff else None)
         values = domain.variables(kind, body, zone, idle=idle, reminder_minutes=self._s.reminder_minutes)
-        prefs = audience.preferences
+        prefs = await repo.preferences(account_id)
         critical = kind in domain.CRITICAL
         now = self._now()
         # (channel, recipient key, target): the driver channels, then each webhook the account registered
         routes: list[tuple[str, str, str | None]] = [(c, account_id, None) for c in domain.DRIVER_CHANNELS]
-        if audience.has_webhooks and prefs.wants(kind, "webhook"):
+        if prefs.wants(kind, "webhook"):
             routes += [("webhook", f"hook:{h.webhook_id}", f"hook:{h.webhook_id}")
                        for h in await repo.webhooks_of(account_id)]
-        rows: list[_Row] = []
         for channel, key, target in routes:
             if not prefs.wants(kind, channel):
                 continue
@@ -173,71 +147,62 @@ class NotificationService:
                 language = recipient.lang if recipient else "en"
                 shown = {**values, "name": recipient.name if recipient else ""}
                 try:
-                    rendered = render(audience.templates.get(language) or default(kind, language), shown)
+                    rendered = render(await self._template(uow, kind, language), shown)
                 except Exception:  # an edited template that fails at render: the default says it
                     log.exception("template failed; the default is used", kind=kind, language=language)
                     rendered = render(default(kind, language), shown)
             elif not critical and prefs.quiet_hours is not None:
                 held = prefs.quiet_hours.holds(max(now, due or now), zone)
                 due = held or due
-            rows.append(self._row(source=source, kind=kind, channel=channel, recipient_key=key,
-                                  account_id=account_id, values=values, site_id=site_id, critical=critical,
-                                  due_at=due, target=target, subject_key=subject_key, rendered=rendered,
-                                  not_before=max(now, not_before or now)))
-        return await self._store(uow, rows)
+            await self._add(uow, source=source, kind=kind, channel=channel, recipient_key=key,
+                            account_id=account_id, values=values, site_id=site_id, critical=critical, due_at=due,
+                            target=target, subject_key=subject_key, rendered=rendered,
+                            not_before=max(now, not_before or now))
 
-    async def _driver(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> bool:
+    async def _driver(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> None:
         account_id = domain.driver_of(name, body)
         if account_id:
-            return await self._to_account(uow, source, name, account_id, body, body.get("site_id"))
-        return False
+            await self._to_account(uow, source, name, account_id, body, body.get("site_id"))
 
-    async def _reminder(self, uow: Uow, body: dict[str, Any]) -> bool:
+    async def _reminder(self, uow: Uow, body: dict[str, Any]) -> None:
         starts = datetime.fromisoformat(body["starts_at"])
         at = starts - timedelta(minutes=self._s.reminder_minutes)
         if starts <= self._now():
-            return False
-        return await self._to_account(uow, f"reservation:{body['reservation_id']}", "reservation.reminder",
-                                      body["owner_id"], body, body.get("site_id"), not_before=max(at, self._now()))
+            return
+        await self._to_account(uow, f"reservation:{body['reservation_id']}", "reservation.reminder",
+                               body["owner_id"], body, body.get("site_id"), not_before=max(at, self._now()))
 
-    async def _account_link(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> bool:
+    async def _account_link(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> None:
         recipient = await uow.repo.recipient(body["account_id"])
         zone = recipient.time_zone if recipient else "UTC"
         values = domain.variables(name, body, zone) | {"name": body.get("name") or ""}
-        return await self._store(uow, [self._row(
-            source=source, kind=name, channel="email", recipient_key=body["account_id"],
-            account_id=body["account_id"], values=values, site_id=None, critical=True, due_at=None,
-            target=body["email"], language=body.get("language") or "en")])
+        await self._add(uow, source=source, kind=name, channel="email", recipient_key=body["account_id"],
+                        account_id=body["account_id"], values=values, site_id=None, critical=True, due_at=None,
+                        target=body["email"], language=body.get("language") or "en")
 
-    async def _operator_alert(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> bool:
+    async def _operator_alert(self, uow: Uow, source: str, name: str, body: dict[str, Any]) -> None:
         key = domain.alert_subject(name, body)
         if await uow.repo.alerted_since(key, self._now() - timedelta(seconds=self._s.debounce_seconds)):
-            return False  # debounced: a flapping charger is one alert
+            return  # debounced: a flapping charger is one alert
         site = body.get("site_id")
-        due_now = False
         for operator in await uow.repo.operators_of(site or ""):
-            due_now = await self._to_account(uow, source, name, operator.account_id, body, site,
-                                             subject_key=key) or due_now
+            await self._to_account(uow, source, name, operator.account_id, body, site, subject_key=key)
         values = domain.variables(name, body, "UTC")
-        rows = [self._row(source=source, kind=name, channel="webhook", recipient_key=url, account_id=None,
-                          values=values, site_id=site, critical=True, due_at=None, target=url, subject_key=key)
-                for url in self._s.webhook_urls]
-        rows += [self._row(source=source, kind=name, channel="push", recipient_key=f"apprise:{index}",
-                           account_id=None, values=values, site_id=site, critical=True, due_at=None,
-                           target=f"apprise:{index}", subject_key=key)
-                 for index, _ in enumerate(self._s.apprise_urls)]
-        return await self._store(uow, rows) or due_now
+        for url in self._s.webhook_urls:
+            await self._add(uow, source=source, kind=name, channel="webhook", recipient_key=url, account_id=None,
+                            values=values, site_id=site, critical=True, due_at=None, target=url, subject_key=key)
+        for index, _ in enumerate(self._s.apprise_urls):
+            await self._add(uow, source=source, kind=name, channel="push", recipient_key=f"apprise:{index}",
+                            account_id=None, values=values, site_id=site, critical=True, due_at=None,
+                            target=f"apprise:{index}", subject_key=key)
 
     # --- delivery -------------------------------------------------------------------------------
 
     async def run_delivery(self) -> None:
-        """The supervised delivery loop: send what is due, then wait for new work (a notification stored due now,
-        a retry or changed preferences wake it) or the next poll (what became due with time, another replica's)."""
+        """The supervised delivery loop: send what is due, then wait for new work or the next poll."""
         while True:
-            # Cleared before the queue is read, not after: what is stored while a batch is sent wakes the loop again
-            # at once instead of waiting for the next poll.
-            self.wake.clear()
-            if await self.deliver_due() < self._s.concurrency:  # a full batch: more may be due, at once
+            if await self.deliver_due() == 0:
+                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._s.poll_seconds):  # not wait_for: 3.11 can swallow a cancel
                         await self.wake.wait()
@@ -245,85 +210,63 @@ class NotificationService:
     async def deliver_due(self) -> int:
         async with self._units() as uow:
             due = await uow.repo.take_due(self._now(), self._s.lease_seconds, self._s.concurrency)
-            if not due:
-                return 0
-            # what sending them reads (recipients, custom templates, webhooks), in the same transaction
-            context = await uow.repo.delivery_context(due)
-            ready: list[tuple[dict[str, Any], Send]] = []
-            for row in due:
-                try:
-                    ready.append((row, self._prepare(row, context)))
-                except Exception as exc:  # what fails before anything is sent is recorded with the lease
-                    await self._record(uow, row, context, self._failure(exc, row), None)
         # A task group, not gather: cancelled (the service stopping), it waits for each delivery to finish its
         # cleanup; gather returns at once and left them writing to a database about to be closed.
         async with asyncio.TaskGroup() as group:
-            for row, send in ready:
-                group.create_task(self._deliver(row, context, send), name=f"notification:{row['id']}")
+            for row in due:
+                group.create_task(self._deliver(row), name=f"notification:{row['id']}")
         return len(due)
 
-    @staticmethod
-    def _failure(exc: Exception, row: dict[str, Any]) -> _Failure:
-        """An attempt's failure: (the error, permanent, the bounce); called in the ``except`` block."""
-        if isinstance(exc, Bounced):
-            return str(exc), True, exc
-        if isinstance(exc, Permanent):
-            return str(exc), True, None
-        if isinstance(exc, Temporary):
-            return str(exc), False, None
-        # a template that fails at render, a lost database: retried, then dead-lettered
-        log.exception("notification attempt failed", notification_id=row["id"])
-        return f"{type(exc).__name__}: {exc}", False, None
-
-    async def _deliver(self, row: dict[str, Any], context: DeliveryContext, send: Send) -> None:
-        failure: _Failure | None = None
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        error: str | None = None
+        permanent = False
+        bounced: Bounced | None = None
         address: str | None = None
         try:
-            address = await send()
-        except Exception as exc:
-            failure = self._failure(exc, row)
-        async with self._units() as uow:
-            await self._record(uow, row, context, failure, address)
-
-    async def _record(self, uow: Uow, row: dict[str, Any], context: DeliveryContext, failure: _Failure | None,
-                      address: str | None) -> None:
-        """Record an attempt: sent, dead-lettered (a bounce marks the address) or retried with back-off."""
+            address = await self._send(row)
+        except Bounced as exc:
+            error, permanent, bounced = str(exc), True, exc
+        except Permanent as exc:
+            error, permanent = str(exc), True
+        except Temporary as exc:
+            error = str(exc)
+        except Exception as exc:  # a template that fails at render, a lost database: retried, then dead-lettered
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("notification attempt failed", notification_id=row["id"])
         now = self._now()
         attempts = int(row["attempts"])
         facts = {"notification_id": row["id"], "account_id": row["account_id"], "channel": row["channel"],
                  "kind": row["kind"], "source_event_id": row["source_event_id"], "attempts": attempts}
-        if failure is None:
-            await uow.repo.sent(row["id"], now, forget_variables=row["kind"] in domain.ACCOUNT_LINKS)
-            recipient = context.recipients.get(row["account_id"]) if row["account_id"] else None
-            # the mark is cleared where there is one (read with the lease; only a delivery marks one)
-            if address and row["account_id"] and (recipient is None or recipient.bounce is not None):
-                await uow.repo.clear_bounce(row["account_id"], address)
-            uow.emit(NotificationSent(**facts, sent_at=now))
-            return
-        error, permanent, bounced = failure
-        if permanent or attempts >= self._s.max_attempts:
-            await uow.repo.dead(row["id"], error)
-            if bounced is not None and row["account_id"] and await uow.repo.mark_bounce(
-                    row["account_id"], bounced.address, bounced.reason, now):
-                log.warning("address marked bouncing", account_id=row["account_id"], reason=bounced.reason)
-            uow.emit(NotificationFailed(**facts, reason=error, failed_at=now))
-            log.warning("notification dead-lettered", notification_id=row["id"], reason=error)
-        else:
-            delay = domain.retry_delay(attempts, self._s.retry_base_seconds)
-            await uow.repo.retry_at(row["id"], now + timedelta(seconds=delay), error)
+        async with self._units() as uow:
+            if error is None:
+                await uow.repo.sent(row["id"], now)
+                if row["kind"] in domain.ACCOUNT_LINKS:
+                    await uow.repo.forget_variables(row["id"])
+                if address and row["account_id"]:
+                    await uow.repo.clear_bounce(row["account_id"], address)
+                uow.emit(NotificationSent(**facts, sent_at=now))
+            elif permanent or attempts >= self._s.max_attempts:
+                await uow.repo.dead(row["id"], error)
+                if bounced is not None and row["account_id"] and await uow.repo.mark_bounce(
+                        row["account_id"], bounced.address, bounced.reason, now):
+                    log.warning("address marked bouncing", account_id=row["account_id"], reason=bounced.reason)
+                uow.emit(NotificationFailed(**facts, reason=error, failed_at=now))
+                log.warning("notification dead-lettered", notification_id=row["id"], reason=error)
+            else:
+                delay = domain.retry_delay(attempts, self._s.retry_base_seconds)
+                await uow.repo.retry_at(row["id"], now + timedelta(seconds=delay), error)
 
-    def _prepare(self, row: dict[str, Any], context: DeliveryContext) -> Send:
-        """Everything of an attempt before the channel is used (the message rendered, the address chosen), raising
-        what the attempt fails with if it cannot be made; the send itself, which gives the e-mail address it went
-        to, if it is an e-mail."""
+    async def _send(self, row: dict[str, Any]) -> str | None:
+        """Send one notification; the e-mail address it went to, if it is an e-mail."""
         hook: AccountWebhook | None = None
-        recipient = context.recipients.get(row["account_id"]) if row["account_id"] else None
-        language = row["language"] or (recipient.lang if recipient else "en")
-        template = context.templates.get((row["kind"], language)) or default(row["kind"], language)
-        if row["channel"] == "webhook" and str(row["target"]).startswith("hook:"):
-            hook = context.webhooks.get(str(row["target"]).removeprefix("hook:"))
-            if hook is None:
-                raise Permanent("the webhook was deleted")
+        async with self._units() as uow:
+            recipient = await uow.repo.recipient(row["account_id"]) if row["account_id"] else None
+            language = row["language"] or (recipient.lang if recipient else "en")
+            template = await self._template(uow, row["kind"], language)
+            if row["channel"] == "webhook" and str(row["target"]).startswith("hook:"):
+                hook = await uow.repo.webhook(str(row["target"]).removeprefix("hook:"))
+                if hook is None:
+                    raise Permanent("the webhook was deleted")
         values = {**row["variables"], "name": row["variables"].get("name") or (recipient.name if recipient else "")}
         out = Outgoing(row["id"], row["kind"], render(template, values), row["variables"], row["site_id"],
                        row["created_at"].isoformat())
@@ -334,36 +277,21 @@ class NotificationService:
             if not row["target"] and recipient is not None and recipient.bouncing and recipient.bounce:
                 # a link the person asked for (row["target"]) is still tried: they may have fixed the mailbox
                 raise Permanent(f"address bounced: {recipient.bounce.reason}")
-
-            async def email() -> str | None:
-                await self._email.send(out, address)
-                return str(address)
-            return email
+            await self._email.send(out, address)
+            return str(address)
         if row["channel"] == "webhook":
             if hook is not None:
-                url, keys = hook.url, [hook.secret]
-
-                async def webhook() -> str | None:
-                    await self._webhook.send(out, url, keys)
-                    return None
+                await self._webhook.send(out, hook.url, [hook.secret])
             else:
-                target = row["target"]
-
-                async def webhook() -> str | None:
-                    await self._webhook.send(out, target)
-                    return None
-            return webhook
-        if row["channel"] == "push":
+                await self._webhook.send(out, row["target"])
+        elif row["channel"] == "push":
             index = int(str(row["target"]).split(":")[1])
             if index >= len(self._s.apprise_urls):
                 raise Permanent("the apprise URL is no longer configured")
-            apprise_url = self._s.apprise_urls[index]
-
-            async def push() -> str | None:
-                await self._apprise.send(out, apprise_url)
-                return None
-            return push
-        raise Permanent(f"no channel {row['channel']!r}")
+            await self._apprise.send(out, self._s.apprise_urls[index])
+        else:
+            raise Permanent(f"no channel {row['channel']!r}")
+        return None
 
     # --- the API --------------------------------------------------------------------------------
 

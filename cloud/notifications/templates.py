@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from jinja2 import Template as Compiled
 from jinja2.sandbox import SandboxedEnvironment
 
 from cloud.contracts.errors import DomainError
@@ -154,28 +152,14 @@ class Rendered:
     html: str
 
 
-@lru_cache(maxsize=512)
-def _text(source: str) -> Compiled:
-    """A text template compiled once per source (parsing and compiling cost far more than rendering); the
-    source is the key, so an edited template is a new entry and the old one ages out."""
-    return _TEXT.from_string(source)
-
-
-@lru_cache(maxsize=256)
-def _html(source: str) -> Compiled:
-    return _HTML.from_string(source)
-
-
-_PARAGRAPHS = _HTML.from_string("{% for p in ps %}<p>{{ p }}</p>{% endfor %}")
-
-
 def render(template: Template, values: dict[str, Any]) -> Rendered:
-    subject = _text(template.subject).render(values).replace("\n", " ").strip()
-    text = _text(template.text).render(values)
+    subject = _TEXT.from_string(template.subject).render(values).replace("\n", " ").strip()
+    text = _TEXT.from_string(template.text).render(values)
     if template.html is not None:
-        html = _html(template.html).render(values)
+        html = _HTML.from_string(template.html).render(values)
     else:
-        paragraphs = _PARAGRAPHS.render(ps=[p for p in text.split("\n\n") if p.strip()])
+        paragraphs = _HTML.from_string("{% for p in ps %}<p>{{ p }}</p>{% endfor %}").render(
+            ps=[p for p in text.split("\n\n") if p.strip()])
         html = f"<!doctype html><html><body>{paragraphs}</body></html>"
     return Rendered(subject, text, html)
 

@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from cloud.contracts import Event, EventBody
 from cloud.contracts.accounts import AccountRegistered, AccountUpdated, PasswordResetRequested
-from cloud.contracts.charging import ChargerFaulted, ChargerOffline, ChargingStarted, EnergyFinished
+from cloud.contracts.charging import ChargerFaulted, ChargerOffline, EnergyFinished
 from cloud.contracts.payments import PaymentCompleted, PaymentFailed, TariffChanged
 from cloud.notifications.app import build_app
 from cloud.notifications.domain import verify
@@ -451,26 +451,6 @@ async def test_embedded_email_goes_to_files_in_the_data_directory(tmp_path: Path
             return [r.variables for r in await n.rows("SELECT variables FROM notifications")] == ["{}"]
 
         await eventually(link_forgotten, what="the single-use link not kept after sending")
-
-
-async def test_a_message_stored_due_wakes_the_delivery_at_once_not_at_the_next_poll(mode: bool,
-                                                                                    tmp_path: Path) -> None:
-    """The delivery loop is woken by a message stored due now (after its commit); an event for nobody (a session
-    without an owner) stores nothing and is not even claimed. With a poll of a minute, only the wake-up can send
-    the receipt within seconds."""
-    async with started(tmp_path, mode, fast(poll_seconds=60)) as n:
-        await n.publish(driver())
-        await known(n, 1)
-        await n.publish(ChargingStarted(session_id="s-0", site_id="site-1", transaction_id=1, charger_id="cp-1",
-                                        owner_id=None, energy_wh=0, started_at=NOW))
-        await n.publish(PaymentCompleted(payment_id="p-1", account_id="acc-driver-a", amount=Decimal("7.04"),
-                                         currency="EUR", completed_at=NOW))
-        await known(n, 2)
-        await eventually(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 1, within=10,
-                         what="the receipt's e-mail, long before the next poll")
-        assert await n.claimed() == 2  # the event for nobody was not claimed: it caused nothing
-        assert await n.state("payment.completed", "in_app") == [("sent", 1)]
-        assert await n.rows("SELECT id FROM notifications WHERE kind = 'charging.started'") == []
 
 
 # --- webhooks and push ---------------------------------------------------------------------------
