@@ -79,7 +79,10 @@ async def test_a_reserved_bay_is_held_by_its_charger_used_and_shown_in_the_histo
 
         # the car arrives: the stay opens and fulfils the reservation
         await sensors.set_occupied("EV-1", True)
-        slot = await poll(http, f"/parking/slots/{ev_1['slot_id']}", lambda b: b["stay"] is not None)
+        # (polled until both show: the slot's read takes the bay, then its stay, each as last committed, so a read
+        # between the two can see the stay opened and the bay not yet occupied; that read skew is known, not fixed)
+        slot = await poll(http, f"/parking/slots/{ev_1['slot_id']}",
+                          lambda b: b["stay"] is not None and b["state"] == "occupied")
         assert slot["state"] == "occupied"
         assert (slot["stay"]["reservation_id"], slot["stay"]["vehicle_id"]) == (reservation["reservation_id"],
                                                                                 vehicle_id)
