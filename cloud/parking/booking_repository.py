@@ -18,6 +18,9 @@ from cloud.platform.outbox import Transaction
 
 
 class BookingRepository(Protocol):
+    async def one_snapshot(self) -> None:
+        """The unit of work's reads all see the database as of the first (before its first read)."""
+
     async def lock_site_for_booking(self, site_id: str) -> int | None:
         """Serialise reservations of the site: the first write of the unit of work (PostgreSQL row
         lock; SQLite's single writer). Returns the site's next OCPP reservation number, None for an
@@ -103,6 +106,10 @@ class SqlBookingRepository:
     def __init__(self, tx: Transaction) -> None:
         self._session = tx.session
         self._locks = not tx.is_sqlite
+        self._tx = tx
+
+    async def one_snapshot(self) -> None:
+        await self._tx.one_snapshot()
 
     async def lock_site_for_booking(self, site_id: str) -> int | None:
         result = await self._session.execute(

@@ -203,6 +203,8 @@ class BookingService:
         if cached is not None:
             return cached
         async with self._units() as uow:
+            await uow.repo.one_snapshot()  # the bays and their stays as of one moment (and the version they are)
+            version = await uow.repo.status_version(site_id)
             bays = [bay for bay in await uow.repo.bays_of(site_id) if bay.in_service]
             if not bays:
                 raise booking.unknown_lot(site_id)
@@ -221,12 +223,13 @@ class BookingService:
             per[slot.state] += 1
         body = StatusOut(site_id=site_id, slots=slots, counts=counts, by_type=by_type).model_dump_json().encode()
         if ttl > 0.05 and version is not None:
-            await self._cache.set(key, body, ttl)
+            await self._cache.set(status_key(site_id, version), body, ttl)
         return body
 
     async def slot(self, user: Principal, slot_id: str) -> SlotDetailOut:
         now = self._clock()
         async with self._units() as uow:
+            await uow.repo.one_snapshot()  # the bay's state and its stay as of one moment
             bay = await uow.repo.bay_by_slot(slot_id)
             if bay is None:
                 raise booking.unknown_slot(slot_id)

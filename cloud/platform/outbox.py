@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +45,14 @@ class Transaction:
     def is_sqlite(self) -> bool:
         """For a repository's dialect-specific statements (upserts)."""
         return self._db.is_sqlite
+
+    async def one_snapshot(self) -> None:
+        """Every later read of this transaction sees the database as of its first one (PostgreSQL's
+        REPEATABLE READ), instead of each read seeing what was committed just before it (READ COMMITTED):
+        for a read made of several queries, whose rows a writer may commit between them. Call it before
+        the transaction's first statement. SQLite's transactions see one snapshot already."""
+        if not self._db.is_sqlite:
+            await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
     def emit(self, body: EventBody) -> None:
         """Record a typed event; it is published only if the transaction commits.

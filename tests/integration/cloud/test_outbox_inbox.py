@@ -109,3 +109,27 @@ async def test_migrations_are_repeatable(database_url: str) -> None:
         assert await db.ping()
     finally:
         await db.close()
+
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: one snapshot per transaction
+async def test_a_read_in_one_snapshot_sees_no_commit_made_between_its_queries(charging_db: Database) -> None:
+    """A read made of two queries (a bay, then its stay) must not show the second query's rows newer than
+    the first's: under READ COMMITTED a writer that commits between them is half seen."""
+    box = Outbox(charging_db)
+
+    async def commit_one() -> None:
+        async with box.transaction() as tx:
+            tx.emit(InventoryChanged(site_id="s1", bays=1, chargers=0))
+
+    async def twice(snapshot: bool) -> tuple[int, int]:
+        async with box.transaction() as tx:
+            if snapshot:
+                await tx.one_snapshot()
+            first = int(await tx.session.scalar(select(func.count()).select_from(outbox)) or 0)
+            await commit_one()
+            return first, int(await tx.session.scalar(select(func.count()).select_from(outbox)) or 0)
+
+    assert await twice(snapshot=True) == (0, 0)
+    assert await backlog(charging_db) == 1, "the writer's commit is there for the next transaction"
+    assert await twice(snapshot=False) == (1, 2), "without the snapshot, the second query sees it"

@@ -42,6 +42,9 @@ class InMemoryBookingRepository:
     async def get_bay(self, site_id: str, bay_id: str) -> Bay | None:
         return copy.deepcopy(self.bays.get((site_id, bay_id)))
 
+    async def one_snapshot(self) -> None:
+        """Nothing to do: the fake's reads of one unit of work see no other writer."""
+
     async def bay_by_slot(self, slot_id: str) -> Bay | None:
         return copy.deepcopy(next((b for b in self.bays.values()
                                    if booking.slot_id_of(b.site_id, b.bay_id) == slot_id), None))
