@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     Integer,
+    Numeric,
     String,
     Table,
     and_,
@@ -150,6 +152,28 @@ def _battery_band(wh: Any, *, unknown: Any) -> Any:
 def _total(column: Any) -> Any:
     """A sum over a derived rollup, as a Python int (few rows: PostgreSQL's numeric sum, cast back)."""
     return cast(func.sum(column), BigInteger).label(column.name)
+
+
+WRITTEN_HEAD = ('{"period":"%s","stays":%s,"charging_sessions":%s,"energy_wh":%s,"energy_kwh":"%s",'
+                '"occupied_hours":')
+"""An hour's usage period as JSON, up to its first rounded figure (PostgreSQL ``format``: label, stays,
+sessions, energy in Wh and in kWh): the fields and order of :class:`~cloud.analytics.views.UsagePeriod`."""
+WRITTEN_MIDDLE = '"reservations":%s,"reservations_kept":%s,"reservations_cancelled":%s,"no_shows":%s,'
+"""The period's reservation counts, between its minutes and its rates."""
+WRITTEN_FIGURES = ("occupied_s", "energy_wh", "idle_s", "blocked_s", "no_shows", "kept", "visits",
+                   "first_attempt_ok")
+"""The figures of an hour the service rounds itself (Python's rounding, as the general path does)."""
+
+
+@dataclass(frozen=True)
+class WrittenHours:
+    """:meth:`SqlAnalyticsRepository.usage_by_hour_written`: each hour's head and middle texts and its
+    :data:`WRITTEN_FIGURES`, in no particular order (the same in each list), and the totals of the range."""
+
+    heads: list[str]
+    middles: list[str]
+    figures: dict[str, list[int]]
+    totals: dict[str, int]
 
 
 class SqlAnalyticsRepository:
@@ -425,12 +449,13 @@ class SqlAnalyticsRepository:
             query = query.where(usage_metrics.c.bay_type == bay_type)
         return await self._dicts(query)
 
-    async def usage_by_hour_columns(self, sites: Sequence[str] | None, start: datetime, end: datetime,
-                                    bay_type: str | None, tz: str) -> list[list[Any]] | None:
-        """PostgreSQL only (else None): :meth:`usage_by_hour` labelled in ``tz`` as columns, each hour's
-        ``label`` and then its :data:`USAGE_FIELDS` (in no particular order, the same in each column): one
-        row of arrays, which asyncpg decodes into lists without a record and a dict per hour. ``sites``
-        None: every site, from ``usage_network``."""
+    async def usage_by_hour_written(self, sites: Sequence[str] | None, start: datetime, end: datetime,
+                                    bay_type: str | None, tz: str) -> WrittenHours | None:
+        """PostgreSQL only (else None): :meth:`usage_by_hour` labelled in ``tz``, each hour's figures that
+        need no rounding already written as its JSON text by PostgreSQL (:data:`WRITTEN_HEAD`,
+        :data:`WRITTEN_MIDDLE`), those that do as columns of integers (:data:`WRITTEN_FIGURES`), and the
+        range's totals: one row of arrays, which asyncpg decodes into lists without a record and a dict per
+        hour. ``sites`` None: every site, from ``usage_network``."""
         if self._dialect is not postgresql:
             return None
         c = (usage_metrics if sites is not None else usage_network).c
@@ -443,17 +468,27 @@ class SqlAnalyticsRepository:
             by_hour = by_hour.where(c.site_id.in_(list(sites)))
         if bay_type is not None:
             by_hour = by_hour.where(c.bay_type == bay_type)
-        hours = by_hour.subquery()
-        query = select(*(func.array_agg(hours.c[n]) for n in ("label", *USAGE_FIELDS)))
+        # in label order (as Python sorts text: collation "C"), which array_agg keeps from its subquery in
+        # practice; the service checks it does (and sorts if not)
+        h = by_hour.order_by(label.element.collate("C")).subquery().c
+        # an energy's kWh as str(Decimal(wh) / 1000) writes it: exact, without trailing zeros
+        kwh = func.trim_scale(cast(h.energy_wh, Numeric) / 1000)
+        head = func.format(WRITTEN_HEAD, h.label, h.stays, h.sessions, h.energy_wh, kwh)
+        middle = func.format(WRITTEN_MIDDLE, h.reservations, h.kept, h.cancelled, h.no_shows)
+        query = select(func.array_agg(head), func.array_agg(middle), *(func.array_agg(h[n]) for n in WRITTEN_FIGURES),
+                       *(cast(func.sum(h[n]), BigInteger) for n in USAGE_FIELDS))
         zone = text("SELECT current_setting('TimeZone')")
         before = (await self._session.execute(zone)).scalar_one()
         local = text("SELECT set_config('TimeZone', :tz, true)")  # SET LOCAL: until the transaction ends
         await self._session.execute(local, {"tz": tz})
         try:
-            row = (await self._dicts(query))[0]
+            row = list((await self._dicts(query))[0].values())
         finally:
             await self._session.execute(local, {"tz": before})
-        return [list(column or ()) for column in row.values()]
+        heads, middles, *figures = (list(column or ()) for column in row[:2 + len(WRITTEN_FIGURES)])
+        totals = {name: int(value or 0) for name, value in zip(USAGE_FIELDS, row[2 + len(WRITTEN_FIGURES):],
+                                                                strict=True)}
+        return WrittenHours(heads, middles, dict(zip(WRITTEN_FIGURES, figures, strict=True)), totals)
 
     async def _dicts(self, query: Any) -> list[dict[str, Any]]:
         """The rows as dicts (a year by hour is 8,760 of them). On PostgreSQL the statement, compiled by

@@ -4,6 +4,7 @@ rebuild the rollups from the log, and answer the reports for the caller's sites.
 from __future__ import annotations
 
 import gc
+import operator
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from cloud.analytics import domain
 from cloud.analytics.domain import RevenueDelta, SessionOutcome, UsageDelta
-from cloud.analytics.repository import Logged, SqlAnalyticsRepository
+from cloud.analytics.repository import Logged, SqlAnalyticsRepository, WrittenHours
 from cloud.analytics.views import (
     HealthOut,
     PeakCell,
@@ -269,20 +270,19 @@ class AnalyticsService:
         year's 8,760 periods without a record, a dict and a model each); None on SQLite. ``every``: the
         sites are every site there is, summed in ``usage_network`` already."""
         ((zone_name, members),) = zones.items()
-        columns = await repo.usage_by_hour_columns(None if every else members, domain.hour_of(span.start), span.end,
-                                                   bay_type, zone_name)
-        if columns is None:
+        hours_written = await repo.usage_by_hour_written(None if every else members, domain.hour_of(span.start),
+                                                         span.end, bay_type, zone_name)
+        if hours_written is None:
             return None
         bays = sum(sites[s]["bays"] or 0 for s in members)
         power_known = all(site["max_power_w"] is not None for site in sites.values())
         power_w = sum(sites[s]["max_power_w"] for s in members) if power_known else 0
         capacity_wh = power_w if power_known and bay_type in (None, "ev") else None
         with _gc_paused():
-            periods = _periods_json(columns, bays * 3600 if bay_type is None else None, capacity_wh)
-        sums = {name: sum(column) for name, column in zip(domain.USAGE_FIELDS, columns[1:], strict=True)}
+            periods = _periods_json(hours_written, bays * 3600 if bay_type is None else None, capacity_wh)
         hours = domain.hours_in(span)
-        total = _usage_period("total", sums, bays * hours * 3600 if bay_type is None else None,
-                              power_w * hours if capacity_wh is not None and columns[0] else None)
+        total = _usage_period("total", hours_written.totals, bays * hours * 3600 if bay_type is None else None,
+                              power_w * hours if capacity_wh is not None and hours_written.heads else None)
         return UsageReport({"sites": sorted(sites), "start": span.start, "end": span.end,
                             "granularity": span.granularity, "bay_type": bay_type, "periods": [], "total": total},
                            periods_json=periods)
@@ -528,23 +528,36 @@ def _usage_periods(totals: dict[str, dict[str, int]], available: dict[str, int],
     return out
 
 
-def _periods_json(columns: list[list[Any]], available_s: int | None, capacity_wh: int | None) -> str:
-    """Periods of one hour each (``columns``: :meth:`SqlAnalyticsRepository.usage_by_hour_columns`; the
-    bay seconds and charger Wh of an hour) as the items of a JSON array, in label order: exactly the
-    text pydantic writes for :func:`_usage_periods`' dicts (its labels need no escaping; its floats, each
-    rounded to at most 4 places, are written as ``repr`` writes them; a Decimal as its ``str``)."""
-    minutes: dict[int, str] = {}  # the text of each figure that repeats from one hour to the next
+def _periods_json(hours: WrittenHours, available_s: int | None, capacity_wh: int | None) -> str:
+    """Periods of one hour each (``hours``: :meth:`SqlAnalyticsRepository.usage_by_hour_written`; the bay
+    seconds and charger Wh of an hour) as the items of a JSON array, in label order: exactly the text
+    pydantic writes for :func:`_usage_periods`' dicts. PostgreSQL wrote the integers, the labels (which
+    need no escaping) and the kWh (as a Decimal's ``str``); here each rounded figure is written as
+    ``repr(round(x, n))`` writes it (:func:`_rounded`, inlined below for the three figures of every hour,
+    whose values are checked to lie in its range first), the ones that repeat from hour to hour once."""
+    f = hours.figures
+    occupied, energy = f["occupied_s"], f["energy_wh"]
+    largest = 1e11 * min(3600, available_s or 3600, capacity_wh or 3600)
+    if max(occupied, default=0) >= largest or max(energy, default=0) >= largest or min(
+            occupied, default=0) < 0 or min(energy, default=0) < 0:  # never for a usage figure: repr writes them
+        return _periods_json_by_repr(hours, available_s, capacity_wh)
+    minutes: dict[int, str] = {}
     shares: dict[tuple[int, int], str] = {}
     rate = domain.rate
-    out = []
-    for (label, stays, occupied_s, sessions, energy_wh, _charging_s, idle_s, blocked_s, reservations, kept, cancelled,
-         no_shows, visits, ok) in sorted(zip(*columns, strict=True)):
+    out: list[str] = []
+    append = out.append
+    rows = zip(hours.heads, occupied, energy, f["idle_s"], f["blocked_s"], hours.middles, f["no_shows"], f["kept"],
+               f["visits"], f["first_attempt_ok"], strict=True)
+    heads = hours.heads
+    in_order = all(map(operator.lt, heads, heads[1:]))  # PostgreSQL gives them in order, but need not
+    for (head, occupied_s, energy_wh, idle_s, blocked_s, middle, no_shows, kept, visits, ok) in (
+            rows if in_order else sorted(rows)):
         idle = minutes.get(idle_s)
         if idle is None:
-            idle = minutes[idle_s] = repr(round(idle_s / 60, 1))
+            idle = minutes[idle_s] = _rounded(idle_s / 60, "%.1f")
         blocked = minutes.get(blocked_s)
         if blocked is None:
-            blocked = minutes[blocked_s] = repr(round(blocked_s / 60, 1))
+            blocked = minutes[blocked_s] = _rounded(blocked_s / 60, "%.1f")
         key = (no_shows, kept + no_shows)
         no_show_rate = shares.get(key)
         if no_show_rate is None:
@@ -553,16 +566,53 @@ def _periods_json(columns: list[list[Any]], available_s: int | None, capacity_wh
         success = shares.get(key)
         if success is None:
             success = shares[key] = _number(rate(*key))
+        hours_text = ("%.3f" % (occupied_s / 3600)).rstrip("0")
+        if hours_text[-1] == ".":
+            hours_text += "0"
+        if available_s:
+            time_share = ("%.4f" % (occupied_s / available_s)).rstrip("0")
+            if time_share[-1] == ".":
+                time_share += "0"
+        else:
+            time_share = "null"
+        if capacity_wh:
+            energy_share = ("%.4f" % (energy_wh / capacity_wh)).rstrip("0")
+            if energy_share[-1] == ".":
+                energy_share += "0"
+        else:
+            energy_share = "null"
+        append(f'{head}{hours_text},"time_utilisation":{time_share},"energy_utilisation":{energy_share},'
+               f'"idle_minutes":{idle},"blocked_minutes":{blocked},{middle}"no_show_rate":{no_show_rate},'
+               f'"visits_with_charging":{visits},"first_attempt_success":{success}}}')
+    return ",".join(out)
+
+
+def _periods_json_by_repr(hours: WrittenHours, available_s: int | None, capacity_wh: int | None) -> str:
+    """:func:`_periods_json` for figures out of its range, each rounded figure written by ``repr``."""
+    f = hours.figures
+    out = []
+    for (head, occupied_s, energy_wh, idle_s, blocked_s, middle, no_shows, kept, visits, ok) in sorted(zip(
+            hours.heads, f["occupied_s"], f["energy_wh"], f["idle_s"], f["blocked_s"], hours.middles, f["no_shows"],
+            f["kept"], f["visits"], f["first_attempt_ok"], strict=True)):
         time_share = repr(round(occupied_s / available_s, 4)) if available_s else "null"
         energy_share = repr(round(energy_wh / capacity_wh, 4)) if capacity_wh else "null"
-        out.append(
-            f'{{"period":"{label}","stays":{stays},"charging_sessions":{sessions},"energy_wh":{energy_wh},'
-            f'"energy_kwh":"{Decimal(energy_wh) / 1000}","occupied_hours":{round(occupied_s / 3600, 3)!r},'
-            f'"time_utilisation":{time_share},"energy_utilisation":{energy_share},'
-            f'"idle_minutes":{idle},"blocked_minutes":{blocked},"reservations":{reservations},'
-            f'"reservations_kept":{kept},"reservations_cancelled":{cancelled},"no_shows":{no_shows},'
-            f'"no_show_rate":{no_show_rate},"visits_with_charging":{visits},"first_attempt_success":{success}}}')
+        out.append(f'{head}{round(occupied_s / 3600, 3)!r},"time_utilisation":{time_share},'
+                   f'"energy_utilisation":{energy_share},"idle_minutes":{round(idle_s / 60, 1)!r},'
+                   f'"blocked_minutes":{round(blocked_s / 60, 1)!r},{middle}'
+                   f'"no_show_rate":{_number(domain.rate(no_shows, kept + no_shows))},"visits_with_charging":{visits},'
+                   f'"first_attempt_success":{_number(domain.rate(ok, visits))}}}')
     return ",".join(out)
+
+
+def _rounded(value: float, places: str) -> str:
+    """``repr(round(value, n))`` for ``places`` ``"%.{n}f"`` (n from 1 to 4), at a third less cost: both
+    round the float's exact value half to even, and while the floats there are closer together than
+    10**-n (below 10**11), the shortest text of the rounded float is those digits without their trailing
+    zeros. A usage figure is far below; a larger value is written by repr itself."""
+    if not -1e11 < value < 1e11:
+        return repr(round(value, int(places[2])))
+    written = (places % value).rstrip("0")
+    return written + "0" if written[-1] == "." else written
 
 
 def _number(value: float | None) -> str:

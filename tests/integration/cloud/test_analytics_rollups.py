@@ -3,7 +3,9 @@ rollups a rebuild from the event log gives; revenue is dated in the site's time 
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -226,12 +228,14 @@ async def test_postgresql_labels_each_hour_as_the_report_by_hour_does(db: Databa
     async with service(db)._units() as uow:
         rows = await uow.repo.usage_by_hour(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
                                             labelled_in=time_zone)
-        columns = await uow.repo.usage_by_hour_columns(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
+        written = await uow.repo.usage_by_hour_written(["site-1"], hours[0], datetime(2026, 11, 1, tzinfo=UTC),
                                                        None, time_zone)
     tz = ZoneInfo(time_zone)
     expected = {hour.astimezone(tz).isoformat(timespec="minutes"): n + 1 for n, hour in enumerate(hours)}
     assert {row["label"]: row["stays"] for row in rows} == expected
-    assert columns is not None and dict(zip(columns[0], columns[1], strict=True)) == expected
+    assert written is not None
+    heads = [json.loads(f"{head}0}}") for head in written.heads]  # each the start of a period's JSON
+    assert {head["period"]: head["stays"] for head in heads} == expected
 
 
 async def test_a_usage_report_is_written_out_as_its_validated_model_would_be(db: Database) -> None:
@@ -287,6 +291,9 @@ async def test_a_report_by_hour_is_written_as_the_python_periods_whichever_rows_
                for who, site, bay_type, start, end in asked]
     written = [report.model_dump_json() for report in reports]
     assert any('"time_utilisation":0.' in report for report in written)
+    assert any('"energy_utilisation":0.' in report for report in written)
+    assert any(re.search(r'"energy_kwh":"\d+\.\d+"', report) for report in written), "a kWh with a fraction"
+    assert any(re.search(r'"idle_minutes":[1-9]', report) for report in written)
     if db.engine.dialect.name == "postgresql":  # the operator's, and every site's in one time zone (UTC)
         assert all(r._periods_json is not None for r, (who, *_) in zip(reports, asked, strict=True)
                    if who == "operator_1" or time_zone == "UTC")
@@ -294,7 +301,7 @@ async def test_a_report_by_hour_is_written_as_the_python_periods_whichever_rows_
     async def not_written(*args: Any, **kwargs: Any) -> None:
         return None
 
-    monkeypatch.setattr(SqlAnalyticsRepository, "usage_by_hour_columns", not_written)
+    monkeypatch.setattr(SqlAnalyticsRepository, "usage_by_hour_written", not_written)
     computed = [(await analytics.usage(PRINCIPALS[who], start, end, "hour", site, bay_type)).model_dump_json()
                 for who, site, bay_type, start, end in asked]
     for query, mine, theirs in zip(asked, written, computed, strict=True):
