@@ -147,3 +147,16 @@ analytics_visitors = Table(
     Column("last_at", UtcDateTime(), nullable=False, doc="its latest logged arrival at the site"),
     PrimaryKeyConstraint("site_id", "vehicle_id"),
 )
+
+# One row per vehicle that arrived anywhere, with its type, make and battery as analytics_vehicles has
+# them: an admin's visitors of a range (every site's) without joining tens of thousands of visitors to the
+# vehicles (a rollup, rebuilt from event_logs and analytics_vehicles).
+analytics_network_visitors = Table(
+    "analytics_network_visitors", metadata,
+    Column("vehicle_id", String(64), primary_key=True),
+    Column("first_at", UtcDateTime(), nullable=False, doc="its earliest logged arrival at any site"),
+    Column("last_at", UtcDateTime(), nullable=False, doc="its latest logged arrival at any site"),
+    Column("type", String(32), doc="analytics_vehicles' (null: a vehicle analytics never heard of)"),
+    Column("make", String(64)),
+    Column("battery_wh", Integer),
+)

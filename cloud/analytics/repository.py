@@ -43,6 +43,7 @@ from cloud.analytics.domain import (
     VehicleGroup,
 )
 from cloud.analytics.models import (
+    analytics_network_visitors,
     analytics_sites,
     analytics_vehicle_counts,
     analytics_vehicles,
@@ -125,6 +126,15 @@ NETWORK_SQL = (
     f"WHERE site_id IN (SELECT site_id FROM analytics_sites) GROUP BY bay_type, hour")
 """``usage_network`` from ``usage_metrics`` (into an empty table): migration 0008's fill. The sites are
 those analytics knows (an admin's): as events arrive, each site is known before its usage is added."""
+
+
+NETWORK_VISITORS_SQL = (
+    "INSERT INTO analytics_network_visitors (vehicle_id, first_at, last_at, type, make, battery_wh) "
+    "SELECT s.vehicle_id, s.first_at, s.last_at, v.type, v.make, v.battery_wh FROM ("
+    "SELECT vehicle_id, min(first_at) AS first_at, max(last_at) AS last_at FROM analytics_visitors "
+    "GROUP BY vehicle_id) AS s LEFT JOIN analytics_vehicles AS v ON v.vehicle_id = s.vehicle_id")
+"""``analytics_network_visitors`` from ``analytics_visitors`` and ``analytics_vehicles`` (into an empty
+table): migration 0009's fill, and the rebuild's."""
 
 
 def network_rows(rows: Iterable[tuple[str, str, datetime, dict[str, int]]]) -> list[dict[str, Any]]:
@@ -321,6 +331,7 @@ class SqlAnalyticsRepository:
         for table in (usage_metrics, usage_network, usage_daily, usage_peak, revenue_metrics):
             await self._session.execute(delete(table))
         await self._session.execute(delete(analytics_visitors))
+        await self._session.execute(delete(analytics_network_visitors))
 
     async def saw_visitor(self, site_id: str, vehicle_id: str, at: datetime) -> None:
         """A vehicle arrived at a site: its first and last arrival there widen to ``at`` (any order)."""
@@ -331,15 +342,31 @@ class SqlAnalyticsRepository:
         await self._session.execute(statement.on_conflict_do_update(
             index_elements=["site_id", "vehicle_id"],
             set_={"first_at": least(c.first_at, new.first_at), "last_at": greatest(c.last_at, new.last_at)}))
+        # and anywhere: a new visitor takes the vehicle's type, make and battery as known now (later
+        # changes are copied by _upsert_vehicle)
+        v, n = analytics_vehicles.c, analytics_network_visitors.c
+
+        def known(column: Any) -> Any:
+            return select(column).where(v.vehicle_id == vehicle_id).scalar_subquery()
+
+        network = self._insert(analytics_network_visitors).values(
+            vehicle_id=vehicle_id, first_at=at, last_at=at, type=known(v.type), make=known(v.make),
+            battery_wh=known(v.battery_wh))
+        added = network.excluded
+        await self._session.execute(network.on_conflict_do_update(
+            index_elements=["vehicle_id"],
+            set_={"first_at": least(n.first_at, added.first_at), "last_at": greatest(n.last_at, added.last_at)}))
 
     async def rebuild_visitors(self) -> None:
-        """``analytics_visitors`` from the logged arrivals (after :meth:`clear_rollups`)."""
+        """``analytics_visitors`` and ``analytics_network_visitors`` from the logged arrivals (after
+        :meth:`clear_rollups`)."""
         e = event_logs.c
         await self._session.execute(analytics_visitors.insert().from_select(
             ["site_id", "vehicle_id", "first_at", "last_at"],
             select(e.site_id, e.related, func.min(e.occurred_at), func.max(e.occurred_at))
             .where(e.name == "parking.arrived", e.site_id.is_not(None), e.related.is_not(None))
             .group_by(e.site_id, e.related)))
+        await self._session.execute(text(NETWORK_VISITORS_SQL))  # and each once, with what its vehicle is
 
     # --- sites, health, vehicles -----------------------------------------------------------------
 
@@ -417,6 +444,14 @@ class SqlAnalyticsRepository:
         await self._session.execute(statement)
         if before is not None and values["version_at"] < before["version_at"]:
             return  # an older event: nothing changed
+        n = analytics_network_visitors.c
+
+        def now(column: Any) -> Any:
+            return select(column).where(c.vehicle_id == values["vehicle_id"]).scalar_subquery()
+
+        await self._session.execute(  # a visitor of the network counts by what the vehicle is now
+            update(analytics_network_visitors).where(n.vehicle_id == values["vehicle_id"])
+            .values(type=now(c.type), make=now(c.make), battery_wh=now(c.battery_wh)))
         after = {"make": None, "battery_wh": None, **(dict(before) if before is not None else {}), **values}
         if before is not None and before["registered"]:
             await self._count_vehicle(before, -1)
@@ -590,10 +625,13 @@ class SqlAnalyticsRepository:
         return [VehicleGroup(r[0], r[1] or None, None if r[2] == -1 else r[2], int(r[3]))
                 for r in (await self._session.execute(query)).all()]
 
-    async def visiting_vehicles(self, sites: Sequence[str], start: datetime, end: datetime) -> list[VehicleGroup]:
-        """The distinct attributed vehicles that arrived at ``sites`` in the range, grouped by type, make
-        and battery band (all None: a vehicle analytics never heard of; ``battery_wh`` as in
-        :meth:`registered_vehicles`)."""
+    async def visiting_vehicles(self, sites: Sequence[str] | None, start: datetime,
+                                end: datetime) -> list[VehicleGroup]:
+        """The distinct attributed vehicles that arrived at ``sites`` (None: at any site) in the range,
+        grouped by type, make and battery band (all None: a vehicle analytics never heard of;
+        ``battery_wh`` as in :meth:`registered_vehicles`)."""
+        if sites is None:
+            return await self._network_visiting(start, end)
         # From each visitor's first and last arrival per site (not every arrival): one whose first or last
         # lies in the range came; one whose arrivals all lie before or after did not; only one that came
         # before and again after the range is looked up in the log (an index seek on its arrivals there).
@@ -611,6 +649,24 @@ class SqlAnalyticsRepository:
         query = (select(c.type, c.make, func.min(c.battery_wh), func.count()).select_from(
             visitors.outerjoin(analytics_vehicles, c.vehicle_id == visitors.c.vehicle_id))
             .group_by(c.type, c.make, _battery_band(c.battery_wh, unknown=c.battery_wh.is_(None))))
+        return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
+
+    async def _network_visiting(self, start: datetime, end: datetime) -> list[VehicleGroup]:
+        """:meth:`visiting_vehicles` of every site, from ``analytics_network_visitors`` (one row per
+        vehicle, with what it is): no join, and no duplicates to remove."""
+        n, e = analytics_network_visitors.c, event_logs.c
+        columns = (n.type, n.make, n.battery_wh)
+        first_or_last = select(*columns).where(or_(and_(n.first_at >= start, n.first_at < end),
+                                                   and_(n.last_at >= start, n.last_at < end)))
+        arrived_within = exists().where(e.related == n.vehicle_id, e.name == "parking.arrived",
+                                        e.site_id.is_not(None), e.occurred_at >= start, e.occurred_at < end)
+        # apart, so that the log is looked up only for those that came before and again after the range
+        # (in one WHERE, the planner costs the lookup for every row)
+        around = select(*columns).where(n.first_at < start, n.last_at >= end, arrived_within)
+        came = union_all(first_or_last, around).subquery()
+        c = came.c
+        query = (select(c.type, c.make, func.min(c.battery_wh), func.count())
+                 .group_by(c.type, c.make, _battery_band(c.battery_wh, unknown=c.battery_wh.is_(None))))
         return [VehicleGroup(r[0], r[1], r[2], int(r[3])) for r in (await self._session.execute(query)).all()]
 
     async def anomalies_since(self, sites: Sequence[str], since: datetime) -> dict[str, int]:

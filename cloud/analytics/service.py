@@ -357,7 +357,8 @@ class AnalyticsService:
         async with self._units() as uow:
             sites = await self._scope(uow.repo, user, site_id)
             registered = await uow.repo.registered_vehicles()
-            visiting = await uow.repo.visiting_vehicles(sorted(sites), span.start, span.end)
+            every = user.is_admin and site_id is None  # every site: its visitors are kept network-wide
+            visiting = await uow.repo.visiting_vehicles(None if every else sorted(sites), span.start, span.end)
         return VehicleTypesOut(sites=sorted(sites), start=span.start, end=span.end,
                                registered=_distribution(domain.vehicle_distribution(registered)),
                                visiting=_distribution(domain.vehicle_distribution(visiting)))

@@ -1,8 +1,8 @@
 """Migrations of analytics on SQLite and PostgreSQL: 0002, the vehicles it knew keep their type with make
 and battery not known (no earlier event carried them); 0004, the visitors are filled from the arrivals
 logged before it; 0005, the local day and peak rollups are filled from the hourly rows in each site's
-time zone; 0006, the registered vehicles are counted per group. Each downgrades without losing what
-was there before it."""
+time zone; 0006, the registered vehicles are counted per group; 0008, every site's hours summed; 0009, each
+visitor once with its vehicle. Each downgrades without losing what was there before it."""
 
 from __future__ import annotations
 
@@ -164,6 +164,36 @@ async def test_migration_0008_sums_every_known_site_by_hour_and_downgrades(datab
         assert "usage_network" not in await tables(db)
         await db.migrate(migrations_of("analytics"))
         assert "usage_network" in await tables(db)
+    finally:
+        await db.close()
+
+
+async def test_migration_0009_keeps_each_visitor_once_with_its_vehicle_and_downgrades(database_url: str) -> None:
+    db = Database(database_url.replace("service.db", "analytics.db"))
+    await db.connect()
+    try:
+        await db.migrate(migrations_of("analytics"), "0008")
+        async with db.engine.begin() as conn:
+            for site, vehicle, first, last in (("site-1", "v-1", 8, 12), ("site-2", "v-1", 6, 10),
+                                               ("site-1", "v-2", 9, 9)):  # v-2: a vehicle never registered
+                await conn.execute(text("INSERT INTO analytics_visitors (site_id, vehicle_id, first_at, last_at) "
+                                        "VALUES (:site, :vehicle, :first, :last)"),
+                                   {"site": site, "vehicle": vehicle, "first": datetime(2026, 3, first, tzinfo=UTC),
+                                    "last": datetime(2026, 3, last, tzinfo=UTC)})
+            await conn.execute(text("INSERT INTO analytics_vehicles (vehicle_id, type, make, battery_wh, registered, "
+                                    "version_at) VALUES ('v-1', 'electric', 'Kia', 64000, true, :at)"),
+                               {"at": datetime(2026, 3, 1, tzinfo=UTC)})
+        await db.migrate(migrations_of("analytics"))
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT vehicle_id, first_at, last_at, type, make, battery_wh "
+                                            "FROM analytics_network_visitors ORDER BY vehicle_id"))).all()
+        assert [(r[0], _day(r[1]), _day(r[2]), *r[3:]) for r in rows] == [("v-1", 6, 12, "electric", "Kia", 64000),
+                                                                          ("v-2", 9, 9, None, None, None)]
+
+        await downgrade(db, "0008")
+        assert "analytics_network_visitors" not in await tables(db)
+        await db.migrate(migrations_of("analytics"))
+        assert "analytics_network_visitors" in await tables(db)
     finally:
         await db.close()
 

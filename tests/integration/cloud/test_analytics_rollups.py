@@ -150,29 +150,48 @@ VISITS = [
 ]
 
 
-async def visitors_table(db: Database) -> list[Any]:
+async def visitors_table(db: Database, table: str = "analytics_visitors") -> list[Any]:
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT * FROM analytics_visitors ORDER BY site_id, vehicle_id"))).all()
+        rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))).all()
     return [tuple(r) for r in rows]
 
 
 async def test_visitors_of_a_range_are_the_vehicles_that_arrived_in_it_whatever_came_before_or_after(
         db: Database) -> None:
     analytics = service(db)
+    # v-both and v-two-sites are registered, v-two-sites then changed: whichever comes first, the
+    # network's visitors count by what each vehicle is now
+    vehicles = [
+        Received(id=uuid.uuid4(), name=body.NAME, version=body.VERSION, source="vehicles", body=body,
+                 occurred_at=datetime(2026, 3, 1, minute, tzinfo=UTC)) for minute, body in enumerate([
+                     VehicleRegistered(vehicle_id="v-both", plate="B 1", id_tags=[], type="electric", make="Kia",
+                                       battery_kwh=Decimal("64")),
+                     VehicleRegistered(vehicle_id="v-two-sites", plate="T 2", id_tags=[], type="combustion"),
+                     VehicleUpdated(vehicle_id="v-two-sites", plate="T 2", id_tags=[], type="hybrid", version=2,
+                                    make="Toyota")])]
     events = [envelope(body) for body in VISITS]
-    for event in random.Random(3).sample(events, len(events)) + events[:3]:  # any order, some twice
+    for event in random.Random(3).sample([*events, *vehicles], len(events) + 3) + events[:3]:  # any order, some twice
         await analytics.on_event(event)
     answer = await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), None)
     assert answer.visiting.vehicles == 3  # v-both, v-two-sites (once), v-midnight
+    assert (answer.visiting.by_type, answer.visiting.by_make) == (
+        {"electric": 1, "hybrid": 1, "unknown": 1}, {"Kia": 1, "Toyota": 1, "unknown": 1})
+    by_site = await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), "site-1")
+    assert by_site.visiting == answer.visiting, "every site's visitors as one site's: site-2's are site-1's too"
     mine = await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), "site-2")
     assert mine.visiting.vehicles == 1
     wider = await analytics.vehicle_types(ADMIN, at("00:00", day=8), at("00:00", day=13), None)
     assert wider.visiting.vehicles == 6
+    around = await analytics.vehicle_types(ADMIN, at("00:00", day=9), at("00:00", day=10), None)
+    assert around.visiting.vehicles == 1  # v-before (v-around and v-both came before and after only)
     incremental = await visitors_table(db)
     assert len(incremental) == 7
+    network = await visitors_table(db, "analytics_network_visitors")
+    assert len(network) == 6
 
-    assert await analytics.rebuild() == len(events)
+    assert await analytics.rebuild() == len(events) + len(vehicles)
     assert await visitors_table(db) == incremental
+    assert await visitors_table(db, "analytics_network_visitors") == network
     assert await analytics.vehicle_types(ADMIN, at("00:00"), at("00:00", day=11), None) == answer
 
 
