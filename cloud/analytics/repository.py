@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Date,
     Integer,
-    Numeric,
     String,
     Table,
     and_,
@@ -164,15 +163,46 @@ def _total(column: Any) -> Any:
     return cast(func.sum(column), BigInteger).label(column.name)
 
 
-WRITTEN_HEAD = ('{"period":"%s","stays":%s,"charging_sessions":%s,"energy_wh":%s,"energy_kwh":"%s",'
-                '"occupied_hours":')
-"""An hour's usage period as JSON, up to its first rounded figure (PostgreSQL ``format``: label, stays,
-sessions, energy in Wh and in kWh): the fields and order of :class:`~cloud.analytics.views.UsagePeriod`."""
-WRITTEN_MIDDLE = '"reservations":%s,"reservations_kept":%s,"reservations_cancelled":%s,"no_shows":%s,'
-"""The period's reservation counts, between its minutes and its rates."""
 WRITTEN_FIGURES = ("occupied_s", "energy_wh", "idle_s", "blocked_s", "no_shows", "kept", "visits",
                    "first_attempt_ok")
 """The figures of an hour the service rounds itself (Python's rounding, as the general path does)."""
+
+
+def _written_sql(network: bool, by_bay_type: bool) -> str:
+    """The statement of :meth:`SqlAnalyticsRepository.usage_by_hour_written` (asyncpg's placeholders: $1
+    and $2 the range, then the sites unless ``network``, then the bay type if ``by_bay_type``), written
+    once per shape instead of built and compiled per request. Each hour is labelled by ``to_char`` in the
+    transaction's time zone (its TZH:TZM is isoformat's offset), the hours come in time order, which
+    array_agg keeps from its subquery in practice (the service checks that they are in label order, as
+    the periods are listed, and sorts them if not: where a zone's clocks go back, 02:00+01:00 follows
+    02:00+02:00); its integers, label and kWh (``str(Decimal(wh) / 1000)``: exact, without
+    trailing zeros) are written into the period's JSON, in the fields and order of
+    :class:`~cloud.analytics.views.UsagePeriod`, up to its first rounded figure (the head) and between
+    its minutes and its rates (the middle)."""
+    table = "usage_network" if network else "usage_metrics"
+    # sum(int) is a bigint (sum(bigint) a numeric, several times slower: _sum); every site's sums are
+    # bigints summed once more
+    sums = ", ".join(f"sum({n})::bigint AS {n}" if network else f"sum({n}::integer) AS {n}" for n in USAGE_FIELDS)
+    where = ["hour >= $1", "hour < $2"]
+    if not network:
+        where.append(f"site_id = ANY(${len(where) + 1}::text[])")
+    if by_bay_type:
+        where.append(f"bay_type = ${len(where) + 1}")
+    head = ("""'{"period":"' || label || '","stays":' || stays || ',"charging_sessions":' || sessions || """
+            """',"energy_wh":' || energy_wh || ',"energy_kwh":"' || trim_scale(energy_wh::numeric / 1000) || """
+            """'","occupied_hours":'""")
+    middle = ("""'"reservations":' || reservations || ',"reservations_kept":' || kept || """
+              """',"reservations_cancelled":' || cancelled || ',"no_shows":' || no_shows || ','""")
+    label = """to_char(hour, 'YYYY-MM-DD"T"HH24:MITZH:TZM')"""
+    return (f"SELECT array_agg({head}), array_agg({middle}), "
+            f"{', '.join(f'array_agg({n})' for n in WRITTEN_FIGURES)}, "
+            f"{', '.join(f'sum({n})::bigint' for n in USAGE_FIELDS)} "
+            f"FROM (SELECT {label} AS label, {sums} FROM {table} "
+            f"WHERE {' AND '.join(where)} GROUP BY hour ORDER BY hour) AS h")
+
+
+WRITTEN_SQL = {(network, by_bay_type): _written_sql(network, by_bay_type)
+               for network in (False, True) for by_bay_type in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -487,37 +517,27 @@ class SqlAnalyticsRepository:
     async def usage_by_hour_written(self, sites: Sequence[str] | None, start: datetime, end: datetime,
                                     bay_type: str | None, tz: str) -> WrittenHours | None:
         """PostgreSQL only (else None): :meth:`usage_by_hour` labelled in ``tz``, each hour's figures that
-        need no rounding already written as its JSON text by PostgreSQL (:data:`WRITTEN_HEAD`,
-        :data:`WRITTEN_MIDDLE`), those that do as columns of integers (:data:`WRITTEN_FIGURES`), and the
-        range's totals: one row of arrays, which asyncpg decodes into lists without a record and a dict per
-        hour. ``sites`` None: every site, from ``usage_network``."""
+        need no rounding already written as its JSON text by PostgreSQL (:func:`_written_sql`), those that
+        do as columns of integers (:data:`WRITTEN_FIGURES`), and the range's totals: one row of arrays, which
+        asyncpg decodes into lists without a record and a dict per hour. ``sites`` None: every site, from
+        ``usage_network``."""
         if self._dialect is not postgresql:
             return None
-        c = (usage_metrics if sites is not None else usage_network).c
-        sums = (_sum(n) for n in USAGE_FIELDS) if sites is not None else (_total(c[n]) for n in USAGE_FIELDS)
-        # labelled by to_char in the transaction's time zone, set to ``tz`` for this query: as _hour_label
-        # writes them (to_char's TZH:TZM is isoformat's offset), at a fraction of its cost
-        label = func.to_char(c.hour, 'YYYY-MM-DD"T"HH24:MITZH:TZM').label("label")
-        by_hour = select(label, *sums).where(c.hour >= start, c.hour < end).group_by(c.hour)
+        args: list[Any] = [start, end]
         if sites is not None:
-            by_hour = by_hour.where(c.site_id.in_(list(sites)))
+            args.append(list(sites))
         if bay_type is not None:
-            by_hour = by_hour.where(c.bay_type == bay_type)
-        # in label order (as Python sorts text: collation "C"), which array_agg keeps from its subquery in
-        # practice; the service checks it does (and sorts if not)
-        h = by_hour.order_by(label.element.collate("C")).subquery().c
-        # an energy's kWh as str(Decimal(wh) / 1000) writes it: exact, without trailing zeros
-        kwh = func.trim_scale(cast(h.energy_wh, Numeric) / 1000)
-        head = func.format(WRITTEN_HEAD, h.label, h.stays, h.sessions, h.energy_wh, kwh)
-        middle = func.format(WRITTEN_MIDDLE, h.reservations, h.kept, h.cancelled, h.no_shows)
-        query = select(func.array_agg(head), func.array_agg(middle), *(func.array_agg(h[n]) for n in WRITTEN_FIGURES),
-                       *(cast(func.sum(h[n]), BigInteger) for n in USAGE_FIELDS))
+            args.append(bay_type)
+        statement = WRITTEN_SQL[sites is None, bay_type is not None]
         zone = text("SELECT current_setting('TimeZone')")
         before = (await self._session.execute(zone)).scalar_one()
         local = text("SELECT set_config('TimeZone', :tz, true)")  # SET LOCAL: until the transaction ends
         await self._session.execute(local, {"tz": tz})
         try:
-            row = list((await self._dicts(query))[0].values())
+            connection = await self._session.connection()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            row = list(await driver.fetchrow(statement, *args))
         finally:
             await self._session.execute(local, {"tz": before})
         heads, middles, *figures = (list(column or ()) for column in row[:2 + len(WRITTEN_FIGURES)])

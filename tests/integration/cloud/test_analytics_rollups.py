@@ -8,7 +8,7 @@ import random
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -325,3 +325,37 @@ async def test_a_report_by_hour_is_written_as_the_python_periods_whichever_rows_
                 for who, site, bay_type, start, end in asked]
     for query, mine, theirs in zip(asked, written, computed, strict=True):
         assert mine == theirs, query
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite's reports are computed in Python
+@pytest.mark.parametrize("time_zone", ["Europe/Berlin", "America/St_Johns"])
+async def test_the_hours_of_a_night_whose_clocks_go_back_are_listed_as_the_python_periods_are(
+        db: Database, time_zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PostgreSQL gives the hours in time order; the periods are listed in label order, in which the hour
+    # after the clocks went back (02:00+01:00, 01:30-03:30) comes before the one it repeats
+    analytics = service(db)
+    await analytics.on_event(envelope(lot(time_zone)))
+    hours = [datetime(2026, 10, 24, 20, tzinfo=UTC) + timedelta(hours=n) for n in range(12)]
+    hours += [datetime(2026, 10, 31, 20, tzinfo=UTC) + timedelta(hours=n) for n in range(12)]
+    async with db.engine.begin() as conn:
+        for n, hour in enumerate(hours):
+            for table, site in (("usage_metrics", "'site-1', "), ("usage_network", "")):
+                await conn.execute(text(f"INSERT INTO {table} ({'site_id, ' if site else ''}bay_type, hour, stays, "
+                                        f"occupied_s, energy_wh) VALUES ({site}'ev', :hour, :n, :s, :wh)"),
+                                   {"hour": hour, "n": n + 1, "s": 600 * n + 7, "wh": 1_234 * n})
+    span = (hours[0], hours[-1] + timedelta(hours=1))
+    asked = [("operator_1", None), ("admin", "site-1"), ("admin", None)]
+    written = []
+    for who, site in asked:
+        report = await analytics.usage(PRINCIPALS[who], *span, "hour", site, None)
+        assert report._periods_json is not None
+        written.append(report.model_dump_json())
+    labels = [period["period"] for period in json.loads(written[0])["periods"]]
+    assert len(labels) == len(hours) and labels == sorted(labels)
+
+    async def not_written(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(SqlAnalyticsRepository, "usage_by_hour_written", not_written)
+    for (who, site), mine in zip(asked, written, strict=True):
+        assert mine == (await analytics.usage(PRINCIPALS[who], *span, "hour", site, None)).model_dump_json(), who
