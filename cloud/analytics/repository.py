@@ -624,7 +624,9 @@ class SqlAnalyticsRepository:
         week or month, the period's first day."""
         day: Any = revenue_metrics.c.day
         if self._dialect is postgresql and unit in ("week", "month"):
-            day = func.date_trunc(unit, revenue_metrics.c.day).label("day")
+            # truncated as a timestamp without time zone: a date's period needs none (as a timestamptz,
+            # each of a year's rows would be converted in the session's zone and back)
+            day = func.date_trunc(unit, cast(revenue_metrics.c.day, TIMESTAMP)).label("day")
         query = (select(revenue_metrics.c.site_id, revenue_metrics.c.currency, day,
                         revenue_metrics.c.kind, revenue_metrics.c.component,
                         func.sum(revenue_metrics.c.amount_e4).label("amount_e4"),
@@ -633,7 +635,7 @@ class SqlAnalyticsRepository:
                         revenue_metrics.c.day <= last)
                  .group_by(revenue_metrics.c.site_id, revenue_metrics.c.currency, day,
                            revenue_metrics.c.kind, revenue_metrics.c.component))
-        return [dict(row) for row in (await self._session.execute(query)).mappings().all()]
+        return await self._dicts(query)
 
     async def registered_vehicles(self) -> list[VehicleGroup]:
         """Registered vehicles (every site's) grouped by type, make and battery band (the kept counts; a
