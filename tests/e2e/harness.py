@@ -105,9 +105,18 @@ class System:
         assert answer.status_code == 200, answer.text
         self.headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM to every running process at once (the last started first), then wait for each: they
+        shut down side by side, not one after the other. One still running after ``grace`` is killed."""
+        running = [p for p in reversed(self.processes) if p.popen.poll() is None]
+        for process in running:
+            process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in running:
+            try:
+                process.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.processes)
