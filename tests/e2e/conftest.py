@@ -86,11 +86,12 @@ def production(folder: Path, *, mqtt_port: int, amqp_url: str, name: str, site_f
         system.start(service, ["serve", service], env, folder)
         for replica in range(2, (replicas or {}).get(service, 1) + 1):
             system.start(f"{service}-{replica}", ["serve", service, "--port", str(services.free_port())], env, folder)
+    system.services = [f"http://127.0.0.1:{ports[service]}" for service in REGISTERED if service != "gateway"]
     if site_file is not None:
         (folder / "site.toml").write_text(site_file.format(root=root, mqtt_port=mqtt_port))
-        system.start("edge", ["edge", "--config", str(folder / "site.toml")], env, folder)
+        system.after_ready.append(("edge", ["edge", "--config", str(folder / "site.toml")], env, folder))
     else:
-        system.start("edge", ["edge"], env, folder)
+        system.after_ready.append(("edge", ["edge"], env, folder))
     return system
 
 
